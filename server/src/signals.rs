@@ -1,0 +1,148 @@
+//! Signal handlers and the process-wide state they share with the main loop.
+//!
+//! Owns SIGCHLD, SIGINT and SIGTERM dispositions for each reaper strategy.
+//! A handler here does only async-signal-safe work: `waitpid`, `write` to the wake
+//! pipe, `getpid`, atomics, and saving/restoring errno. It must never print,
+//! allocate or lock.
+
+use std::io;
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
+
+use crate::Reaper;
+
+/// Children reaped by a SIGCHLD handler (loop/once modes).
+pub static REAPED: AtomicU64 = AtomicU64::new(0);
+/// SIGCHLD handler invocations: how many signals actually arrived.
+pub static SIGCHLD_COUNT: AtomicU64 = AtomicU64::new(0);
+/// Set by SIGINT/SIGTERM: stop accepting and shut down.
+pub static SHUTDOWN: AtomicBool = AtomicBool::new(false);
+/// Write end of the wake pipe, -1 before install.
+static WAKE_FD: AtomicI32 = AtomicI32::new(-1);
+/// When set, the SIGCHLD handler also wakes the main loop. Only the cap and
+/// shutdown need that, so a normal burst pays no extra `write` per exit.
+pub static WAKE_ON_CHILD: AtomicBool = AtomicBool::new(false);
+/// The server's pid: a forked child that inherited our handlers must not act on
+/// the parent's behalf (see `on_term`).
+static SERVER_PID: AtomicI32 = AtomicI32::new(0);
+
+/// Runs `f` with errno saved and restored, as every handler must: the main loop
+/// may be between a failing system call and its read of errno.
+fn preserving_errno(f: impl FnOnce()) {
+    // SAFETY: __errno_location returns this thread's errno slot, always valid.
+    let saved = unsafe { *libc::__errno_location() };
+    f();
+    // SAFETY: as above.
+    unsafe { *libc::__errno_location() = saved };
+}
+
+fn wake() {
+    let fd = WAKE_FD.load(Ordering::Relaxed);
+    if fd >= 0 {
+        let byte = 1u8;
+        // SAFETY: write is async-signal-safe; a full pipe (EAGAIN) is fine, since
+        // one pending byte is enough to wake the loop.
+        unsafe { libc::write(fd, (&raw const byte).cast(), 1) };
+    }
+}
+
+/// The article's fix (webserver3g): reap until nothing is left, because one
+/// signal may stand for many exits.
+extern "C" fn on_chld_loop(_: libc::c_int) {
+    preserving_errno(|| {
+        SIGCHLD_COUNT.fetch_add(1, Ordering::Relaxed);
+        let mut status = 0;
+        // SAFETY: waitpid is async-signal-safe; status is a valid local.
+        while unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) } > 0 {
+            REAPED.fetch_add(1, Ordering::Relaxed);
+        }
+        if WAKE_ON_CHILD.load(Ordering::Relaxed) {
+            wake();
+        }
+    });
+}
+
+/// BROKEN ON PURPOSE (webserver3e/3f): one wait per signal. Pending signals of one
+/// kind are not queued, so exits that coalesce into one signal leave zombies.
+/// WNOHANG instead of the article's blocking `wait()` so that a stale signal
+/// cannot freeze the server; the leak is the same.
+extern "C" fn on_chld_once(_: libc::c_int) {
+    preserving_errno(|| {
+        SIGCHLD_COUNT.fetch_add(1, Ordering::Relaxed);
+        let mut status = 0;
+        // SAFETY: waitpid is async-signal-safe; status is a valid local.
+        if unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) } > 0 {
+            REAPED.fetch_add(1, Ordering::Relaxed);
+        }
+        if WAKE_ON_CHILD.load(Ordering::Relaxed) {
+            wake();
+        }
+    });
+}
+
+extern "C" fn on_term(sig: libc::c_int) {
+    preserving_errno(|| {
+        // SAFETY: getpid is async-signal-safe.
+        if unsafe { libc::getpid() } != SERVER_PID.load(Ordering::Relaxed) {
+            // A child inherited this handler across fork. Resetting it in every
+            // child would cost each connection two system calls, so instead the
+            // child takes the default action here: it dies of the signal.
+            // SAFETY: signal and raise are async-signal-safe.
+            unsafe {
+                libc::signal(sig, libc::SIG_DFL);
+                libc::raise(sig);
+            }
+            return;
+        }
+        SHUTDOWN.store(true, Ordering::SeqCst);
+        wake();
+    });
+}
+
+fn set_handler(
+    sig: libc::c_int,
+    handler: libc::sighandler_t,
+    flags: libc::c_int,
+) -> io::Result<()> {
+    // SAFETY: sigaction is plain data; zeroed is a valid empty action.
+    let mut action: libc::sigaction = unsafe { std::mem::zeroed() };
+    action.sa_sigaction = handler;
+    action.sa_flags = flags;
+    // SAFETY: sa_mask is a valid sigset_t inside action.
+    unsafe { libc::sigemptyset(&mut action.sa_mask) };
+    // SAFETY: action is fully initialised; a null old-action pointer is allowed.
+    if unsafe { libc::sigaction(sig, &action, std::ptr::null_mut()) } == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Installs the handlers for `reaper`. `restart` chooses SA_RESTART: without it a
+/// blocking `accept` fails with EINTR when a child exits (webserver3e's crash).
+pub fn install(reaper: Reaper, wake_fd: i32, restart: bool) -> io::Result<()> {
+    // SAFETY: getpid is always safe.
+    SERVER_PID.store(unsafe { libc::getpid() }, Ordering::Relaxed);
+    WAKE_FD.store(wake_fd, Ordering::Relaxed);
+    let restart = if restart { libc::SA_RESTART } else { 0 };
+    let term = on_term as extern "C" fn(libc::c_int) as libc::sighandler_t;
+    set_handler(libc::SIGTERM, term, restart)?;
+    set_handler(libc::SIGINT, term, restart)?;
+    // SA_NOCLDSTOP: stopped/continued children are not exits and must not be
+    // "reaped" by the once handler's single wait.
+    let chld_flags = restart | libc::SA_NOCLDSTOP;
+    match reaper {
+        Reaper::Loop => set_handler(
+            libc::SIGCHLD,
+            on_chld_loop as extern "C" fn(libc::c_int) as libc::sighandler_t,
+            chld_flags,
+        ),
+        Reaper::Once => set_handler(
+            libc::SIGCHLD,
+            on_chld_once as extern "C" fn(libc::c_int) as libc::sighandler_t,
+            chld_flags,
+        ),
+        Reaper::Ignore => set_handler(libc::SIGCHLD, libc::SIG_IGN, 0),
+        // None: the default disposition, so children stay zombies. Signalfd: the
+        // signal is blocked and read from a signalfd by the main loop.
+        Reaper::None | Reaper::Signalfd => set_handler(libc::SIGCHLD, libc::SIG_DFL, 0),
+    }
+}

@@ -1,0 +1,223 @@
+//! Command-line surface: what clap parses, one `Args` struct per command.
+//!
+//! Owns flag names, defaults and `--help` text. Flag names are a contract that
+//! users' scripts rely on (../shared/DESIGN.md): add flags, never rename them.
+//! Must never do work: validation that needs more than a parse lives in each
+//! command's `Config::from_args`.
+
+use std::time::Duration;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// Load-test and zombie-audit toolkit for servers that fork.
+///
+/// Start the forking server (`serve`), hit it with many simultaneous connections
+/// (`blast`), look for defunct children it left behind (`audit`), or do all three
+/// as one CI job (`smoke`).
+#[derive(Debug, Parser)]
+#[command(name = "lsbaws", version, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the forking reaper server: one child process per connection.
+    Serve(ServeArgs),
+    /// Open many simultaneous connections and report what happened.
+    Blast(BlastArgs),
+    /// Find defunct (zombie) children of a process in /proc.
+    Audit(AuditArgs),
+    /// Start a server, blast it, audit it: the CI job in one command.
+    Smoke(SmokeArgs),
+}
+
+/// How the server reaps its children. Teaching modes are broken on purpose.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ReaperArg {
+    /// SIGCHLD handler loops `waitpid(-1, WNOHANG)` until nothing is left (the article's fix).
+    Loop,
+    /// BROKEN ON PURPOSE: one wait per SIGCHLD. Signals of one kind are not queued, so a
+    /// burst of exits delivers fewer signals than children and zombies are left behind.
+    Once,
+    /// BROKEN ON PURPOSE: never reap. Every connection leaves a zombie.
+    None,
+    /// SIGCHLD set to SIG_IGN: the kernel reaps, exit statuses are lost.
+    Ignore,
+    /// The signal only wakes the main loop (signalfd), which reaps, tracks its own pids
+    /// and logs exit statuses, as tini, dumb-init and gunicorn do.
+    Signalfd,
+}
+
+/// What `accept` does when a signal interrupts it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OnEintrArg {
+    /// Restart the accept (what std and SA_RESTART do).
+    Retry,
+    /// BROKEN ON PURPOSE: handler without SA_RESTART and a raw blocking accept that exits
+    /// on EINTR, reproducing the article's webserver3e crash. Needs `--reaper loop|once`.
+    Fail,
+}
+
+/// Run the forking reaper server.
+///
+/// Prints one ready line on stdout, `Serving HTTP on <ip>:<port> (pid <pid>, reaper
+/// <mode>)`, then forks a child per connection. Each child reads one request, answers
+/// `Hello, World!`, logs one line and exits. SIGINT/SIGTERM stop it gracefully and
+/// print a one-line summary.
+#[derive(Debug, clap::Args)]
+#[command(after_help = "Reaper modes:\n  \
+    loop      correct: the article's waitpid(-1, WNOHANG) loop in the SIGCHLD handler\n  \
+    signalfd  correct: reaping in the main loop, exit statuses logged\n  \
+    ignore    correct: SIGCHLD = SIG_IGN, the kernel reaps\n  \
+    once      BROKEN ON PURPOSE: one wait per SIGCHLD leaks zombies under a burst\n  \
+    none      BROKEN ON PURPOSE: never reaps, one zombie per connection\n\n\
+    Try: lsbaws serve --reaper once & lsbaws blast --max-clients 128; lsbaws audit --pid <pid>")]
+pub struct ServeArgs {
+    /// Address to listen on; port 0 picks a free port (the ready line shows it).
+    #[arg(long, default_value = "127.0.0.1:8888", value_name = "ADDR")]
+    pub bind: String,
+
+    /// How children are reaped.
+    #[arg(long, value_enum, default_value_t = ReaperArg::Loop, value_name = "MODE")]
+    pub reaper: ReaperArg,
+
+    /// What accept does when interrupted by a signal.
+    #[arg(long, value_enum, default_value_t = OnEintrArg::Retry, value_name = "MODE")]
+    pub on_eintr: OnEintrArg,
+
+    /// Listen backlog (the kernel caps it at net.core.somaxconn).
+    #[arg(long, default_value_t = 1024, value_name = "N")]
+    pub backlog: u32,
+
+    /// The child sleeps this long after responding (webserver3e's `time.sleep(3)`).
+    #[arg(long, default_value = "0s", value_parser = parse_duration, value_name = "DURATION")]
+    pub delay: Duration,
+
+    /// Live-children cap: at the cap the parent stops accepting until one exits.
+    #[arg(long, value_name = "N")]
+    pub max_children: Option<u32>,
+
+    /// A child gives up on a client that has not sent a whole request by then.
+    #[arg(long, default_value = "10s", value_parser = parse_duration, value_name = "DURATION")]
+    pub read_timeout: Duration,
+
+    /// On SIGINT/SIGTERM, wait this long for children before killing them.
+    #[arg(long, default_value = "5s", value_parser = parse_duration, value_name = "DURATION")]
+    pub grace: Duration,
+
+    /// No per-request log lines (the ready and summary lines are still printed).
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+/// Open many simultaneous connections and report what happened.
+#[derive(Debug, clap::Args)]
+pub struct BlastArgs {
+    /// Target URL (http only).
+    #[arg(default_value = "http://127.0.0.1:8888/hello")]
+    pub url: String,
+
+    /// Clients released at the same instant.
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    pub max_clients: u64,
+
+    /// Connections each client makes, one after another.
+    #[arg(long, default_value_t = 1, value_name = "M")]
+    pub max_conns: u64,
+
+    /// Loop each client until this much time has passed, instead of --max-conns.
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    pub duration: Option<Duration>,
+
+    /// Tokio worker threads (default: the number of cores).
+    #[arg(long, value_name = "T")]
+    pub threads: Option<usize>,
+
+    /// Bound on each connection: connect, write and read.
+    #[arg(long, default_value = "10s", value_parser = parse_duration, value_name = "DURATION")]
+    pub timeout: Duration,
+
+    /// Exit 1 only when more connections than this fail.
+    #[arg(long, default_value_t = 0, value_name = "K")]
+    pub max_errors: u64,
+
+    /// Print one JSON object instead of the table.
+    #[arg(long)]
+    pub json: bool,
+
+    /// No progress bar.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+/// Find defunct (zombie) children of a process in /proc.
+#[derive(Debug, clap::Args)]
+pub struct AuditArgs {
+    /// The process whose children are audited.
+    #[arg(long, value_name = "PID", required_unless_present = "all")]
+    pub pid: Option<i32>,
+
+    /// All descendants, not only direct children.
+    #[arg(long)]
+    pub tree: bool,
+
+    /// Every zombie on the machine, grouped by parent.
+    #[arg(long)]
+    pub all: bool,
+
+    /// Print one JSON object instead of the table.
+    #[arg(long)]
+    pub json: bool,
+
+    /// Exit 1 only when more zombies than this are found.
+    #[arg(long, default_value_t = 0, value_name = "Z")]
+    pub max_zombies: u64,
+}
+
+/// Start a server, blast it, audit it: the CI job in one command.
+#[derive(Debug, clap::Args)]
+pub struct SmokeArgs {
+    /// Clients released at the same instant.
+    #[arg(long, default_value_t = 128, value_name = "N")]
+    pub max_clients: u64,
+
+    /// Reaper of the built-in server (ignored with a server command).
+    #[arg(long, value_enum, default_value_t = ReaperArg::Loop, value_name = "MODE")]
+    pub reaper: ReaperArg,
+
+    /// Server command to test instead of the built-in server; `{port}` is replaced by a
+    /// free loopback port.
+    #[arg(last = true, value_name = "SERVER COMMAND")]
+    pub command: Vec<String>,
+}
+
+/// Parses human durations: `250ms`, `2s`, `1m 30s`. A bare number means seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    if let Ok(secs) = s.parse::<f64>() {
+        return Duration::try_from_secs_f64(secs).map_err(|e| format!("{s:?}: {e}"));
+    }
+    humantime::parse_duration(s).map_err(|e| format!("{s:?}: {e} (try 500ms, 2s, 1m)"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_units_and_bare_seconds() {
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("2"), Ok(Duration::from_secs(2)));
+        assert_eq!(parse_duration("1.5"), Ok(Duration::from_millis(1500)));
+        assert!(parse_duration("-1").is_err());
+        assert!(parse_duration("soon").is_err());
+    }
+
+    #[test]
+    fn cli_is_well_formed() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

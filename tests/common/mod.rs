@@ -1,0 +1,288 @@
+//! Shared test support: run the real `lsbaws` binary, own the processes a test
+//! starts, and read /proc directly (so serve's tests do not depend on `audit`).
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// Path of the binary under test.
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_lsbaws")
+}
+
+/// Runs `lsbaws ARGS` to completion with a time bound; returns (status, stdout, stderr).
+pub fn lsbaws(args: &[&str], limit: Duration) -> (ExitStatus, String, String) {
+    let child = Command::new(bin())
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn lsbaws");
+    let mut guard = ProcGuard::new(child);
+    let status = guard
+        .wait_timeout(limit)
+        .unwrap_or_else(|| panic!("lsbaws {args:?} did not finish in {limit:?}"));
+    let mut out = String::new();
+    let mut err = String::new();
+    let child = guard.child.as_mut().expect("child");
+    child
+        .stdout
+        .take()
+        .expect("stdout")
+        .read_to_string(&mut out)
+        .expect("read stdout");
+    child
+        .stderr
+        .take()
+        .expect("stderr")
+        .read_to_string(&mut err)
+        .expect("read stderr");
+    (status, out, err)
+}
+
+/// Owns a child process: on drop (also when the test panics) it is killed by pid
+/// and reaped, so no test leaves a process or a zombie behind.
+pub struct ProcGuard {
+    pub child: Option<Child>,
+}
+
+impl ProcGuard {
+    pub fn new(child: Child) -> Self {
+        ProcGuard { child: Some(child) }
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.as_ref().map_or(0, |c| c.id() as i32)
+    }
+
+    /// Waits up to `limit` for exit; None if it is still running.
+    pub fn wait_timeout(&mut self, limit: Duration) -> Option<ExitStatus> {
+        let child = self.child.as_mut()?;
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = child.try_wait().expect("try_wait") {
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    pub fn signal(&self, sig: i32) {
+        let pid = self.pid();
+        assert!(pid > 0);
+        let status = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(pid.to_string())
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{sig} {pid}");
+    }
+}
+
+impl Drop for ProcGuard {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            if child.try_wait().ok().flatten().is_none() {
+                let _ = child.kill();
+            }
+            let _ = child.wait();
+        }
+    }
+}
+
+/// A running `lsbaws serve`: its address, pid, and everything it printed.
+pub struct Server {
+    pub guard: ProcGuard,
+    pub addr: SocketAddr,
+    stdout: Arc<Mutex<String>>,
+    stderr: Arc<Mutex<String>>,
+    readers: Vec<JoinHandle<()>>,
+}
+
+fn pump(stream: impl Read + Send + 'static, sink: Arc<Mutex<String>>) -> JoinHandle<()> {
+    std::thread::spawn(move || {
+        let mut reader = BufReader::new(stream);
+        let mut line = String::new();
+        while reader.read_line(&mut line).unwrap_or(0) > 0 {
+            sink.lock().expect("lock").push_str(&line);
+            line.clear();
+        }
+    })
+}
+
+impl Server {
+    /// Starts `lsbaws serve --bind 127.0.0.1:0 ARGS` and waits for its ready line.
+    pub fn start(args: &[&str]) -> Server {
+        Self::start_with(
+            Command::new(bin())
+                .arg("serve")
+                .arg("--bind")
+                .arg("127.0.0.1:0")
+                .args(args),
+        )
+    }
+
+    /// Starts a prepared command whose first stdout line is serve's ready line.
+    pub fn start_with(cmd: &mut Command) -> Server {
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn lsbaws serve");
+        let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
+        let stderr = child.stderr.take().expect("stderr");
+        let guard = ProcGuard::new(child);
+        let mut ready = String::new();
+        stdout.read_line(&mut ready).expect("read ready line");
+        let addr = parse_ready(&ready).unwrap_or_else(|| panic!("no ready line, got {ready:?}"));
+        assert!(
+            ready.contains(&format!("(pid {}, reaper ", guard.pid())),
+            "{ready}"
+        );
+        let out = Arc::new(Mutex::new(ready));
+        let err = Arc::new(Mutex::new(String::new()));
+        // Drain both pipes so children never block writing their log lines.
+        let readers = vec![pump(stdout, out.clone()), pump(stderr, err.clone())];
+        Server {
+            guard,
+            addr,
+            stdout: out,
+            stderr: err,
+            readers,
+        }
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.guard.pid()
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}/hello", self.addr)
+    }
+
+    /// Sends SIGTERM and waits (bounded) for exit; returns status and all output.
+    pub fn stop(mut self, limit: Duration) -> (ExitStatus, String, String) {
+        self.guard.signal(15);
+        let status = self
+            .guard
+            .wait_timeout(limit)
+            .unwrap_or_else(|| panic!("serve did not exit within {limit:?} of SIGTERM"));
+        for r in self.readers.drain(..) {
+            let _ = r.join();
+        }
+        let out = self.stdout.lock().expect("lock").clone();
+        let err = self.stderr.lock().expect("lock").clone();
+        (status, out, err)
+    }
+
+    pub fn stdout(&self) -> String {
+        self.stdout.lock().expect("lock").clone()
+    }
+
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().expect("lock").clone()
+    }
+}
+
+/// `Serving HTTP on 127.0.0.1:41234 (pid 99, reaper loop)` → the address.
+pub fn parse_ready(line: &str) -> Option<SocketAddr> {
+    line.strip_prefix("Serving HTTP on ")?
+        .split(' ')
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// Sends `request` and reads until the server closes; returns the response text.
+pub fn exchange(addr: SocketAddr, request: &[u8]) -> String {
+    let mut conn = TcpStream::connect(addr).expect("connect");
+    conn.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    conn.write_all(request).expect("write request");
+    let mut response = Vec::new();
+    let _ = conn.read_to_end(&mut response);
+    String::from_utf8_lossy(&response).into_owned()
+}
+
+/// The contract's reply to a valid request.
+pub const HELLO: &str = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 14\r\nConnection: close\r\n\r\nHello, World!\n";
+
+/// Opens `n` connections at once (one thread each, released together), sends a
+/// GET on each and returns every response.
+pub fn burst(addr: SocketAddr, n: usize) -> Vec<String> {
+    let barrier = Arc::new(std::sync::Barrier::new(n));
+    let handles: Vec<_> = (0..n)
+        .map(|_| {
+            let barrier = barrier.clone();
+            std::thread::spawn(move || {
+                barrier.wait();
+                exchange(addr, b"GET /hello HTTP/1.1\r\nHost: test\r\n\r\n")
+            })
+        })
+        .collect();
+    handles
+        .into_iter()
+        .map(|h| h.join().expect("client thread"))
+        .collect()
+}
+
+/// (pid, state) of each child of `pid`, read from /proc/*/stat (a full scan:
+/// the `children` file can miss children that are exiting).
+pub fn children_of(pid: i32) -> Vec<(i32, char)> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc").expect("read /proc").flatten() {
+        let Some(child) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{child}/stat")) else {
+            continue;
+        };
+        let Some((_, rest)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        let mut fields = rest.split_ascii_whitespace();
+        let state = fields.next().and_then(|s| s.chars().next()).unwrap_or('?');
+        let ppid: i32 = fields.next().and_then(|s| s.parse().ok()).unwrap_or(0);
+        if ppid == pid {
+            out.push((child, state));
+        }
+    }
+    out
+}
+
+pub fn zombies_of(pid: i32) -> usize {
+    children_of(pid).iter().filter(|(_, s)| *s == 'Z').count()
+}
+
+/// Polls until `cond` holds or `limit` passes; returns whether it held.
+pub fn eventually(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Whether a process with this pid exists (zombies count as existing).
+pub fn alive(pid: i32) -> bool {
+    std::path::Path::new(&format!("/proc/{pid}")).exists()
+}

@@ -1,0 +1,8 @@
+//! The one integration test binary: real `lsbaws` processes, real sockets on
+//! loopback, real /proc.
+
+mod audit;
+mod blast;
+mod common;
+mod serve;
+mod smoke;
