@@ -58,19 +58,18 @@ pub fn config(args: &ServeArgs) -> anyhow::Result<Config> {
 pub fn run(args: &ServeArgs) -> anyhow::Result<Outcome> {
     let config = config(args)?;
     let listener = lsbaws_server::bind(&args.bind, args.backlog)?;
-    let addr = listener.local_addr().context("reading the bound address")?;
-    {
+    let summary = lsbaws_server::run(listener, &config, |addr| {
+        // Flushed before the first fork, or every child would inherit (and
+        // could print again) a buffered copy of it.
         let mut out = std::io::stdout().lock();
         writeln!(
             out,
             "Serving HTTP on {addr} (pid {}, reaper {})",
             std::process::id(),
             config.reaper
-        )
-        .and_then(|()| out.flush())
-        .context("writing the ready line")?;
-    }
-    let summary = lsbaws_server::run(listener, &config)?;
+        )?;
+        out.flush()
+    })?;
     let mut out = std::io::stdout().lock();
     writeln!(out, "{summary}")
         .and_then(|()| out.flush())

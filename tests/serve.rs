@@ -90,7 +90,9 @@ fn once_reaper_leaks_zombies_under_a_burst() {
 /// webserver3e's crash: a child's SIGCHLD interrupts the blocking accept.
 #[test]
 fn on_eintr_fail_exits_with_the_eintr_message() {
-    let mut server = Server::start(&["--quiet", "--on-eintr", "fail"]);
+    // The child sleeps so that it exits while the parent is blocked in accept,
+    // as webserver3e's `time.sleep(3)` made sure.
+    let mut server = Server::start(&["--quiet", "--on-eintr", "fail", "--delay", "300ms"]);
     assert_eq!(exchange(server.addr, b"GET / HTTP/1.1\r\n\r\n"), HELLO);
     let status = server
         .guard

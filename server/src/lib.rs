@@ -204,7 +204,15 @@ pub fn bind(addr: &str, backlog: u32) -> Result<TcpListener, Error> {
 static RUNNING: AtomicBool = AtomicBool::new(false);
 
 /// Serves `listener` until SIGINT/SIGTERM, then shuts down gracefully.
-pub fn run(listener: TcpListener, config: &Config) -> Result<Summary, Error> {
+///
+/// `ready` is called once everything is set up (handlers installed, timeouts
+/// set on the listener) and before the first accept: the place to announce the
+/// address, so that no client can arrive before the server is fully armed.
+pub fn run(
+    listener: TcpListener,
+    config: &Config,
+    ready: impl FnOnce(SocketAddr) -> io::Result<()>,
+) -> Result<Summary, Error> {
     if RUNNING.swap(true, Ordering::SeqCst) {
         return Err(Error::AlreadyRunning);
     }
@@ -230,6 +238,10 @@ pub fn run(listener: TcpListener, config: &Config) -> Result<Summary, Error> {
     signals::install(config.reaper, wake_w.as_raw_fd(), !blocking)
         .map_err(setup("installing signal handlers"))?;
 
+    let addr = listener
+        .local_addr()
+        .map_err(setup("reading the bound address"))?;
+    ready(addr).map_err(setup("announcing the server"))?;
     let mut server = Server {
         config,
         listener: Some(listener),
