@@ -110,6 +110,29 @@ pub struct ServeArgs {
     /// No per-request log lines (the ready and summary lines are still printed).
     #[arg(long, short)]
     pub quiet: bool,
+
+    /// Run PROGRAM for every request as CGI (RFC 3875) instead of the canned reply:
+    /// the request in environment variables and stdin, its output as the response.
+    /// A WSGI app runs under `wsgiref.handlers.CGIHandler().run(app)`.
+    #[arg(long, value_name = "PROGRAM")]
+    pub cgi: Option<std::path::PathBuf>,
+
+    /// An argument for the CGI program (repeatable).
+    #[arg(long, value_name = "ARG", requires = "cgi", allow_hyphen_values = true)]
+    pub cgi_arg: Vec<std::ffi::OsString>,
+
+    /// A CGI program still running after this is killed, with its process group (504).
+    #[arg(long, default_value = "30s", value_parser = parse_duration, value_name = "DURATION")]
+    pub cgi_timeout: Duration,
+
+    /// Pass this variable of the server's environment to the CGI program
+    /// (repeatable; only PATH is passed otherwise).
+    #[arg(long, value_name = "NAME", requires = "cgi")]
+    pub cgi_env: Vec<String>,
+
+    /// Largest request body handed to the CGI program, in bytes (413 above).
+    #[arg(long, default_value_t = 16 * 1024 * 1024, value_name = "BYTES")]
+    pub cgi_max_body: u64,
 }
 
 /// Open many simultaneous connections and report what happened.

@@ -6,7 +6,10 @@
 use std::io::Write;
 
 use anyhow::Context;
-use lsbaws_server::{Config, OnEintr, Reaper};
+use std::ffi::OsString;
+use std::path::Path;
+
+use lsbaws_server::{Cgi, Config, OnEintr, Reaper};
 
 use crate::Outcome;
 use crate::cli::{OnEintrArg, ReaperArg, ServeArgs};
@@ -44,6 +47,9 @@ pub fn config(args: &ServeArgs) -> anyhow::Result<Config> {
             "--on-eintr fail needs a SIGCHLD handler to interrupt accept: use it with --reaper loop or once"
         );
     }
+    if args.cgi.is_some() && args.cgi_timeout.is_zero() {
+        anyhow::bail!("--cgi-timeout must be more than 0");
+    }
     Ok(Config {
         reaper,
         on_eintr,
@@ -52,7 +58,36 @@ pub fn config(args: &ServeArgs) -> anyhow::Result<Config> {
         read_timeout: args.read_timeout,
         grace: args.grace,
         quiet: args.quiet,
+        cgi: args.cgi.as_ref().map(|program| cgi(program, args)),
     })
+}
+
+fn cgi(program: &Path, args: &ServeArgs) -> Cgi {
+    // A bare name that exists here means this file (as `--cgi app.py` reads),
+    // not a lookup in PATH; an absolute path keeps working after a `cd`.
+    let program = std::fs::canonicalize(program).unwrap_or_else(|_| program.to_path_buf());
+    if !program.is_file() {
+        // Not fatal: each request gets 502, which is what a user testing a
+        // broken deployment wants to see; but say it once, up front.
+        eprintln!(
+            "lsbaws: warning: CGI program {} not found; requests will get 502",
+            program.display()
+        );
+    }
+    let path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into());
+    let mut env = vec![(OsString::from("PATH"), path)];
+    for name in &args.cgi_env {
+        if let Some(value) = std::env::var_os(name) {
+            env.push((name.into(), value));
+        }
+    }
+    Cgi {
+        program,
+        args: args.cgi_arg.clone(),
+        timeout: args.cgi_timeout,
+        env,
+        max_body: args.cgi_max_body,
+    }
 }
 
 pub fn run(args: &ServeArgs) -> anyhow::Result<Outcome> {

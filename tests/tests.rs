@@ -3,6 +3,7 @@
 
 mod audit;
 mod blast;
+mod cgi;
 mod common;
 mod serve;
 mod smoke;

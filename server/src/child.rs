@@ -11,7 +11,7 @@ use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
 use crate::http::{self, Parse};
-use crate::{Config, sys};
+use crate::{Config, cgi, sys};
 
 /// How the exchange ended, for the log line.
 enum Outcome {
@@ -27,7 +27,7 @@ enum Outcome {
 /// be written, which is not worth a non-zero status either).
 pub fn serve(mut conn: TcpStream, peer: SocketAddr, config: &Config) -> i32 {
     let mut buf = [0u8; http::MAX_HEAD];
-    let (outcome, line_end) = exchange(&mut conn, &mut buf, config.read_timeout);
+    let (outcome, line_end) = exchange(&mut conn, &mut buf, peer, config);
     if !config.quiet {
         log(peer, &buf[..line_end], &outcome);
     }
@@ -40,10 +40,15 @@ pub fn serve(mut conn: TcpStream, peer: SocketAddr, config: &Config) -> i32 {
 
 /// Reads, parses and answers. Returns the outcome and the length of the request
 /// line in `buf` (for the log).
-fn exchange(conn: &mut TcpStream, buf: &mut [u8], read_timeout: Duration) -> (Outcome, usize) {
+fn exchange(
+    conn: &mut TcpStream,
+    buf: &mut [u8],
+    peer: SocketAddr,
+    config: &Config,
+) -> (Outcome, usize) {
     // The listener's SO_RCVTIMEO is inherited by the accepted socket, so the first
     // read is already bounded without a system call here.
-    let deadline = Instant::now() + read_timeout;
+    let deadline = Instant::now() + config.read_timeout;
     let mut len = 0;
     loop {
         let n = match conn.read(&mut buf[len..]) {
@@ -69,6 +74,10 @@ fn exchange(conn: &mut TcpStream, buf: &mut [u8], read_timeout: Duration) -> (Ou
         len += n;
         match http::parse(&buf[..len]) {
             Parse::Complete(req) => {
+                if let Some(cgi) = &config.cgi {
+                    let status = cgi::respond(conn, &buf[..len], &req, peer, cgi, deadline);
+                    return (Outcome::Answered(status), req.line.len());
+                }
                 let response = if req.method == b"HEAD" {
                     http::OK_HEAD
                 } else {

@@ -42,7 +42,7 @@ fn is_tchar(b: u8) -> bool {
 
 /// Finds the end of the head: the index just past the blank line, accepting
 /// `\n\n`, `\n\r\n` (and so `\r\n\r\n`).
-fn head_end(buf: &[u8]) -> Option<usize> {
+pub(crate) fn head_end(buf: &[u8]) -> Option<usize> {
     let mut i = 0;
     while let Some(off) = buf[i..].iter().position(|&b| b == b'\n') {
         let nl = i + off;
@@ -144,6 +144,17 @@ pub fn parse(buf: &[u8]) -> Parse<'_> {
     })
 }
 
+/// The header fields of a head that [`parse`] accepted: (name, trimmed value).
+pub fn headers(head: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
+    head.split(|&b| b == b'\n')
+        .skip(1)
+        .map(strip_cr)
+        .filter_map(|line| {
+            let colon = line.iter().position(|&b| b == b':')?;
+            Some((&line[..colon], line[colon + 1..].trim_ascii()))
+        })
+}
+
 /// The contract's reply to every valid request.
 pub const OK: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 14\r\nConnection: close\r\n\r\nHello, World!\n";
 /// [`OK`] without its body, for HEAD.
@@ -151,6 +162,10 @@ pub const OK_HEAD: &[u8] =
     b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 14\r\nConnection: close\r\n\r\n";
 pub const BAD_REQUEST: &[u8] = b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\nContent-Length: 12\r\nConnection: close\r\n\r\nBad Request\n";
 pub const TIMEOUT: &[u8] = b"HTTP/1.1 408 Request Timeout\r\nContent-Type: text/plain\r\nContent-Length: 16\r\nConnection: close\r\n\r\nRequest Timeout\n";
+pub const PAYLOAD_TOO_LARGE: &[u8] = b"HTTP/1.1 413 Content Too Large\r\nContent-Type: text/plain\r\nContent-Length: 18\r\nConnection: close\r\n\r\nContent Too Large\n";
+pub const LENGTH_REQUIRED: &[u8] = b"HTTP/1.1 411 Length Required\r\nContent-Type: text/plain\r\nContent-Length: 16\r\nConnection: close\r\n\r\nLength Required\n";
+pub const BAD_GATEWAY: &[u8] = b"HTTP/1.1 502 Bad Gateway\r\nContent-Type: text/plain\r\nContent-Length: 12\r\nConnection: close\r\n\r\nBad Gateway\n";
+pub const GATEWAY_TIMEOUT: &[u8] = b"HTTP/1.1 504 Gateway Timeout\r\nContent-Type: text/plain\r\nContent-Length: 16\r\nConnection: close\r\n\r\nGateway Timeout\n";
 pub const TOO_LARGE: &[u8] = b"HTTP/1.1 431 Request Header Fields Too Large\r\nContent-Type: text/plain\r\nContent-Length: 32\r\nConnection: close\r\n\r\nRequest Header Fields Too Large\n";
 
 #[cfg(test)]
@@ -180,6 +195,16 @@ mod tests {
         let r = complete(buf);
         assert_eq!(r.content_length, Some(5));
         assert_eq!(&buf[r.head_len..], b"hello");
+    }
+
+    #[test]
+    fn headers_iterate_trimmed_fields() {
+        let head = b"GET / HTTP/1.1\r\nHost:  a \r\nX-Y:b\n\r\n";
+        let got: Vec<_> = headers(head).collect();
+        assert_eq!(
+            got,
+            vec![(&b"Host"[..], &b"a"[..]), (&b"X-Y"[..], &b"b"[..])]
+        );
     }
 
     #[test]
@@ -234,7 +259,16 @@ mod tests {
 
     #[test]
     fn canned_responses_have_true_content_length() {
-        for resp in [OK, BAD_REQUEST, TIMEOUT, TOO_LARGE] {
+        for resp in [
+            OK,
+            BAD_REQUEST,
+            TIMEOUT,
+            TOO_LARGE,
+            PAYLOAD_TOO_LARGE,
+            LENGTH_REQUIRED,
+            BAD_GATEWAY,
+            GATEWAY_TIMEOUT,
+        ] {
             let r = std::str::from_utf8(resp).unwrap();
             let (head, body) = r.split_once("\r\n\r\n").unwrap();
             let len: usize = head

@@ -7,6 +7,7 @@
 //! - `signals` holds the SIGCHLD/SIGTERM handlers of each [`Reaper`] strategy.
 //! - `child` is what a forked child does with its one connection.
 //! - `http` is the tiny request parser and the canned responses.
+//! - `cgi` runs a program per request (`--cgi`), in the child.
 //! - `procs` lists this process's children from /proc for the shutdown.
 //! - `sys` wraps the system calls; with `signals` it holds all `unsafe` code.
 //!
@@ -14,6 +15,7 @@
 //! this crate never starts a thread, so `fork` is sound; it never depends on an
 //! async runtime; a child ends with `_exit` and never returns into the caller.
 
+mod cgi;
 mod child;
 pub mod http;
 mod procs;
@@ -28,6 +30,7 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+pub use cgi::Cgi;
 use signals::{REAPED, SHUTDOWN, SIGCHLD_COUNT, WAKE_ON_CHILD};
 
 /// How the server reaps its children.
@@ -94,6 +97,8 @@ pub struct Config {
     pub grace: Duration,
     /// No per-request log lines.
     pub quiet: bool,
+    /// Run this CGI program for every request instead of the canned reply.
+    pub cgi: Option<Cgi>,
 }
 
 impl Default for Config {
@@ -106,6 +111,7 @@ impl Default for Config {
             read_timeout: Duration::from_secs(10),
             grace: Duration::from_secs(5),
             quiet: false,
+            cgi: None,
         }
     }
 }

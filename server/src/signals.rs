@@ -146,3 +146,25 @@ pub fn install(reaper: Reaper, wake_fd: i32, restart: bool) -> io::Result<()> {
         Reaper::None | Reaper::Signalfd => set_handler(libc::SIGCHLD, libc::SIG_DFL, 0),
     }
 }
+
+/// Puts SIGCHLD back to the default and unblocks it, in a child that is about to
+/// start a program of its own: the parent's reaper (a handler, SIG_IGN or a
+/// blocked signal for signalfd) would otherwise steal or hide that program's
+/// exit status from the child's own `wait`, and SIG_IGN and the mask would even
+/// be inherited across `exec`.
+pub fn reset_sigchld() -> io::Result<()> {
+    set_handler(libc::SIGCHLD, libc::SIG_DFL, 0)?;
+    // SAFETY: sigset_t is plain data; sigemptyset initialises it before use.
+    let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: set is a valid sigset_t; the calls only write to it.
+    unsafe {
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGCHLD);
+    }
+    // SAFETY: set is initialised; a null old-set pointer is allowed.
+    let rc = unsafe { libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut()) };
+    if rc != 0 {
+        return Err(io::Error::from_raw_os_error(rc));
+    }
+    Ok(())
+}

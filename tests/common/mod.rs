@@ -206,7 +206,8 @@ pub fn parse_ready(line: &str) -> Option<SocketAddr> {
 /// Sends `request` and reads until the server closes; returns the response text.
 pub fn exchange(addr: SocketAddr, request: &[u8]) -> String {
     let mut conn = TcpStream::connect(addr).expect("connect");
-    conn.set_read_timeout(Some(Duration::from_secs(10)))
+    // Generous: a burst through a Python CGI app takes seconds on 2 cores.
+    conn.set_read_timeout(Some(Duration::from_secs(30)))
         .expect("timeout");
     conn.write_all(request).expect("write request");
     let mut response = Vec::new();
@@ -285,4 +286,22 @@ pub fn eventually(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
 /// Whether a process with this pid exists (zombies count as existing).
 pub fn alive(pid: i32) -> bool {
     std::path::Path::new(&format!("/proc/{pid}")).exists()
+}
+
+/// Every descendant of `pid` as (pid, state), from one full /proc scan.
+pub fn descendants_of(pid: i32) -> Vec<(i32, char)> {
+    let mut all = Vec::new();
+    let mut frontier = vec![pid];
+    while let Some(parent) = frontier.pop() {
+        for (child, state) in children_of(parent) {
+            frontier.push(child);
+            all.push((child, state));
+        }
+    }
+    all
+}
+
+/// Path of a file under tests/.
+pub fn fixture(rel: &str) -> String {
+    format!("{}/tests/{rel}", env!("CARGO_MANIFEST_DIR"))
 }

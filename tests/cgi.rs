@@ -1,0 +1,185 @@
+//! Integration tests of `lsbaws serve --cgi`: real programs run per request.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use crate::common::*;
+
+fn cgi_server(program: &str, extra: &[&str]) -> Server {
+    let program = fixture(program);
+    let mut args = vec!["--quiet", "--cgi", &program];
+    args.extend_from_slice(extra);
+    Server::start(&args)
+}
+
+fn body(response: &str) -> &str {
+    response.split_once("\r\n\r\n").map_or("", |(_, b)| b)
+}
+
+#[test]
+fn wsgi_app_sees_the_request() {
+    let server = cgi_server("cgi/wsgi_echo.py", &[]);
+    let reply = exchange(
+        server.addr,
+        b"POST /some/path?a=1&b=2 HTTP/1.1\r\nHost: x\r\nX-Test: yes\r\nProxy: evil\r\nContent-Length: 5\r\n\r\nhello",
+    );
+    assert!(reply.starts_with("HTTP/1.1 200 OK\r\n"), "{reply}");
+    assert!(reply.contains("\r\nContent-Length: "), "{reply}");
+    let body = body(&reply);
+    for want in [
+        "method=POST",
+        "path=/some/path",
+        "query=a=1&b=2",
+        "x-test=yes",
+        // httpoxy: a `Proxy:` request header must never become HTTP_PROXY.
+        "proxy=<unset>",
+        "body-len=5",
+    ] {
+        assert!(body.lines().any(|l| l == want), "{want} missing in {body}");
+    }
+    let (status, _, _) = server.stop(Duration::from_secs(10));
+    assert!(status.success());
+}
+
+#[test]
+fn a_one_megabyte_body_arrives_intact() {
+    let server = cgi_server("cgi/wsgi_echo.py", &[]);
+    let payload: Vec<u8> = (0..1024 * 1024).map(|i| (i * 7 % 251) as u8).collect();
+    let mut request = format!(
+        "POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n",
+        payload.len()
+    )
+    .into_bytes();
+    request.extend_from_slice(&payload);
+    let reply = exchange(server.addr, &request);
+    let sha = Command::new("sha256sum")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            c.stdin.take().expect("stdin").write_all(&payload)?;
+            c.wait_with_output()
+        })
+        .expect("sha256sum");
+    let want = String::from_utf8_lossy(&sha.stdout)
+        .split(' ')
+        .next()
+        .unwrap_or("")
+        .to_string();
+    assert!(
+        body(&reply).contains(&format!("body-sha256={want}")),
+        "{reply}"
+    );
+    assert!(body(&reply).contains("body-len=1048576"), "{reply}");
+    let (status, _, _) = server.stop(Duration::from_secs(10));
+    assert!(status.success());
+}
+
+/// 128 simultaneous requests through a real WSGI app: all answered, and no
+/// zombie anywhere in the server's process tree once they are done.
+#[test]
+fn a_burst_through_a_wsgi_app_leaves_no_zombie_at_any_level() {
+    let server = cgi_server("cgi/wsgi_echo.py", &[]);
+    let replies = burst(server.addr, 128);
+    let ok = replies
+        .iter()
+        .filter(|r| r.starts_with("HTTP/1.1 200 OK\r\n"))
+        .count();
+    assert_eq!(
+        ok,
+        128,
+        "{:?}",
+        replies.iter().find(|r| !r.starts_with("HTTP/1.1 200"))
+    );
+    let pid = server.pid();
+    assert!(
+        eventually(Duration::from_secs(20), || descendants_of(pid).is_empty()),
+        "left in the tree: {:?}",
+        descendants_of(pid)
+    );
+    let (status, out, _) = server.stop(Duration::from_secs(10));
+    assert!(status.success());
+    assert!(out.contains("0 zombies left"), "{out}");
+}
+
+#[test]
+fn status_and_location_headers_set_the_status() {
+    let server = cgi_server("cgi/status404.sh", &[]);
+    let reply = exchange(server.addr, b"GET / HTTP/1.1\r\n\r\n");
+    assert!(reply.starts_with("HTTP/1.1 404 Not Found\r\n"), "{reply}");
+    assert_eq!(body(&reply), "no such thing\n");
+    drop(server.stop(Duration::from_secs(10)));
+
+    let server = cgi_server("cgi/location.sh", &[]);
+    let reply = exchange(server.addr, b"GET / HTTP/1.1\r\n\r\n");
+    assert!(reply.starts_with("HTTP/1.1 302 Found\r\n"), "{reply}");
+    assert!(reply.contains("\r\nLocation: /x\r\n"), "{reply}");
+    drop(server.stop(Duration::from_secs(10)));
+}
+
+#[test]
+fn a_program_past_the_timeout_gets_504_and_is_killed() {
+    let dir = std::env::temp_dir().join(format!("lsbaws-cgi-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let pidfile = dir.join("pids");
+    let program = fixture("cgi/sleeper.sh");
+    let server = Server::start_with(
+        Command::new(bin())
+            .args([
+                "serve",
+                "--quiet",
+                "--bind",
+                "127.0.0.1:0",
+                "--cgi",
+                &program,
+            ])
+            .args(["--cgi-timeout", "1s", "--cgi-env", "LSBAWS_TEST_PIDFILE"])
+            .env("LSBAWS_TEST_PIDFILE", &pidfile),
+    );
+    let started = Instant::now();
+    let reply = exchange(server.addr, b"GET / HTTP/1.1\r\n\r\n");
+    let took = started.elapsed();
+    assert!(
+        reply.starts_with("HTTP/1.1 504 Gateway Timeout\r\n"),
+        "{reply}"
+    );
+    assert!(
+        took >= Duration::from_millis(900) && took < Duration::from_secs(5),
+        "{took:?}"
+    );
+    let pids = std::fs::read_to_string(&pidfile).expect("pidfile");
+    for pid in pids
+        .split_whitespace()
+        .map(|p| p.parse::<i32>().expect("pid"))
+    {
+        // Killed with its process group: the script and the sleep it started.
+        assert!(
+            eventually(Duration::from_secs(5), || !alive(pid)),
+            "CGI process {pid} survived"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    let (status, _, _) = server.stop(Duration::from_secs(10));
+    assert!(status.success());
+}
+
+#[test]
+fn missing_or_unrunnable_programs_get_502_and_the_server_keeps_serving() {
+    for program in ["cgi/does-not-exist", "cgi/not_executable.sh"] {
+        let server = cgi_server(program, &[]);
+        for _ in 0..2 {
+            let reply = exchange(server.addr, b"GET / HTTP/1.1\r\n\r\n");
+            assert!(
+                reply.starts_with("HTTP/1.1 502 Bad Gateway\r\n"),
+                "{program}: {reply}"
+            );
+        }
+        let (status, out, err) = server.stop(Duration::from_secs(10));
+        assert!(status.success(), "{program}");
+        assert!(out.contains("Shutdown: 2 connections served"), "{out}");
+        if program.contains("does-not-exist") {
+            assert!(err.contains("not found"), "{err}");
+        }
+    }
+}

@@ -1,0 +1,2 @@
+#!/bin/sh
+printf 'Location: /x\n\n'

@@ -1,0 +1,2 @@
+#!/bin/sh
+echo "this file has no exec bit, on purpose"
