@@ -111,6 +111,12 @@ pub struct ServeArgs {
     #[arg(long, short)]
     pub quiet: bool,
 
+    /// Become a child subreaper (prctl PR_SET_CHILD_SUBREAPER): orphaned
+    /// descendants, such as daemons a CGI program leaves behind, are re-parented
+    /// to the server, which reaps them and counts them as foreign, as tini -s does.
+    #[arg(long)]
+    pub subreaper: bool,
+
     /// Run PROGRAM for every request as CGI (RFC 3875) instead of the canned reply:
     /// the request in environment variables and stdin, its output as the response.
     /// A WSGI app runs under `wsgiref.handlers.CGIHandler().run(app)`.

@@ -59,6 +59,7 @@ pub fn config(args: &ServeArgs) -> anyhow::Result<Config> {
         grace: args.grace,
         quiet: args.quiet,
         cgi: args.cgi.as_ref().map(|program| cgi(program, args)),
+        subreaper: args.subreaper,
     })
 }
 

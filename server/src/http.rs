@@ -166,6 +166,7 @@ pub const PAYLOAD_TOO_LARGE: &[u8] = b"HTTP/1.1 413 Content Too Large\r\nContent
 pub const LENGTH_REQUIRED: &[u8] = b"HTTP/1.1 411 Length Required\r\nContent-Type: text/plain\r\nContent-Length: 16\r\nConnection: close\r\n\r\nLength Required\n";
 pub const BAD_GATEWAY: &[u8] = b"HTTP/1.1 502 Bad Gateway\r\nContent-Type: text/plain\r\nContent-Length: 12\r\nConnection: close\r\n\r\nBad Gateway\n";
 pub const GATEWAY_TIMEOUT: &[u8] = b"HTTP/1.1 504 Gateway Timeout\r\nContent-Type: text/plain\r\nContent-Length: 16\r\nConnection: close\r\n\r\nGateway Timeout\n";
+pub const UNAVAILABLE: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\nContent-Length: 20\r\nConnection: close\r\n\r\nService Unavailable\n";
 pub const TOO_LARGE: &[u8] = b"HTTP/1.1 431 Request Header Fields Too Large\r\nContent-Type: text/plain\r\nContent-Length: 32\r\nConnection: close\r\n\r\nRequest Header Fields Too Large\n";
 
 #[cfg(test)]
@@ -268,6 +269,7 @@ mod tests {
             LENGTH_REQUIRED,
             BAD_GATEWAY,
             GATEWAY_TIMEOUT,
+            UNAVAILABLE,
         ] {
             let r = std::str::from_utf8(resp).unwrap();
             let (head, body) = r.split_once("\r\n\r\n").unwrap();

@@ -22,7 +22,6 @@ mod procs;
 mod signals;
 mod sys;
 
-use std::collections::HashSet;
 use std::fmt;
 use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -31,7 +30,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 pub use cgi::Cgi;
-use signals::{REAPED, SHUTDOWN, SIGCHLD_COUNT, WAKE_ON_CHILD};
+use signals::{FOREIGN, REAPED, SHUTDOWN, SIGCHLD_COUNT, WAKE_ON_CHILD};
 
 /// How the server reaps its children.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -99,6 +98,9 @@ pub struct Config {
     pub quiet: bool,
     /// Run this CGI program for every request instead of the canned reply.
     pub cgi: Option<Cgi>,
+    /// Become a child subreaper: orphaned descendants (say, daemons a CGI
+    /// program started) are re-parented to the server, which must reap them.
+    pub subreaper: bool,
 }
 
 impl Default for Config {
@@ -112,6 +114,7 @@ impl Default for Config {
             grace: Duration::from_secs(5),
             quiet: false,
             cgi: None,
+            subreaper: false,
         }
     }
 }
@@ -157,7 +160,8 @@ pub struct Summary {
     pub killed: u64,
     /// Children that exited non-zero or died of a signal (signalfd logs them).
     pub abnormal_exits: u64,
-    /// Reaped processes this server never forked (signalfd only can tell).
+    /// Reaped processes this server never forked: children inherited across
+    /// `exec`, or orphans re-parented to it (`--subreaper`, PID 1).
     pub foreign_reaped: u64,
     /// Defunct children at exit: 0 unless the mode is `none` or `once`.
     pub zombies_left: u64,
@@ -243,6 +247,9 @@ pub fn run(
     };
     signals::install(config.reaper, wake_w.as_raw_fd(), !blocking)
         .map_err(setup("installing signal handlers"))?;
+    if config.subreaper {
+        signals::become_subreaper().map_err(setup("becoming a child subreaper"))?;
+    }
 
     let addr = listener
         .local_addr()
@@ -258,11 +265,9 @@ pub fn run(
         forked: 0,
         fork_failures: 0,
         peak: 0,
-        own: HashSet::new(),
-        main_reaped: 0,
         abnormal: 0,
-        foreign: 0,
-        backing_off: false,
+        accept_failing: false,
+        fork_failing: false,
     };
     server.accept_loop()?;
     Ok(server.shutdown())
@@ -289,22 +294,18 @@ struct Server<'a> {
     forked: u64,
     fork_failures: u64,
     peak: u64,
-    /// Signalfd mode: pids this server forked and has not reaped yet, to tell its
-    /// own children from foreign ones (re-parented orphans when it is a subreaper
-    /// or PID 1).
-    own: HashSet<libc::pid_t>,
-    /// Signalfd mode: own children reaped by the main loop.
-    main_reaped: u64,
+    /// Signalfd mode: own children that exited non-zero or died of a signal.
     abnormal: u64,
-    foreign: u64,
-    /// An accept or fork failure was logged and no success has happened since:
-    /// log once per burst, not once per failure.
-    backing_off: bool,
+    /// An accept failure was logged and no accept has succeeded since: log once
+    /// per burst, not once per failure.
+    accept_failing: bool,
+    /// The same for fork.
+    fork_failing: bool,
 }
 
 impl Server<'_> {
     fn reaped(&self) -> u64 {
-        REAPED.load(Ordering::Relaxed) + self.main_reaped
+        REAPED.load(Ordering::Relaxed)
     }
 
     /// Children forked and not yet reaped (alive or zombie).
@@ -342,7 +343,7 @@ impl Server<'_> {
             };
             match sys::accept(listener.as_fd()) {
                 Ok((conn, peer)) => {
-                    self.backing_off = false;
+                    self.accept_failing = false;
                     self.spawn(conn, peer);
                     since_reap += 1;
                     if self.sigfd.is_some() && since_reap >= REAP_EVERY {
@@ -362,7 +363,8 @@ impl Server<'_> {
                     // The client gave up before we accepted it: not our problem.
                     libc::ECONNABORTED | libc::EPROTO | libc::EPERM => {}
                     libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM => {
-                        self.back_off("accept", &e);
+                        let logged = std::mem::replace(&mut self.accept_failing, true);
+                        self.back_off("accept", &e, logged);
                     }
                     _ => return Err(Error::Accept(e)),
                 },
@@ -372,34 +374,50 @@ impl Server<'_> {
     }
 
     fn spawn(&mut self, conn: OwnedFd, peer: SocketAddr) {
-        match sys::fork() {
+        // SIGCHLD stays blocked from fork until the pid is marked as ours, or a
+        // child that exits at once could be reaped first and counted as foreign.
+        // Two cheap system calls beside a fork; the signal is held, not lost.
+        let counting = self.config.reaper != Reaper::Ignore && self.sigfd.is_none();
+        if counting {
+            let _ = signals::block_sigchld(true);
+        }
+        let forked = sys::fork();
+        if let Ok(sys::Fork::Parent(pid)) = forked {
+            signals::mark_own(pid);
+        }
+        if counting {
+            let _ = signals::block_sigchld(false);
+        }
+        match forked {
             Ok(sys::Fork::Child) => {
                 // The child must not keep the port open after the parent is gone.
                 drop(self.listener.take());
                 let code = child::serve(TcpStream::from(conn), peer, self.config);
                 sys::exit_now(code);
             }
-            Ok(sys::Fork::Parent(pid)) => {
+            Ok(sys::Fork::Parent(_)) => {
+                self.fork_failing = false;
                 drop(conn);
                 self.forked += 1;
-                if self.sigfd.is_some() {
-                    self.own.insert(pid);
-                }
                 self.peak = self.peak.max(self.unreaped());
             }
             Err(e) => {
+                // Best effort: a client told 503 knows to retry; one that reset
+                // already just gets the close.
+                let mut conn = TcpStream::from(conn);
+                let _ = std::io::Write::write_all(&mut conn, http::UNAVAILABLE);
                 drop(conn);
                 self.fork_failures += 1;
-                self.back_off("fork", &e);
+                let logged = std::mem::replace(&mut self.fork_failing, true);
+                self.back_off("fork", &e, logged);
             }
         }
     }
 
     /// Logs a resource failure once per burst and pauses briefly, so a full fd
     /// table or process table does not turn the parent into a busy loop.
-    fn back_off(&mut self, what: &str, e: &io::Error) {
-        if !self.backing_off {
-            self.backing_off = true;
+    fn back_off(&mut self, what: &str, e: &io::Error, logged: bool) {
+        if !logged {
             let msg = format!(
                 "lsbaws: {what} failed: {e}; backing off and retrying (logged once per burst)\n"
             );
@@ -447,12 +465,7 @@ impl Server<'_> {
             sys::drain(sigfd.as_fd());
         }
         while let Some((pid, status)) = sys::reap_one() {
-            let own = self.own.remove(&pid);
-            if own {
-                self.main_reaped += 1;
-            } else {
-                self.foreign += 1;
-            }
+            let own = signals::record_reap(pid);
             let clean = libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0;
             if !clean && own {
                 self.abnormal += 1;
@@ -513,8 +526,8 @@ impl Server<'_> {
         }
         if self.config.reaper == Reaper::Loop {
             // The handler reaps; this catches an exit whose signal is still pending.
-            while sys::reap_one().is_some() {
-                REAPED.fetch_add(1, Ordering::Relaxed);
+            while let Some((pid, _)) = sys::reap_one() {
+                signals::record_reap(pid);
             }
         }
         let zombies_left = procs::children().iter().filter(|c| c.zombie).count() as u64;
@@ -528,7 +541,7 @@ impl Server<'_> {
             sigchld: SIGCHLD_COUNT.load(Ordering::Relaxed),
             killed,
             abnormal_exits: self.abnormal,
-            foreign_reaped: self.foreign,
+            foreign_reaped: FOREIGN.load(Ordering::Relaxed),
             zombies_left,
         }
     }

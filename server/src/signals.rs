@@ -10,8 +10,15 @@ use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
 
 use crate::Reaper;
 
-/// Children reaped by a SIGCHLD handler (loop/once modes).
+/// Own children reaped (by a SIGCHLD handler or the signalfd main loop).
 pub static REAPED: AtomicU64 = AtomicU64::new(0);
+/// Reaped processes this server did not fork: children it inherited across
+/// `exec`, or orphans re-parented to it as a subreaper or PID 1.
+pub static FOREIGN: AtomicU64 = AtomicU64::new(0);
+/// One bit per possible pid (PID_MAX_LIMIT is 2^22 on 64-bit Linux), set while
+/// the pid is a child this server forked and has not reaped. Lets a handler tell
+/// own from foreign children without a lock; untouched pages cost nothing.
+static OWN: [AtomicU64; 1 << 16] = [const { AtomicU64::new(0) }; 1 << 16];
 /// SIGCHLD handler invocations: how many signals actually arrived.
 pub static SIGCHLD_COUNT: AtomicU64 = AtomicU64::new(0);
 /// Set by SIGINT/SIGTERM: stop accepting and shut down.
@@ -35,6 +42,54 @@ fn preserving_errno(f: impl FnOnce()) {
     unsafe { *libc::__errno_location() = saved };
 }
 
+fn slot(pid: libc::pid_t) -> Option<(&'static AtomicU64, u64)> {
+    let pid = usize::try_from(pid).ok()?;
+    Some((OWN.get(pid / 64)?, 1 << (pid % 64)))
+}
+
+/// Marks `pid` as a child this server forked. Called with SIGCHLD blocked, so
+/// that a child that exits at once cannot be reaped before it is marked.
+pub fn mark_own(pid: libc::pid_t) {
+    if let Some((word, bit)) = slot(pid) {
+        word.fetch_or(bit, Ordering::Relaxed);
+    }
+}
+
+/// Counts a reaped pid as own or foreign; returns whether it was own.
+/// Async-signal-safe (atomics only).
+pub fn record_reap(pid: libc::pid_t) -> bool {
+    let own =
+        slot(pid).is_some_and(|(word, bit)| word.fetch_and(!bit, Ordering::Relaxed) & bit != 0);
+    if own {
+        REAPED.fetch_add(1, Ordering::Relaxed);
+    } else {
+        FOREIGN.fetch_add(1, Ordering::Relaxed);
+    }
+    own
+}
+
+/// Blocks (true) or unblocks (false) SIGCHLD for this thread.
+pub fn block_sigchld(block: bool) -> io::Result<()> {
+    // SAFETY: sigset_t is plain data; sigemptyset initialises it before use.
+    let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: set is a valid sigset_t; the calls only write to it.
+    unsafe {
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGCHLD);
+    }
+    let how = if block {
+        libc::SIG_BLOCK
+    } else {
+        libc::SIG_UNBLOCK
+    };
+    // SAFETY: set is initialised; a null old-set pointer is allowed.
+    let rc = unsafe { libc::pthread_sigmask(how, &set, std::ptr::null_mut()) };
+    if rc != 0 {
+        return Err(io::Error::from_raw_os_error(rc));
+    }
+    Ok(())
+}
+
 fn wake() {
     let fd = WAKE_FD.load(Ordering::Relaxed);
     if fd >= 0 {
@@ -51,9 +106,13 @@ extern "C" fn on_chld_loop(_: libc::c_int) {
     preserving_errno(|| {
         SIGCHLD_COUNT.fetch_add(1, Ordering::Relaxed);
         let mut status = 0;
-        // SAFETY: waitpid is async-signal-safe; status is a valid local.
-        while unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) } > 0 {
-            REAPED.fetch_add(1, Ordering::Relaxed);
+        loop {
+            // SAFETY: waitpid is async-signal-safe; status is a valid local.
+            let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
+            if pid <= 0 {
+                break;
+            }
+            record_reap(pid);
         }
         if WAKE_ON_CHILD.load(Ordering::Relaxed) {
             wake();
@@ -70,8 +129,9 @@ extern "C" fn on_chld_once(_: libc::c_int) {
         SIGCHLD_COUNT.fetch_add(1, Ordering::Relaxed);
         let mut status = 0;
         // SAFETY: waitpid is async-signal-safe; status is a valid local.
-        if unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) } > 0 {
-            REAPED.fetch_add(1, Ordering::Relaxed);
+        let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
+        if pid > 0 {
+            record_reap(pid);
         }
         if WAKE_ON_CHILD.load(Ordering::Relaxed) {
             wake();
@@ -154,17 +214,15 @@ pub fn install(reaper: Reaper, wake_fd: i32, restart: bool) -> io::Result<()> {
 /// be inherited across `exec`.
 pub fn reset_sigchld() -> io::Result<()> {
     set_handler(libc::SIGCHLD, libc::SIG_DFL, 0)?;
-    // SAFETY: sigset_t is plain data; sigemptyset initialises it before use.
-    let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
-    // SAFETY: set is a valid sigset_t; the calls only write to it.
-    unsafe {
-        libc::sigemptyset(&mut set);
-        libc::sigaddset(&mut set, libc::SIGCHLD);
-    }
-    // SAFETY: set is initialised; a null old-set pointer is allowed.
-    let rc = unsafe { libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut()) };
-    if rc != 0 {
-        return Err(io::Error::from_raw_os_error(rc));
+    block_sigchld(false)
+}
+
+/// Makes this process a child subreaper: orphaned descendants are re-parented
+/// to it instead of to init, as tini's `-s` and PID 1 in a container do.
+pub fn become_subreaper() -> io::Result<()> {
+    // SAFETY: prctl(PR_SET_CHILD_SUBREAPER, 1) takes no pointers.
+    if unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) } == -1 {
+        return Err(io::Error::last_os_error());
     }
     Ok(())
 }
