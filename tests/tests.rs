@@ -5,5 +5,6 @@ mod audit;
 mod blast;
 mod cgi;
 mod common;
+mod faults;
 mod serve;
 mod smoke;
