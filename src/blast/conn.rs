@@ -1,0 +1,448 @@
+//! One request: connect (or reuse), write, read the whole response, classify.
+//!
+//! Owns the per-connection syscall budget and the small HTTP/1.x response reader
+//! (status line, Content-Length, chunked, or until EOF). Must never allocate per
+//! request beyond the client's reused buffer, set socket options the exchange
+//! does not need, or outlive its deadline.
+
+use std::io;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpSocket, TcpStream};
+use tokio::time::{Instant, timeout_at};
+
+use super::stats::{self, ErrorKind, Phase};
+
+/// Response heads larger than this are not what a load test expects.
+const MAX_HEAD: usize = 64 * 1024;
+/// Read size: a small reply arrives in one read, and 10 000 clients × this
+/// stays a few megabytes.
+const READ_CHUNK: usize = 2048;
+
+/// What the engine needs from the configuration for each request.
+pub struct Exchange<'a> {
+    pub addr: SocketAddr,
+    pub request: &'a [u8],
+    pub head_request: bool,
+    pub timeout: Duration,
+    pub connect_timeout: Duration,
+    pub keep_alive: bool,
+}
+
+/// A client's state carried from one request to the next.
+#[derive(Default)]
+pub struct ClientState {
+    /// A socket made before the start barrier, so the burst is only connects.
+    pub presocket: Option<io::Result<TcpSocket>>,
+    /// The open connection kept for the next request (`--keep-alive`).
+    pub conn: Option<TcpStream>,
+    /// Reused read buffer: one allocation per client, not per request.
+    pub buf: Vec<u8>,
+}
+
+/// A new unconnected socket for `addr`, with no options set: the exchange
+/// writes one small request, so Nagle and linger do not matter, and each
+/// setsockopt would be one more syscall per connection.
+pub fn socket_for(addr: SocketAddr) -> io::Result<TcpSocket> {
+    if addr.is_ipv4() {
+        TcpSocket::new_v4()
+    } else {
+        TcpSocket::new_v6()
+    }
+}
+
+/// Why an attempt ended without a complete response.
+enum Fail {
+    Error(ErrorKind),
+    /// `--connect-timeout` passed (the overall `--timeout` is caught outside).
+    ConnectTimeout,
+}
+
+impl From<io::Error> for Fail {
+    fn from(e: io::Error) -> Fail {
+        Fail::Error(ErrorKind::of_io(&e))
+    }
+}
+
+/// Runs one request and records its outcome in this thread's stats; returns
+/// whether it succeeded (a complete 2xx response).
+pub async fn run_one(ex: &Exchange<'_>, st: &mut ClientState) -> bool {
+    let start = Instant::now();
+    let mut phase = Phase::Connect;
+    let result = timeout_at(start + ex.timeout, attempt(ex, st, start, &mut phase)).await;
+    if !matches!(result, Ok(Ok(_))) {
+        // Whatever went wrong, this connection carries nothing more.
+        st.conn = None;
+    }
+    match result {
+        Ok(Ok(status)) => {
+            stats::record(|s| s.response(status, start.elapsed()));
+            return (200..300).contains(&status);
+        }
+        Ok(Err(Fail::Error(kind))) => stats::record(|s| s.error(kind)),
+        Ok(Err(Fail::ConnectTimeout)) => stats::record(|s| s.timeout(Phase::Connect)),
+        Err(_elapsed) => stats::record(|s| s.timeout(phase)),
+    }
+    false
+}
+
+/// Connect (or reuse), write, read. Returns the status of a complete response;
+/// `phase` says how far it got when the caller's deadline strikes.
+async fn attempt(
+    ex: &Exchange<'_>,
+    st: &mut ClientState,
+    start: Instant,
+    phase: &mut Phase,
+) -> Result<u16, Fail> {
+    let mut stream = match st.conn.take() {
+        Some(s) => s,
+        None => {
+            let sock = st.presocket.take().unwrap_or_else(|| socket_for(ex.addr))?;
+            let connect = sock.connect(ex.addr);
+            let stream = if ex.connect_timeout < ex.timeout {
+                timeout_at(start + ex.connect_timeout, connect)
+                    .await
+                    .map_err(|_| Fail::ConnectTimeout)??
+            } else {
+                connect.await?
+            };
+            stats::record(|s| s.connected(start.elapsed()));
+            stream
+        }
+    };
+    *phase = Phase::Write;
+    stream.write_all(ex.request).await?;
+    *phase = Phase::Read;
+    let (status, reusable) =
+        read_response(&mut stream, &mut st.buf, ex.head_request, start).await?;
+    if ex.keep_alive && reusable {
+        st.conn = Some(stream);
+    }
+    Ok(status)
+}
+
+fn bad(msg: &'static str) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, msg)
+}
+
+fn short() -> io::Error {
+    io::Error::new(io::ErrorKind::UnexpectedEof, "response ended early")
+}
+
+/// How the body of a response ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Body {
+    None,
+    Length(u64),
+    Chunked,
+    /// No length: the body ends when the server closes (HTTP/1.0 style, as the
+    /// article's servers answer). A normal completion, not an error.
+    Eof,
+}
+
+/// The parts of a response head that matter here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Head {
+    status: u16,
+    body: Body,
+    /// The server allows another request on this connection.
+    reusable: bool,
+}
+
+/// Reads one whole response. Returns its status and whether the connection may
+/// carry another request.
+async fn read_response(
+    stream: &mut TcpStream,
+    buf: &mut Vec<u8>,
+    head_request: bool,
+    start: Instant,
+) -> io::Result<(u16, bool)> {
+    buf.clear();
+    let mut first = true;
+    // Head: accumulate until the blank line.
+    let (head, head_len) = loop {
+        let n = read_more(stream, buf).await?;
+        if n == 0 {
+            return Err(short());
+        }
+        if first {
+            first = false;
+            stats::record(|s| s.first_byte(start.elapsed()));
+        }
+        if let Some(end) = head_end(buf) {
+            break (parse_head(&buf[..end], head_request)?, end);
+        }
+        if buf.len() > MAX_HEAD {
+            return Err(bad("response head too large"));
+        }
+    };
+    let already = &buf[head_len..];
+    match head.body {
+        Body::None => Ok((head.status, head.reusable)),
+        Body::Length(len) => {
+            let mut have = already.len() as u64;
+            while have < len {
+                buf.clear();
+                let n = read_more(stream, buf).await?;
+                if n == 0 {
+                    return Err(short());
+                }
+                have += n as u64;
+            }
+            Ok((head.status, head.reusable))
+        }
+        Body::Eof => {
+            loop {
+                buf.clear();
+                if read_more(stream, buf).await? == 0 {
+                    break;
+                }
+            }
+            Ok((head.status, false))
+        }
+        Body::Chunked => {
+            let mut dec = Chunked::default();
+            let mut done = dec.feed(already)?;
+            while !done {
+                buf.clear();
+                let n = read_more(stream, buf).await?;
+                if n == 0 {
+                    return Err(short());
+                }
+                done = dec.feed(buf)?;
+            }
+            Ok((head.status, head.reusable))
+        }
+    }
+}
+
+/// Appends one read's worth to `buf`; returns the bytes read (0 at EOF).
+async fn read_more(stream: &mut TcpStream, buf: &mut Vec<u8>) -> io::Result<usize> {
+    let old = buf.len();
+    buf.resize(old + READ_CHUNK, 0);
+    let res = stream.read(&mut buf[old..]).await;
+    let n = *res.as_ref().unwrap_or(&0);
+    buf.truncate(old + n);
+    res
+}
+
+/// Length of the head including its blank line; bare LF line ends accepted.
+fn head_end(buf: &[u8]) -> Option<usize> {
+    let i = buf.windows(2).position(|w| w == b"\n\n" || w == b"\n\r")?;
+    if buf[i + 1] == b'\n' {
+        return Some(i + 2);
+    }
+    // "\n\r": a CRLF blank line needs the "\n" after it.
+    match buf.get(i + 2) {
+        Some(b'\n') => Some(i + 3),
+        Some(_) => head_end(&buf[i + 1..]).map(|e| e + i + 1),
+        None => None,
+    }
+}
+
+fn parse_head(head: &[u8], head_request: bool) -> io::Result<Head> {
+    let text = std::str::from_utf8(head).map_err(|_| bad("response head is not UTF-8"))?;
+    let mut lines = text.split('\n').map(|l| l.trim_end_matches('\r'));
+    let status_line = lines.next().unwrap_or("");
+    let mut parts = status_line.splitn(3, ' ');
+    let version = parts.next().unwrap_or("");
+    let http11 = match version {
+        "HTTP/1.1" => true,
+        "HTTP/1.0" => false,
+        _ => return Err(bad("not an HTTP/1.x status line")),
+    };
+    let code = parts.next().unwrap_or("");
+    if code.len() != 3 {
+        return Err(bad("bad status code"));
+    }
+    let status: u16 = code.parse().map_err(|_| bad("bad status code"))?;
+    if !(100..1000).contains(&status) {
+        return Err(bad("bad status code"));
+    }
+    let mut length = None;
+    let mut chunked = false;
+    let mut close = !http11;
+    for line in lines.filter(|l| !l.is_empty()) {
+        let (name, value) = line.split_once(':').ok_or_else(|| bad("bad header line"))?;
+        let value = value.trim();
+        if name.eq_ignore_ascii_case("content-length") {
+            let n: u64 = value.parse().map_err(|_| bad("bad Content-Length"))?;
+            if length.is_some_and(|l| l != n) {
+                return Err(bad("conflicting Content-Length"));
+            }
+            length = Some(n);
+        } else if name.eq_ignore_ascii_case("transfer-encoding") {
+            chunked = value
+                .rsplit(',')
+                .next()
+                .is_some_and(|v| v.trim().eq_ignore_ascii_case("chunked"));
+        } else if name.eq_ignore_ascii_case("connection") {
+            for token in value.split(',').map(str::trim) {
+                if token.eq_ignore_ascii_case("close") {
+                    close = true;
+                } else if token.eq_ignore_ascii_case("keep-alive") && !http11 {
+                    close = false;
+                }
+            }
+        }
+    }
+    // RFC 9112 §6.3: these never have a body, whatever the headers say.
+    let body = if head_request || status < 200 || status == 204 || status == 304 {
+        Body::None
+    } else if chunked {
+        Body::Chunked
+    } else if let Some(n) = length {
+        if n == 0 { Body::None } else { Body::Length(n) }
+    } else {
+        Body::Eof
+    };
+    Ok(Head {
+        status,
+        body,
+        reusable: !close && body != Body::Eof,
+    })
+}
+
+/// Streaming chunked-body decoder that only finds the end; data is discarded.
+#[derive(Debug, Default)]
+struct Chunked {
+    state: ChunkState,
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+enum ChunkState {
+    /// Reading the hex size (`digits` seen so far).
+    #[default]
+    Start,
+    Size {
+        size: u64,
+    },
+    /// After `;` up to the end of the size line.
+    Ext {
+        size: u64,
+    },
+    Data {
+        left: u64,
+    },
+    /// The CRLF after chunk data.
+    DataEnd,
+    /// Trailer section: `len` bytes of the current line so far.
+    Trailer {
+        len: usize,
+    },
+    Done,
+}
+
+impl Chunked {
+    /// Consumes bytes; returns true once the last chunk and trailers are read.
+    fn feed(&mut self, mut input: &[u8]) -> io::Result<bool> {
+        use ChunkState::*;
+        while let Some((&b, rest)) = input.split_first() {
+            self.state = match self.state {
+                Done => return Ok(true),
+                Data { left } => {
+                    let take = (left.min(input.len() as u64)) as usize;
+                    input = &input[take..];
+                    let left = left - take as u64;
+                    self.state = if left == 0 { DataEnd } else { Data { left } };
+                    continue;
+                }
+                Start | Size { .. } if b.is_ascii_hexdigit() => {
+                    let size = match self.state {
+                        Size { size } => size,
+                        _ => 0,
+                    };
+                    let digit = u64::from((b as char).to_digit(16).unwrap_or(0));
+                    let size = size
+                        .checked_mul(16)
+                        .and_then(|s| s.checked_add(digit))
+                        .ok_or_else(|| bad("chunk size overflow"))?;
+                    Size { size }
+                }
+                Size { size } | Ext { size } if b == b'\n' => {
+                    if size == 0 {
+                        Trailer { len: 0 }
+                    } else {
+                        Data { left: size }
+                    }
+                }
+                Size { size } if b == b';' || b == b'\r' || b == b' ' || b == b'\t' => Ext { size },
+                Ext { size } => Ext { size },
+                DataEnd if b == b'\r' => DataEnd,
+                DataEnd if b == b'\n' => Start,
+                Trailer { len } if b == b'\n' => {
+                    if len == 0 {
+                        Done
+                    } else {
+                        Trailer { len: 0 }
+                    }
+                }
+                Trailer { len } if b == b'\r' => Trailer { len },
+                Trailer { len } => Trailer { len: len + 1 },
+                _ => return Err(bad("bad chunked body")),
+            };
+            input = rest;
+        }
+        Ok(matches!(self.state, Done))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn head_end_accepts_crlf_and_bare_lf() {
+        assert_eq!(head_end(b"HTTP/1.1 200 OK\r\n\r\nbody"), Some(19));
+        assert_eq!(head_end(b"HTTP/1.1 200 OK\n\nbody"), Some(17));
+        assert_eq!(head_end(b"HTTP/1.1 200 OK\r\nA: b\r\n"), None);
+        assert_eq!(head_end(b"HTTP/1.1 200 OK\r\nA: b\r\n\r"), None);
+        assert_eq!(head_end(b"HTTP/1.1 200 OK\r\nA: b\r\n\r\n"), Some(25));
+    }
+
+    #[test]
+    fn heads_say_how_the_body_ends() {
+        let h = |s: &str| parse_head(s.as_bytes(), false).expect(s);
+        let r = h("HTTP/1.1 200 OK\r\nContent-Length: 14\r\nConnection: close\r\n\r\n");
+        assert_eq!(
+            (r.status, r.body, r.reusable),
+            (200, Body::Length(14), false)
+        );
+        let r = h("HTTP/1.1 500 Oops\r\ncontent-length: 0\r\n\r\n");
+        assert_eq!((r.status, r.body, r.reusable), (500, Body::None, true));
+        let r = h("HTTP/1.0 200 OK\n\n");
+        assert_eq!((r.body, r.reusable), (Body::Eof, false));
+        let r = h("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n");
+        assert_eq!(r.body, Body::Chunked);
+        let r = h("HTTP/1.1 204 No Content\r\nContent-Length: 5\r\n\r\n");
+        assert_eq!(r.body, Body::None);
+        let r = parse_head(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n", true).expect("head");
+        assert_eq!(r.body, Body::None);
+        for badh in [
+            "SSH-2.0-OpenSSH\r\n\r\n",
+            "HTTP/1.1 2000 OK\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nnocolon\r\n\r\n",
+        ] {
+            assert!(parse_head(badh.as_bytes(), false).is_err(), "{badh}");
+        }
+    }
+
+    #[test]
+    fn chunked_decoder_finds_the_end_across_reads() {
+        let body = b"5\r\nhello\r\n1a;ext=1\r\nabcdefghijklmnopqrstuvwxyz\r\n0\r\nX-T: 1\r\n\r\n";
+        for split in 0..body.len() {
+            let mut d = Chunked::default();
+            let first = d.feed(&body[..split]).expect("first part");
+            assert!(!first, "done too early at {split}");
+            assert!(
+                d.feed(&body[split..]).expect("second part"),
+                "split {split}"
+            );
+        }
+        let mut d = Chunked::default();
+        assert!(d.feed(b"zz\r\n").is_err());
+    }
+}
