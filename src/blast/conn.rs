@@ -2,14 +2,15 @@
 //!
 //! Owns the per-connection syscall budget and the small HTTP/1.x response reader
 //! (status line, Content-Length, chunked, or until EOF). Must never allocate per
-//! request beyond the client's reused buffer, set socket options the exchange
+//! request (reads go to a per-thread scratch buffer), set socket options the exchange
 //! does not need, or outlive its deadline.
 
+use std::cell::RefCell;
 use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::time::{Instant, timeout_at};
 
@@ -17,9 +18,6 @@ use super::stats::{self, ErrorKind, Phase};
 
 /// Response heads larger than this are not what a load test expects.
 const MAX_HEAD: usize = 64 * 1024;
-/// Read size: a small reply arrives in one read, and 10 000 clients × this
-/// stays a few megabytes.
-const READ_CHUNK: usize = 2048;
 
 /// What the engine needs from the configuration for each request.
 pub struct Exchange<'a> {
@@ -38,7 +36,7 @@ pub struct ClientState {
     pub presocket: Option<io::Result<TcpSocket>>,
     /// The open connection kept for the next request (`--keep-alive`).
     pub conn: Option<TcpStream>,
-    /// Reused read buffer: one allocation per client, not per request.
+    /// A response head split across reads waits here (rare: empty otherwise).
     pub buf: Vec<u8>,
 }
 
@@ -115,8 +113,7 @@ async fn attempt(
     *phase = Phase::Write;
     stream.write_all(ex.request).await?;
     *phase = Phase::Read;
-    let (status, reusable) =
-        read_response(&mut stream, &mut st.buf, ex.head_request, start).await?;
+    let (status, reusable) = read_response(&stream, &mut st.buf, ex.head_request, start).await?;
     if ex.keep_alive && reusable {
         st.conn = Some(stream);
     }
@@ -153,79 +150,133 @@ struct Head {
 
 /// Reads one whole response. Returns its status and whether the connection may
 /// carry another request.
+///
+/// Reads land in this thread's scratch buffer and are consumed at once; only
+/// a head split across reads is copied into the client's `pending` buffer. So
+/// a client costs no read buffer of its own, however many clients there are.
 async fn read_response(
-    stream: &mut TcpStream,
-    buf: &mut Vec<u8>,
+    stream: &TcpStream,
+    pending: &mut Vec<u8>,
     head_request: bool,
     start: Instant,
 ) -> io::Result<(u16, bool)> {
-    buf.clear();
+    pending.clear();
+    let mut reader = Reader::new(head_request);
     let mut first = true;
-    // Head: accumulate until the blank line.
-    let (head, head_len) = loop {
-        let n = read_more(stream, buf).await?;
-        if n == 0 {
-            return Err(short());
-        }
-        if first {
+    loop {
+        stream.readable().await?;
+        let step = SCRATCH.with(|cell| {
+            let mut scratch = cell.borrow_mut();
+            match stream.try_read(&mut scratch[..]) {
+                Ok(0) => reader.eof().map(Some),
+                Ok(n) => reader.feed(&scratch[..n], pending).map(Some),
+                // Readiness was stale; tokio has cleared it, wait again.
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
+                Err(e) => Err(e),
+            }
+        })?;
+        if first && step.is_some() {
             first = false;
             stats::record(|s| s.first_byte(start.elapsed()));
         }
-        if let Some(end) = head_end(buf) {
-            break (parse_head(&buf[..end], head_request)?, end);
-        }
-        if buf.len() > MAX_HEAD {
-            return Err(bad("response head too large"));
-        }
-    };
-    let already = &buf[head_len..];
-    match head.body {
-        Body::None => Ok((head.status, head.reusable)),
-        Body::Length(len) => {
-            let mut have = already.len() as u64;
-            while have < len {
-                buf.clear();
-                let n = read_more(stream, buf).await?;
-                if n == 0 {
-                    return Err(short());
-                }
-                have += n as u64;
-            }
-            Ok((head.status, head.reusable))
-        }
-        Body::Eof => {
-            loop {
-                buf.clear();
-                if read_more(stream, buf).await? == 0 {
-                    break;
-                }
-            }
-            Ok((head.status, false))
-        }
-        Body::Chunked => {
-            let mut dec = Chunked::default();
-            let mut done = dec.feed(already)?;
-            while !done {
-                buf.clear();
-                let n = read_more(stream, buf).await?;
-                if n == 0 {
-                    return Err(short());
-                }
-                done = dec.feed(buf)?;
-            }
-            Ok((head.status, head.reusable))
+        if let Some(Some(done)) = step {
+            pending.clear();
+            return Ok(done);
         }
     }
 }
 
-/// Appends one read's worth to `buf`; returns the bytes read (0 at EOF).
-async fn read_more(stream: &mut TcpStream, buf: &mut Vec<u8>) -> io::Result<usize> {
-    let old = buf.len();
-    buf.resize(old + READ_CHUNK, 0);
-    let res = stream.read(&mut buf[old..]).await;
-    let n = *res.as_ref().unwrap_or(&0);
-    buf.truncate(old + n);
-    res
+/// Size of each thread's read buffer: a small reply arrives in one read, and
+/// a large body takes fewer syscalls.
+const SCRATCH_LEN: usize = 16 * 1024;
+
+thread_local! {
+    /// This thread's read buffer, borrowed only inside one synchronous
+    /// `try_read` and the parsing of its bytes, never across an await.
+    static SCRATCH: RefCell<Box<[u8]>> = RefCell::new(vec![0; SCRATCH_LEN].into_boxed_slice());
+}
+
+/// Incremental response reader: head, then the body until its end.
+struct Reader {
+    head_request: bool,
+    head: Option<Head>,
+    /// Body bytes still expected (`Body::Length`).
+    left: u64,
+    chunked: Chunked,
+}
+
+impl Reader {
+    fn new(head_request: bool) -> Reader {
+        Reader {
+            head_request,
+            head: None,
+            left: 0,
+            chunked: Chunked::default(),
+        }
+    }
+
+    /// Consumes one read's bytes; returns (status, reusable) once complete.
+    fn feed(&mut self, data: &[u8], pending: &mut Vec<u8>) -> io::Result<Option<(u16, bool)>> {
+        let rest;
+        let body = match self.head {
+            Some(_) => data,
+            None => {
+                // Usual case: the whole head is in this one read, no copy.
+                let (head, body) = if pending.is_empty() {
+                    match head_end(data) {
+                        Some(end) => (parse_head(&data[..end], self.head_request)?, &data[end..]),
+                        None => {
+                            pending.extend_from_slice(data);
+                            return Ok(None);
+                        }
+                    }
+                } else {
+                    pending.extend_from_slice(data);
+                    match head_end(pending) {
+                        Some(end) => {
+                            let head = parse_head(&pending[..end], self.head_request)?;
+                            rest = pending.split_off(end);
+                            (head, &rest[..])
+                        }
+                        None if pending.len() > MAX_HEAD => {
+                            return Err(bad("response head too large"));
+                        }
+                        None => return Ok(None),
+                    }
+                };
+                if let Body::Length(n) = head.body {
+                    self.left = n;
+                }
+                self.head = Some(head);
+                body
+            }
+        };
+        let Some(head) = self.head else {
+            return Ok(None);
+        };
+        let done = match head.body {
+            Body::None => true,
+            Body::Length(_) => {
+                self.left = self.left.saturating_sub(body.len() as u64);
+                self.left == 0
+            }
+            Body::Chunked => self.chunked.feed(body)?,
+            Body::Eof => false,
+        };
+        Ok(done.then_some((head.status, head.reusable)))
+    }
+
+    /// The server closed: complete only for a body that ends at EOF.
+    fn eof(&mut self) -> io::Result<Option<(u16, bool)>> {
+        match self.head {
+            Some(Head {
+                status,
+                body: Body::Eof,
+                ..
+            }) => Ok(Some((status, false))),
+            _ => Err(short()),
+        }
+    }
 }
 
 /// Length of the head including its blank line; bare LF line ends accepted.
@@ -428,6 +479,31 @@ mod tests {
         ] {
             assert!(parse_head(badh.as_bytes(), false).is_err(), "{badh}");
         }
+    }
+
+    #[test]
+    fn reader_completes_at_content_length_across_any_split() {
+        let resp = b"HTTP/1.1 200 OK\r\nContent-Length: 14\r\n\r\nHello, World!\n";
+        for split in 1..resp.len() {
+            let mut r = Reader::new(false);
+            let mut pending = Vec::new();
+            assert_eq!(r.feed(&resp[..split], &mut pending).expect("first"), None);
+            let done = r.feed(&resp[split..], &mut pending).expect("second");
+            assert_eq!(done, Some((200, true)), "split at {split}");
+        }
+        // Short: the server closed before the promised body.
+        let mut r = Reader::new(false);
+        let mut pending = Vec::new();
+        assert_eq!(r.feed(&resp[..40], &mut pending).expect("part"), None);
+        assert!(r.eof().is_err());
+        // No length: EOF completes it, and the connection cannot be reused.
+        let mut r = Reader::new(false);
+        assert_eq!(
+            r.feed(b"HTTP/1.0 200 OK\n\nhi", &mut pending)
+                .expect("eof body"),
+            None
+        );
+        assert_eq!(r.eof().expect("eof"), Some((200, false)));
     }
 
     #[test]
