@@ -432,3 +432,85 @@ fn blast_bad_usage_exits_2_with_one_line() {
     let (_, _, err) = lsbaws(&["blast", "https://127.0.0.1:1/"], RUN_LIMIT);
     assert!(err.contains("https"), "{err}");
 }
+
+/// Runs `lsbaws ARGS` under `sh -c 'ulimit ...; exec lsbaws ...'`, so the limit
+/// applies to blast alone.
+fn lsbaws_with_ulimit(ulimit: &str, args: &[&str]) -> (Option<i32>, String, String) {
+    let mut all = vec!["-c", "ulimit $0 || exit 99; exec \"$@\"", ulimit, bin()];
+    all.extend_from_slice(args);
+    let child = std::process::Command::new("sh")
+        .args(&all)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn sh");
+    let mut guard = ProcGuard::new(child);
+    let status = guard
+        .wait_timeout(RUN_LIMIT)
+        .expect("blast under ulimit did not finish");
+    let child = guard.child.as_mut().expect("child");
+    let (mut out, mut err) = (String::new(), String::new());
+    child
+        .stdout
+        .take()
+        .expect("stdout")
+        .read_to_string(&mut out)
+        .expect("stdout");
+    child
+        .stderr
+        .take()
+        .expect("stderr")
+        .read_to_string(&mut err)
+        .expect("stderr");
+    (status.code(), out, err)
+}
+
+/// Regression guard for wrk's bug (wg/wrk#47): running out of file descriptors
+/// must be its own kind with a `ulimit -n` hint, never counted as the server
+/// refusing or resetting connections.
+#[test]
+fn blast_fd_exhaustion_is_its_own_kind_with_a_ulimit_hint() {
+    let server = hello_server();
+    let url = server.url();
+    // `ulimit -n` sets soft and hard: blast cannot raise it.
+    let (code, out, err) =
+        lsbaws_with_ulimit("-n 64", &["blast", &url, "--max-clients", "200", "--json"]);
+    assert_ne!(code, Some(99), "sh could not set the limit");
+    assert_eq!(code, Some(1), "{out} {err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains("ulimit -n") && err.contains("200 simultaneous"),
+        "{err}"
+    );
+    let r: Value = serde_json::from_str(out.trim()).expect("json");
+    let exhausted = errors_of(&r, "fd_exhausted");
+    assert!(exhausted > 0, "{r}");
+    assert_eq!(r["ok"].as_u64().expect("ok") + exhausted, 200, "{r}");
+    for kind in ["refused", "reset", "timeout", "other"] {
+        assert_eq!(errors_of(&r, kind), 0, "{kind}: {r}");
+    }
+}
+
+/// A low soft limit under a high enough hard one is raised, silently.
+#[test]
+fn blast_raises_the_soft_fd_limit_to_the_hard_one() {
+    let hard: u64 = std::process::Command::new("sh")
+        .args(["-c", "ulimit -Hn"])
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+        .unwrap_or(u64::MAX); // "unlimited"
+    if hard < 400 {
+        eprintln!("skipped: hard open-file limit {hard} is below 400");
+        return;
+    }
+    let server = hello_server();
+    let url = server.url();
+    let (code, out, err) =
+        lsbaws_with_ulimit("-Sn 64", &["blast", &url, "--max-clients", "200", "--json"]);
+    assert_eq!(code, Some(0), "{out} {err}");
+    assert!(err.is_empty(), "{err}");
+    let r: Value = serde_json::from_str(out.trim()).expect("json");
+    assert_eq!(r["ok"], 200, "{r}");
+}
