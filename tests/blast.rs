@@ -514,3 +514,24 @@ fn blast_raises_the_soft_fd_limit_to_the_hard_one() {
     let r: Value = serde_json::from_str(out.trim()).expect("json");
     assert_eq!(r["ok"], 200, "{r}");
 }
+
+/// A server that allows keep-alive in its headers but closes after each
+/// response anyway (as one does when its idle timeout passes): the reused
+/// connection fails before any answer, and blast retries once on a new one
+/// instead of blaming the server.
+#[test]
+fn blast_keep_alive_retries_a_connection_closed_while_idle() {
+    let server = TestServer::start(|_, mut conn, _| {
+        answer(
+            &mut conn,
+            b"HTTP/1.1 200 OK\r\nContent-Length: 14\r\n\r\nHello, World!\n",
+        )
+    });
+    let (code, r, _) = blast_json(
+        &server.url(),
+        &["--max-clients", "4", "--max-conns", "3", "--keep-alive"],
+    );
+    assert_eq!(code, Some(0), "{r}");
+    assert_eq!(r["ok"], 12, "{r}");
+    assert_eq!(server.accepted(), 12);
+}

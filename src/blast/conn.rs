@@ -10,7 +10,6 @@ use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::time::{Instant, timeout_at};
 
@@ -94,30 +93,75 @@ async fn attempt(
     start: Instant,
     phase: &mut Phase,
 ) -> Result<u16, Fail> {
-    let mut stream = match st.conn.take() {
-        Some(s) => s,
-        None => {
-            let sock = st.presocket.take().unwrap_or_else(|| socket_for(ex.addr))?;
-            let connect = sock.connect(ex.addr);
-            let stream = if ex.connect_timeout < ex.timeout {
-                timeout_at(start + ex.connect_timeout, connect)
-                    .await
-                    .map_err(|_| Fail::ConnectTimeout)??
-            } else {
-                connect.await?
-            };
-            stats::record(|s| s.connected(start.elapsed()));
-            stream
+    loop {
+        let (stream, reused) = match st.conn.take() {
+            Some(s) => (s, true),
+            None => (connect(ex, st, start).await?, false),
+        };
+        *phase = Phase::Write;
+        let mut answered = false;
+        match request_on(&stream, ex, &mut st.buf, start, phase, &mut answered).await {
+            Ok((status, reusable)) => {
+                if ex.keep_alive && reusable {
+                    st.conn = Some(stream);
+                }
+                return Ok(status);
+            }
+            // A kept-alive connection the server closed while idle fails before
+            // any answer: that is no fault of the server, so try once more on a
+            // new connection (the next pass cannot be a reused one).
+            Err(_) if reused && !answered => {}
+            Err(e) => return Err(e.into()),
         }
-    };
-    *phase = Phase::Write;
-    stream.write_all(ex.request).await?;
-    *phase = Phase::Read;
-    let (status, reusable) = read_response(&stream, &mut st.buf, ex.head_request, start).await?;
-    if ex.keep_alive && reusable {
-        st.conn = Some(stream);
     }
-    Ok(status)
+}
+
+/// Connects a new socket (the pre-made one first) within `--connect-timeout`.
+async fn connect(
+    ex: &Exchange<'_>,
+    st: &mut ClientState,
+    start: Instant,
+) -> Result<TcpStream, Fail> {
+    let sock = st.presocket.take().unwrap_or_else(|| socket_for(ex.addr))?;
+    let connect = sock.connect(ex.addr);
+    let stream = if ex.connect_timeout < ex.timeout {
+        timeout_at(start + ex.connect_timeout, connect)
+            .await
+            .map_err(|_| Fail::ConnectTimeout)??
+    } else {
+        connect.await?
+    };
+    stats::record(|s| s.connected(start.elapsed()));
+    Ok(stream)
+}
+
+/// Writes the request and reads the whole response on `stream`.
+async fn request_on(
+    stream: &TcpStream,
+    ex: &Exchange<'_>,
+    pending: &mut Vec<u8>,
+    start: Instant,
+    phase: &mut Phase,
+    answered: &mut bool,
+) -> io::Result<(u16, bool)> {
+    write_all(stream, ex.request).await?;
+    *phase = Phase::Read;
+    read_response(stream, pending, ex.head_request, start, answered).await
+}
+
+/// `write_all` on a shared reference (tokio's needs `&mut`, which the
+/// keep-alive path cannot lend while it may still keep the stream).
+async fn write_all(stream: &TcpStream, mut buf: &[u8]) -> io::Result<()> {
+    while !buf.is_empty() {
+        stream.writable().await?;
+        match stream.try_write(buf) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => buf = &buf[n..],
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 fn bad(msg: &'static str) -> io::Error {
@@ -159,27 +203,31 @@ async fn read_response(
     pending: &mut Vec<u8>,
     head_request: bool,
     start: Instant,
+    answered: &mut bool,
 ) -> io::Result<(u16, bool)> {
     pending.clear();
     let mut reader = Reader::new(head_request);
-    let mut first = true;
     loop {
         stream.readable().await?;
+        let mut got = 0;
         let step = SCRATCH.with(|cell| {
             let mut scratch = cell.borrow_mut();
             match stream.try_read(&mut scratch[..]) {
-                Ok(0) => reader.eof().map(Some),
-                Ok(n) => reader.feed(&scratch[..n], pending).map(Some),
+                Ok(0) => reader.eof(),
+                Ok(n) => {
+                    got = n;
+                    reader.feed(&scratch[..n], pending)
+                }
                 // Readiness was stale; tokio has cleared it, wait again.
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
                 Err(e) => Err(e),
             }
-        })?;
-        if first && step.is_some() {
-            first = false;
+        });
+        if got > 0 && !*answered {
+            *answered = true;
             stats::record(|s| s.first_byte(start.elapsed()));
         }
-        if let Some(Some(done)) = step {
+        if let Some(done) = step? {
             pending.clear();
             return Ok(done);
         }

@@ -232,7 +232,7 @@ async fn show_progress(shared: Arc<Shared>, bar: indicatif::ProgressBar, start: 
         if let Some(end) = config.duration
             && start.elapsed() >= end
         {
-            bar.set_message(format!("{done} done, {failed} errors, finishing"));
+            bar.set_message(format!("{failed} errors, finishing"));
         }
     }
 }
