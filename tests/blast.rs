@@ -32,7 +32,14 @@ type Handler = dyn Fn(usize, TcpStream, &AtomicBool) + Send + Sync;
 
 impl TestServer {
     fn start(handle: impl Fn(usize, TcpStream, &AtomicBool) + Send + Sync + 'static) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        Self::start_on("127.0.0.1:0", handle)
+    }
+
+    fn start_on(
+        bind: &str,
+        handle: impl Fn(usize, TcpStream, &AtomicBool) + Send + Sync + 'static,
+    ) -> Self {
+        let listener = TcpListener::bind(bind).expect("bind");
         let addr = listener.local_addr().expect("addr");
         let stopping = Arc::new(AtomicBool::new(false));
         let accepted = Arc::new(AtomicUsize::new(0));
@@ -534,4 +541,20 @@ fn blast_keep_alive_retries_a_connection_closed_while_idle() {
     assert_eq!(code, Some(0), "{r}");
     assert_eq!(r["ok"], 12, "{r}");
     assert_eq!(server.accepted(), 12);
+}
+
+#[test]
+fn blast_ipv6_loopback_url() {
+    let Ok(probe) = TcpListener::bind("[::1]:0") else {
+        eprintln!("skipped: no IPv6 loopback");
+        return;
+    };
+    drop(probe);
+    let server = TestServer::start_on("[::1]:0", |_, mut conn, _| {
+        answer(&mut conn, HELLO.as_bytes())
+    });
+    let url = format!("http://[::1]:{}/hello", server.addr.port());
+    let (code, r, _) = blast_json(&url, &["--max-clients", "8"]);
+    assert_eq!(code, Some(0), "{r}");
+    assert_eq!(r["ok"], 8, "{r}");
 }
