@@ -1,6 +1,9 @@
 //! Integration tests of `lsbaws blast`: the real binary against small in-process
 //! listeners (so these tests do not depend on `serve`) and against the real
 //! `lsbaws serve`.
+//!
+//! Must never use a fixed port, leave a thread or process running, or time
+//! anything tightly: bounds are generous for a noisy 2-core machine.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
