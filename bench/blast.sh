@@ -55,8 +55,13 @@ raw="$here/results/blast-$(date -u +%Y%m%d-%H%M%S)-$(hostname -s).txt"
   echo "# $(wrk --version 2>&1 | head -1); $(ab -V | head -1); $(nginx -v 2>&1); $("$lsbaws" --version)"
   echo "# lsbaws commit $(git -C "$root" rev-parse --short HEAD)"
   echo "# ROUNDS=$ROUNDS SECS=$SECS CONC=$CONC"
-  echo "# round tool conns_per_s cpu_s peak_rss_kb errors"
+  echo "# round tool conns_per_s cpu_s peak_rss_kb errors load1 (the 1-minute load average"
+  echo "# before the sample: other work on this machine shows up there and in the figures)"
 } >"$raw"
+
+if awk '{exit !($1 > 1.0)}' /proc/loadavg; then
+  echo "warning: load average $(cut -d' ' -f1 /proc/loadavg) before starting: other work will skew the figures" | tee -a "$raw" >&2
+fi
 
 port=$(free_port)
 bench_start_nginx "$port"
@@ -98,9 +103,10 @@ for round in $(seq 1 "$ROUNDS"); do
   order=("${tools[@]:$(((round - 1) % 3))}" "${tools[@]:0:$(((round - 1) % 3))}")
   for tool in "${order[@]}"; do
     sleep 2
+    load=$(cut -d' ' -f1 /proc/loadavg)
     read -r rps errs < <("run_$tool")
     read -r cpu rss < <(time_fields "$work/time")
-    echo "$round $tool $rps $cpu $rss $errs" | tee -a "$raw"
+    echo "$round $tool $rps $cpu $rss $errs $load" | tee -a "$raw"
   done
 done
 
