@@ -292,6 +292,13 @@ impl Reader {
                         None => return Ok(None),
                     }
                 };
+                if (100..200).contains(&head.status) && head.status != 101 {
+                    // An interim response (100 Continue, 103 Early Hints): the
+                    // real one follows on the same connection.
+                    let after = body.to_vec();
+                    pending.clear();
+                    return self.feed(&after, pending);
+                }
                 if let Body::Length(n) = head.body {
                     self.left = n;
                 }
@@ -552,6 +559,21 @@ mod tests {
             None
         );
         assert_eq!(r.eof().expect("eof"), Some((200, false)));
+    }
+
+    #[test]
+    fn interim_responses_are_skipped() {
+        let resp =
+            b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\nok";
+        let mut r = Reader::new(false);
+        let mut pending = Vec::new();
+        assert_eq!(r.feed(resp, &mut pending).expect("feed"), Some((201, true)));
+        let mut r = Reader::new(false);
+        assert_eq!(r.feed(&resp[..30], &mut pending).expect("feed"), None);
+        assert_eq!(
+            r.feed(&resp[30..], &mut pending).expect("feed"),
+            Some((201, true))
+        );
     }
 
     #[test]
