@@ -168,6 +168,35 @@ pub struct BlastArgs {
     #[arg(long, default_value = "10s", value_parser = parse_duration, value_name = "DURATION")]
     pub timeout: Duration,
 
+    /// Bound on the connect alone (default: --timeout). A connect slower than 1s is
+    /// a SYN retransmit, usually a full listen backlog.
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    pub connect_timeout: Option<Duration>,
+
+    /// HTTP method of the request.
+    #[arg(long, short = 'X', default_value = "GET", value_name = "METHOD")]
+    pub method: String,
+
+    /// Extra request header, "Name: value" (repeatable). A Host or Connection given
+    /// here replaces the default one.
+    #[arg(long = "header", short = 'H', value_name = "HEADER")]
+    pub headers: Vec<String>,
+
+    /// Request body (Content-Length is added).
+    #[arg(long, value_name = "BODY")]
+    pub body: Option<String>,
+
+    /// Send exactly these bytes instead of building a request; `\n`, `\r`, `\t`,
+    /// `\\` and `\xHH` are unescaped. client3.py sends
+    /// 'GET /hello HTTP/1.1\nHost: localhost:8888\n\n'.
+    #[arg(long, value_name = "BYTES", conflicts_with_all = ["method", "headers", "body"])]
+    pub raw_request: Option<String>,
+
+    /// Reuse a connection for a client's next request when the server allows it (for
+    /// non-forking servers). Off: a new connection per request.
+    #[arg(long)]
+    pub keep_alive: bool,
+
     /// Exit 1 only when more connections than this fail.
     #[arg(long, default_value_t = 0, value_name = "K")]
     pub max_errors: u64,

@@ -1,1 +1,563 @@
-//! Integration tests of `lsbaws blast`.
+//! Integration tests of `lsbaws blast`: the real binary against small in-process
+//! listeners (so these tests do not depend on `serve`) and against the real
+//! `lsbaws serve`.
+//!
+//! Must never use a fixed port, leave a thread or process running, or time
+//! anything tightly: bounds are generous for a noisy 2-core machine.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::common::*;
+
+/// Generous bound on one `lsbaws blast` run: a noisy 2-core CI machine.
+const RUN_LIMIT: Duration = Duration::from_secs(60);
+
+/// A loopback listener on a thread. Each accepted connection goes to `handle`
+/// on its own thread, with its sequence number. Dropping it stops accepting and
+/// joins every thread; handlers must end by themselves (they use timeouts or
+/// watch `stopping`).
+struct TestServer {
+    addr: SocketAddr,
+    stopping: Arc<AtomicBool>,
+    accepted: Arc<AtomicUsize>,
+    acceptor: Option<JoinHandle<()>>,
+    handlers: Arc<Mutex<Vec<JoinHandle<()>>>>,
+}
+
+type Handler = dyn Fn(usize, TcpStream, &AtomicBool) + Send + Sync;
+
+impl TestServer {
+    fn start(handle: impl Fn(usize, TcpStream, &AtomicBool) + Send + Sync + 'static) -> Self {
+        Self::start_on("127.0.0.1:0", handle)
+    }
+
+    fn start_on(
+        bind: &str,
+        handle: impl Fn(usize, TcpStream, &AtomicBool) + Send + Sync + 'static,
+    ) -> Self {
+        let listener = TcpListener::bind(bind).expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let stopping = Arc::new(AtomicBool::new(false));
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let handlers: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
+        let handle: Arc<Handler> = Arc::new(handle);
+        let acceptor = {
+            let (stopping, accepted, handlers) =
+                (stopping.clone(), accepted.clone(), handlers.clone());
+            std::thread::spawn(move || {
+                for conn in listener.incoming() {
+                    if stopping.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    let Ok(conn) = conn else { continue };
+                    let n = accepted.fetch_add(1, Ordering::SeqCst);
+                    let (handle, stopping) = (handle.clone(), stopping.clone());
+                    let t = std::thread::spawn(move || handle(n, conn, &stopping));
+                    handlers.lock().expect("lock").push(t);
+                }
+            })
+        };
+        TestServer {
+            addr,
+            stopping,
+            accepted,
+            acceptor: Some(acceptor),
+            handlers,
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}/hello", self.addr)
+    }
+
+    fn accepted(&self) -> usize {
+        self.accepted.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.stopping.store(true, Ordering::SeqCst);
+        // Wake the blocking accept so the acceptor sees the flag.
+        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_secs(2));
+        if let Some(t) = self.acceptor.take() {
+            let _ = t.join();
+        }
+        let handlers = std::mem::take(&mut *self.handlers.lock().expect("lock"));
+        for t in handlers {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Reads a request head (CRLF or bare-LF blank line), bounded in size and time.
+fn read_request(conn: &mut TcpStream) -> Vec<u8> {
+    conn.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let mut req = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !(req.ends_with(b"\r\n\r\n") || req.ends_with(b"\n\n")) && req.len() < 64 * 1024 {
+        match conn.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => req.extend_from_slice(&buf[..n]),
+        }
+    }
+    req
+}
+
+fn answer(conn: &mut TcpStream, response: &[u8]) {
+    let _ = read_request(conn);
+    let _ = conn.write_all(response);
+}
+
+fn hello_server() -> TestServer {
+    TestServer::start(|_, mut conn, _| answer(&mut conn, HELLO.as_bytes()))
+}
+
+/// Runs blast with `--json`; returns (exit code, parsed report, stderr).
+fn blast_json(url: &str, args: &[&str]) -> (Option<i32>, Value, String) {
+    let mut all = vec!["blast", url, "--json"];
+    all.extend_from_slice(args);
+    let (status, out, err) = lsbaws(&all, RUN_LIMIT);
+    let report: Value = serde_json::from_str(out.trim())
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {out:?}, stderr {err:?}"));
+    (status.code(), report, err)
+}
+
+fn errors_of(report: &Value, kind: &str) -> u64 {
+    report["errors"][kind]
+        .as_u64()
+        .unwrap_or_else(|| panic!("errors.{kind} missing: {report}"))
+}
+
+fn errors_total(report: &Value) -> u64 {
+    report["errors"]
+        .as_object()
+        .expect("errors object")
+        .values()
+        .map(|v| v.as_u64().expect("count"))
+        .sum()
+}
+
+#[test]
+fn blast_128_clients_2_conns_all_ok_with_contract_json() {
+    let server = hello_server();
+    let (code, r, err) = blast_json(&server.url(), &["--max-clients", "128", "--max-conns", "2"]);
+    assert_eq!(code, Some(0), "{r} {err}");
+    assert_eq!(r["connections"], 256, "{r}");
+    assert_eq!(r["ok"], 256, "{r}");
+    assert_eq!(errors_total(&r), 0, "{r}");
+    assert_eq!(r["status"], serde_json::json!({"200": 256}), "{r}");
+    assert!(r["elapsed_s"].as_f64().expect("elapsed_s") > 0.0, "{r}");
+    assert!(r["conns_per_s"].as_f64().expect("conns_per_s") > 0.0, "{r}");
+    for key in ["min", "p50", "p90", "p99", "max"] {
+        let v = r["latency_ms"][key].as_f64();
+        assert!(v.is_some_and(|v| v > 0.0), "latency_ms.{key}: {r}");
+    }
+    let lat = &r["latency_ms"];
+    assert!(
+        lat["min"].as_f64() <= lat["p50"].as_f64() && lat["p99"].as_f64() <= lat["max"].as_f64()
+    );
+    for kind in [
+        "refused",
+        "reset",
+        "timeout",
+        "bad_response",
+        "http_status",
+        "addr_not_available",
+        "fd_exhausted",
+    ] {
+        assert_eq!(errors_of(&r, kind), 0, "{kind}");
+    }
+    assert_eq!(server.accepted(), 256);
+    assert!(err.is_empty(), "no progress bar off a terminal: {err:?}");
+}
+
+/// Every other request gets a 500: counted per status code, non-2xx is an error.
+#[test]
+fn blast_500_every_other_request_counts_status_and_exits_1() {
+    let server = TestServer::start(|n, mut conn, _| {
+        let resp = if n % 2 == 1 {
+            "HTTP/1.1 500 Internal Server Error\r\nContent-Length: 5\r\nConnection: close\r\n\r\noops\n"
+        } else {
+            HELLO
+        };
+        answer(&mut conn, resp.as_bytes())
+    });
+    let args = ["--max-clients", "32", "--max-conns", "2"];
+    let (code, r, _) = blast_json(&server.url(), &args);
+    assert_eq!(code, Some(1), "{r}");
+    assert_eq!(
+        r["status"],
+        serde_json::json!({"200": 32, "500": 32}),
+        "{r}"
+    );
+    assert_eq!(errors_of(&r, "http_status"), 32, "{r}");
+    assert_eq!(
+        (r["ok"].as_u64(), r["connections"].as_u64()),
+        (Some(32), Some(64))
+    );
+
+    // --max-errors lets the same failures pass, and one fewer does not.
+    let (code, r, _) = blast_json(
+        &server.url(),
+        &[&args[..], &["--max-errors", "32"]].concat(),
+    );
+    assert_eq!(code, Some(0), "{r}");
+    let (code, _, _) = blast_json(
+        &server.url(),
+        &[&args[..], &["--max-errors", "31"]].concat(),
+    );
+    assert_eq!(code, Some(1));
+
+    // The table says the same.
+    let (status, out, _) = lsbaws(&["blast", &server.url(), "--max-clients", "4"], RUN_LIMIT);
+    assert_eq!(status.code(), Some(1), "{out}");
+    assert!(out.contains("200: 2, 500: 2"), "{out}");
+    assert!(out.contains("http_status"), "{out}");
+    assert!(out.contains("first byte"), "{out}");
+}
+
+#[test]
+fn blast_refused_port_ends_fast_with_all_refused() {
+    // Bind and drop: a free port nobody listens on.
+    let addr = TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr");
+    let started = Instant::now();
+    let (code, r, _) = blast_json(&format!("http://{addr}/"), &["--max-clients", "64"]);
+    let wall = started.elapsed();
+    assert_eq!(code, Some(1), "{r}");
+    assert_eq!(errors_of(&r, "refused"), 64, "{r}");
+    assert_eq!(errors_total(&r), 64, "{r}");
+    assert!(r["elapsed_s"].as_f64().expect("elapsed") < 1.0, "{r}");
+    // The whole process, start-up included, on a noisy machine.
+    assert!(wall < Duration::from_secs(10), "{wall:?}");
+}
+
+/// A server that accepts and never answers: every connection ends as a read
+/// timeout, and the run ends within --timeout plus slack.
+#[test]
+fn blast_silent_server_times_out_within_the_timeout() {
+    let server = TestServer::start(|_, _conn, stopping| {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !stopping.load(Ordering::SeqCst) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    });
+    let started = Instant::now();
+    let (code, r, _) = blast_json(&server.url(), &["--max-clients", "16", "--timeout", "1s"]);
+    let wall = started.elapsed();
+    assert_eq!(code, Some(1), "{r}");
+    assert_eq!(errors_of(&r, "timeout"), 16, "{r}");
+    assert_eq!(r["timeouts"]["read"], 16, "{r}");
+    let elapsed = r["elapsed_s"].as_f64().expect("elapsed");
+    assert!((0.9..5.0).contains(&elapsed), "{r}");
+    assert!(wall < Duration::from_secs(15), "{wall:?}");
+}
+
+/// The server closes without reading the request, so the kernel sends RST.
+#[test]
+fn blast_reset_connections_are_counted_as_reset() {
+    let server = TestServer::start(|_, conn, _| {
+        conn.set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        // Wait until the request is here, leave it unread, close: RST.
+        let _ = conn.peek(&mut [0u8; 1]);
+        drop(conn);
+    });
+    let (code, r, _) = blast_json(&server.url(), &["--max-clients", "32"]);
+    assert_eq!(code, Some(1), "{r}");
+    assert_eq!(errors_of(&r, "reset"), 32, "{r}");
+}
+
+/// Content-Length promises more than arrives before the close: a short response.
+#[test]
+fn blast_truncated_response_is_a_bad_response() {
+    let server = TestServer::start(|_, mut conn, _| {
+        answer(
+            &mut conn,
+            b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\nConnection: close\r\n\r\nshort",
+        )
+    });
+    let (code, r, _) = blast_json(&server.url(), &["--max-clients", "16"]);
+    assert_eq!(code, Some(1), "{r}");
+    assert_eq!(errors_of(&r, "bad_response"), 16, "{r}");
+    assert_eq!(r["ok"], 0, "{r}");
+}
+
+/// client3.py's exact bytes (bare LF), against a server like the article's that
+/// answers without Content-Length and closes: a normal completion.
+#[test]
+fn blast_raw_client3_request_against_eof_delimited_server_is_ok() {
+    const CLIENT3: &[u8] = b"GET /hello HTTP/1.1\nHost: localhost:8888\n\n";
+    let exact = Arc::new(AtomicUsize::new(0));
+    let server = {
+        let exact = exact.clone();
+        TestServer::start(move |_, mut conn, _| {
+            if read_request(&mut conn) == CLIENT3 {
+                exact.fetch_add(1, Ordering::SeqCst);
+            }
+            let _ = conn
+                .write_all(b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nHello, World!\n");
+        })
+    };
+    let (code, r, _) = blast_json(
+        &server.url(),
+        &[
+            "--max-clients",
+            "8",
+            "--raw-request",
+            r"GET /hello HTTP/1.1\nHost: localhost:8888\n\n",
+        ],
+    );
+    assert_eq!(code, Some(0), "{r}");
+    assert_eq!(r["ok"], 8, "{r}");
+    assert_eq!(
+        exact.load(Ordering::SeqCst),
+        8,
+        "request bytes not sent verbatim"
+    );
+}
+
+/// With --keep-alive a client sends all its requests on one connection when
+/// the server allows it.
+#[test]
+fn blast_keep_alive_reuses_one_connection_per_client() {
+    let server = TestServer::start(|_, mut conn, _| {
+        loop {
+            let req = read_request(&mut conn);
+            if req.is_empty() {
+                break;
+            }
+            let ok = b"HTTP/1.1 200 OK\r\nContent-Length: 14\r\n\r\nHello, World!\n";
+            if conn.write_all(ok).is_err() {
+                break;
+            }
+        }
+    });
+    let (code, r, _) = blast_json(
+        &server.url(),
+        &["--max-clients", "4", "--max-conns", "5", "--keep-alive"],
+    );
+    assert_eq!(code, Some(0), "{r}");
+    assert_eq!(r["ok"], 20, "{r}");
+    assert_eq!(r["sockets_opened"], 4, "{r}");
+    assert_eq!(server.accepted(), 4);
+}
+
+#[test]
+fn blast_duration_mode_loops_until_the_duration() {
+    let server = hello_server();
+    let (code, r, _) = blast_json(
+        &server.url(),
+        &["--max-clients", "4", "--duration", "1s", "--threads", "1"],
+    );
+    assert_eq!(code, Some(0), "{r}");
+    assert!(r["connections"].as_u64().expect("connections") > 4, "{r}");
+    assert_eq!(r["connections"], r["ok"], "{r}");
+    assert!(r["conns_per_client"].is_null(), "{r}");
+    let elapsed = r["elapsed_s"].as_f64().expect("elapsed");
+    assert!((0.9..10.0).contains(&elapsed), "{r}");
+}
+
+/// 2000 simultaneous clients against the real forking server. blast raises its
+/// own open-file limit (soft to hard); with a hard limit too low for 2000
+/// sockets the run would say so and count fd_exhausted, never connect errors.
+#[test]
+fn blast_2000_clients_against_serve_all_ok() {
+    let server = Server::start(&["--quiet"]);
+    let (code, r, err) = blast_json(
+        &server.url(),
+        &["--max-clients", "2000", "--timeout", "30s"],
+    );
+    assert_eq!(code, Some(0), "{r} {err}");
+    assert_eq!(r["ok"], 2000, "{r}");
+    assert_eq!(r["status"], serde_json::json!({"200": 2000}), "{r}");
+    let pid = server.pid();
+    assert!(eventually(Duration::from_secs(20), || children_of(pid).is_empty()));
+    let (status, out, _) = server.stop(Duration::from_secs(20));
+    assert!(status.success(), "{out}");
+    assert!(out.contains("2000 connections served"), "{out}");
+}
+
+/// The article's backlog trouble on purpose: one child at a time that lingers,
+/// and a backlog of 1, so the other connects wait for SYN retransmits and hit
+/// --connect-timeout (counted as connect-phase timeouts).
+#[test]
+fn blast_full_backlog_gives_connect_timeouts() {
+    let server = Server::start(&[
+        "--quiet",
+        "--backlog",
+        "1",
+        "--max-children",
+        "1",
+        "--delay",
+        "3s",
+    ]);
+    let (code, r, _) = blast_json(
+        &server.url(),
+        &[
+            "--max-clients",
+            "16",
+            "--connect-timeout",
+            "500ms",
+            "--timeout",
+            "2s",
+        ],
+    );
+    assert_eq!(code, Some(1), "{r}");
+    let connect = r["timeouts"]["connect"].as_u64().expect("timeouts.connect");
+    assert!(connect >= 1, "{r}");
+    assert_eq!(errors_total(&r), 16 - r["ok"].as_u64().expect("ok"), "{r}");
+    let _ = server.stop(Duration::from_secs(20));
+}
+
+#[test]
+fn blast_bad_usage_exits_2_with_one_line() {
+    for args in [
+        &["blast", "not a url"][..],
+        &["blast", "https://127.0.0.1:1/"],
+        &["blast", "http://127.0.0.1:99999/"],
+        &["blast", "http://127.0.0.1:1/", "--max-clients", "0"],
+        &["blast", "http://127.0.0.1:1/", "--max-conns", "0"],
+        &["blast", "http://127.0.0.1:1/", "--threads", "0"],
+        &["blast", "http://127.0.0.1:1/", "--timeout", "0s"],
+        &["blast", "http://127.0.0.1:1/", "-H", "no colon"],
+    ] {
+        let (status, out, err) = lsbaws(args, RUN_LIMIT);
+        assert_eq!(status.code(), Some(2), "{args:?}: {err}");
+        assert!(out.is_empty(), "{args:?}: {out}");
+        assert!(err.starts_with("lsbaws: "), "{args:?}: {err}");
+        assert_eq!(err.trim_end().lines().count(), 1, "{args:?}: {err}");
+    }
+    let (_, _, err) = lsbaws(&["blast", "https://127.0.0.1:1/"], RUN_LIMIT);
+    assert!(err.contains("https"), "{err}");
+}
+
+/// Runs `lsbaws ARGS` under `sh -c 'ulimit ...; exec lsbaws ...'`, so the limit
+/// applies to blast alone.
+fn lsbaws_with_ulimit(ulimit: &str, args: &[&str]) -> (Option<i32>, String, String) {
+    let mut all = vec!["-c", "ulimit $0 || exit 99; exec \"$@\"", ulimit, bin()];
+    all.extend_from_slice(args);
+    let child = std::process::Command::new("sh")
+        .args(&all)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn sh");
+    let mut guard = ProcGuard::new(child);
+    let status = guard
+        .wait_timeout(RUN_LIMIT)
+        .expect("blast under ulimit did not finish");
+    let child = guard.child.as_mut().expect("child");
+    let (mut out, mut err) = (String::new(), String::new());
+    child
+        .stdout
+        .take()
+        .expect("stdout")
+        .read_to_string(&mut out)
+        .expect("stdout");
+    child
+        .stderr
+        .take()
+        .expect("stderr")
+        .read_to_string(&mut err)
+        .expect("stderr");
+    (status.code(), out, err)
+}
+
+/// Regression guard for wrk's bug (wg/wrk#47): running out of file descriptors
+/// must be its own kind with a `ulimit -n` hint, never counted as the server
+/// refusing or resetting connections.
+#[test]
+fn blast_fd_exhaustion_is_its_own_kind_with_a_ulimit_hint() {
+    let server = hello_server();
+    let url = server.url();
+    // `ulimit -n` sets soft and hard: blast cannot raise it.
+    let (code, out, err) =
+        lsbaws_with_ulimit("-n 64", &["blast", &url, "--max-clients", "200", "--json"]);
+    assert_ne!(code, Some(99), "sh could not set the limit");
+    assert_eq!(code, Some(1), "{out} {err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains("ulimit -n") && err.contains("200 simultaneous"),
+        "{err}"
+    );
+    let r: Value = serde_json::from_str(out.trim()).expect("json");
+    let exhausted = errors_of(&r, "fd_exhausted");
+    assert!(exhausted > 0, "{r}");
+    assert_eq!(r["ok"].as_u64().expect("ok") + exhausted, 200, "{r}");
+    for kind in ["refused", "reset", "timeout", "other"] {
+        assert_eq!(errors_of(&r, kind), 0, "{kind}: {r}");
+    }
+}
+
+/// A low soft limit under a high enough hard one is raised, silently.
+#[test]
+fn blast_raises_the_soft_fd_limit_to_the_hard_one() {
+    let hard: u64 = std::process::Command::new("sh")
+        .args(["-c", "ulimit -Hn"])
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+        .unwrap_or(u64::MAX); // "unlimited"
+    if hard < 400 {
+        eprintln!("skipped: hard open-file limit {hard} is below 400");
+        return;
+    }
+    let server = hello_server();
+    let url = server.url();
+    let (code, out, err) =
+        lsbaws_with_ulimit("-Sn 64", &["blast", &url, "--max-clients", "200", "--json"]);
+    assert_eq!(code, Some(0), "{out} {err}");
+    assert!(err.is_empty(), "{err}");
+    let r: Value = serde_json::from_str(out.trim()).expect("json");
+    assert_eq!(r["ok"], 200, "{r}");
+}
+
+/// A server that allows keep-alive in its headers but closes after each
+/// response anyway (as one does when its idle timeout passes): the reused
+/// connection fails before any answer, and blast retries once on a new one
+/// instead of blaming the server.
+#[test]
+fn blast_keep_alive_retries_a_connection_closed_while_idle() {
+    let server = TestServer::start(|_, mut conn, _| {
+        answer(
+            &mut conn,
+            b"HTTP/1.1 200 OK\r\nContent-Length: 14\r\n\r\nHello, World!\n",
+        )
+    });
+    let (code, r, _) = blast_json(
+        &server.url(),
+        &["--max-clients", "4", "--max-conns", "3", "--keep-alive"],
+    );
+    assert_eq!(code, Some(0), "{r}");
+    assert_eq!(r["ok"], 12, "{r}");
+    assert_eq!(server.accepted(), 12);
+}
+
+#[test]
+fn blast_ipv6_loopback_url() {
+    let Ok(probe) = TcpListener::bind("[::1]:0") else {
+        eprintln!("skipped: no IPv6 loopback");
+        return;
+    };
+    drop(probe);
+    let server = TestServer::start_on("[::1]:0", |_, mut conn, _| {
+        answer(&mut conn, HELLO.as_bytes())
+    });
+    let url = format!("http://[::1]:{}/hello", server.addr.port());
+    let (code, r, _) = blast_json(&url, &["--max-clients", "8"]);
+    assert_eq!(code, Some(0), "{r}");
+    assert_eq!(r["ok"], 8, "{r}");
+}

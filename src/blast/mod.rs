@@ -1,8 +1,238 @@
-//! `lsbaws blast`: N simultaneous connections on tokio (issue: blast).
+//! `lsbaws blast`: N simultaneous connections on tokio, with honest accounting.
+//!
+//! Owns the run: the runtime it builds for itself (main stays synchronous, so
+//! `serve` can fork), the start barrier, the client loops, progress, and the
+//! merge of per-thread stats into a [`BlastReport`]. [`run_blast`] is the
+//! reusable engine (`smoke` calls it); [`run`] is the command around it.
+//! Must never print results (rendering is `report::blast`), keep per-request
+//! records, or let a run outlive its bounds.
+//!
+//! - `config`: flags → validated [`BlastConfig`].
+//! - `conn`: one request, the response reader, error classification.
+//! - `stats`: per-thread histograms and counters, the report shape.
+//! - `limits`: open-file limit and ephemeral-port warnings.
+
+mod config;
+mod conn;
+mod limits;
+mod stats;
+
+use std::io::{IsTerminal, Write};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::sync::Barrier;
+use tokio::time::Instant;
+
+pub use config::BlastConfig;
+pub use stats::{BlastReport, ErrorKind, LatencyMs, SLOW_CONNECT, Timeouts};
 
 use crate::Outcome;
 use crate::cli::BlastArgs;
+use conn::{ClientState, Exchange};
+use stats::{ReportHeader, Stats};
 
-pub fn run(_args: &BlastArgs) -> anyhow::Result<Outcome> {
-    anyhow::bail!("blast is not yet implemented")
+/// The `blast` command: validate, run, render, judge.
+pub fn run(args: &BlastArgs) -> anyhow::Result<Outcome> {
+    let config = BlastConfig::from_args(args)?;
+    // Decided once here: progress only for a person watching a terminal.
+    let progress = !args.quiet && !args.json && std::io::stderr().is_terminal();
+    let report = run_blast(&config, progress)?;
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        crate::report::blast::json(&report, &mut out)?;
+    } else {
+        crate::report::blast::summary(&report, &mut out)?;
+    }
+    out.flush()?;
+    Ok(outcome(&report, config.max_errors))
+}
+
+/// Pass when the failures are within `max_errors`, a finding above.
+pub fn outcome(report: &BlastReport, max_errors: u64) -> Outcome {
+    if report.errors_total() > max_errors {
+        Outcome::Finding
+    } else {
+        Outcome::Pass
+    }
+}
+
+/// Runs a blast to completion and returns what happened. Failed connections
+/// are data in the report; an `Err` means the run itself could not happen.
+/// Prints nothing on stdout; a limit warning (one line) and the progress bar,
+/// when `progress` is set, go to stderr.
+pub fn run_blast(config: &BlastConfig, progress: bool) -> anyhow::Result<BlastReport> {
+    if let Some((soft, _hard)) = limits::raise_nofile()
+        && let Some(warning) = limits::fd_warning(config.clients, soft)
+    {
+        eprintln!("{warning}");
+    }
+    if let Some(warning) = limits::port_warning(config.clients) {
+        eprintln!("{warning}");
+    }
+
+    // Each runtime thread hands its stats over here once, when it stops.
+    let handed_over: Arc<Mutex<Vec<Stats>>> = Arc::default();
+    let runtime = {
+        let mut builder = if config.threads == 1 {
+            // One worker: run the tasks on this thread and save the cross-thread
+            // wakeups a one-worker multi-thread runtime would still pay.
+            tokio::runtime::Builder::new_current_thread()
+        } else {
+            let mut b = tokio::runtime::Builder::new_multi_thread();
+            b.worker_threads(config.threads);
+            b
+        };
+        let sink = handed_over.clone();
+        builder
+            .enable_io()
+            .enable_time()
+            .thread_name("lsbaws-blast")
+            .on_thread_stop(move || {
+                if let Some(stats) = stats::take_local()
+                    && let Ok(mut all) = sink.lock()
+                {
+                    all.push(stats);
+                }
+            })
+            .build()
+            .context("cannot start the tokio runtime")?
+    };
+    // A previous run on this thread (current-thread mode) must not leak in.
+    let _ = stats::take_local();
+    let elapsed = runtime.block_on(drive(Arc::new(Shared::new(config)), progress));
+    // Dropping the runtime joins its threads, which run `on_thread_stop`.
+    drop(runtime);
+
+    let mut total = stats::take_local().unwrap_or_default();
+    let all = handed_over
+        .lock()
+        .map_err(|_| anyhow::anyhow!("a runtime thread panicked while handing over stats"))?;
+    for stats in all.iter() {
+        total.merge(stats);
+    }
+    let header = ReportHeader {
+        url: config.url.clone(),
+        clients: config.clients,
+        conns_per_client: config.duration.is_none().then_some(config.conns_per_client),
+        duration: config.duration,
+        threads: config.threads,
+        keep_alive: config.keep_alive,
+    };
+    Ok(BlastReport::new(&total, header, elapsed))
+}
+
+/// What every client task shares: the settings and the progress counters.
+struct Shared {
+    config: BlastConfig,
+    /// Requests finished, for the progress bar (one relaxed add per request).
+    done: AtomicU64,
+    failed: AtomicU64,
+}
+
+impl Shared {
+    fn new(config: &BlastConfig) -> Shared {
+        Shared {
+            config: config.clone(),
+            done: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
+        }
+    }
+
+    fn exchange(&self) -> Exchange<'_> {
+        Exchange {
+            addr: self.config.addr,
+            request: &self.config.request,
+            head_request: self.config.head_request,
+            timeout: self.config.timeout,
+            connect_timeout: self.config.connect_timeout,
+            keep_alive: self.config.keep_alive,
+        }
+    }
+}
+
+/// Spawns the clients, releases them together, waits for all; returns the time
+/// from the release to the last response.
+async fn drive(shared: Arc<Shared>, progress: bool) -> Duration {
+    let clients = shared.config.clients;
+    // +1: this task waits too, so the clock starts when the clients are released.
+    let barrier = Arc::new(Barrier::new(
+        usize::try_from(clients).unwrap_or(usize::MAX) + 1,
+    ));
+    let mut handles = Vec::with_capacity(usize::try_from(clients).unwrap_or(0));
+    for _ in 0..clients {
+        handles.push(tokio::spawn(client(shared.clone(), barrier.clone())));
+    }
+    barrier.wait().await;
+    let start = Instant::now();
+    let bar = progress.then(|| match shared.config.planned() {
+        Some(total) => crate::report::blast::progress_bar(total),
+        None => crate::report::blast::progress_spinner(),
+    });
+    let ticker = bar
+        .clone()
+        .map(|bar| tokio::spawn(show_progress(shared.clone(), bar, start)));
+    for handle in handles {
+        // A client task only fails by panicking, and the release profile
+        // aborts on panic; in tests the panic surfaces in the missing counts.
+        let _ = handle.await;
+    }
+    let elapsed = start.elapsed();
+    if let Some(ticker) = ticker {
+        ticker.abort();
+        let _ = ticker.await;
+    }
+    if let Some(bar) = bar {
+        // The summary follows on stdout; a finished bar would only repeat it.
+        bar.finish_and_clear();
+    }
+    elapsed
+}
+
+/// One client: its requests one after another, each bounded by `--timeout`.
+async fn client(shared: Arc<Shared>, barrier: Arc<Barrier>) {
+    let config = &shared.config;
+    let mut state = ClientState {
+        // Made before the barrier so the release is nothing but connects.
+        presocket: Some(conn::socket_for(config.addr)),
+        ..ClientState::default()
+    };
+    barrier.wait().await;
+    let ex = shared.exchange();
+    let end = config.duration.map(|d| Instant::now() + d);
+    let mut made = 0u64;
+    loop {
+        match end {
+            Some(end) if Instant::now() >= end => break,
+            None if made >= config.conns_per_client => break,
+            _ => {}
+        }
+        made += 1;
+        let ok = conn::run_one(&ex, &mut state).await;
+        shared.done.fetch_add(1, Ordering::Relaxed);
+        if !ok {
+            shared.failed.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Updates the progress bar ten times a second until aborted.
+async fn show_progress(shared: Arc<Shared>, bar: indicatif::ProgressBar, start: Instant) {
+    let config = &shared.config;
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    loop {
+        tick.tick().await;
+        let done = shared.done.load(Ordering::Relaxed);
+        let failed = shared.failed.load(Ordering::Relaxed);
+        let secs = start.elapsed().as_secs_f64().max(1e-3);
+        bar.set_position(done);
+        bar.set_message(format!("{:.0} conn/s, {failed} errors", done as f64 / secs));
+        if let Some(end) = config.duration
+            && start.elapsed() >= end
+        {
+            bar.set_message(format!("{failed} errors, finishing"));
+        }
+    }
 }

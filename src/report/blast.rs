@@ -1,1 +1,154 @@
-//! Rendering of `blast` reports.
+//! Rendering of `blast` reports: the summary tables, the JSON object and the
+//! progress bar's style.
+//!
+//! Pure functions of a [`BlastReport`]. Must never compute results, read the
+//! clock or decide whether progress is shown (the command decides once).
+
+use std::io::{self, Write};
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use crate::blast::{BlastReport, ErrorKind, LatencyMs};
+
+/// One JSON object on one line, newline-terminated.
+pub fn json(report: &BlastReport, out: &mut impl Write) -> io::Result<()> {
+    serde_json::to_writer(&mut *out, report)?;
+    writeln!(out)
+}
+
+/// The human summary: totals, errors by kind, status codes, latency, and a
+/// one-line hint per condition whose cause is known.
+pub fn summary(report: &BlastReport, out: &mut impl Write) -> io::Result<()> {
+    let mut t = super::table();
+    t.set_header(["blast", "value"]);
+    t.add_row(["url".to_string(), report.url.clone()]);
+    let shape = match (report.conns_per_client, report.duration_s) {
+        (Some(m), _) => format!("{} clients × {m} requests", report.clients),
+        (None, Some(d)) => format!("{} clients for {d:.1}s", report.clients),
+        (None, None) => format!("{} clients", report.clients),
+    };
+    let reuse = if report.keep_alive {
+        ", keep-alive"
+    } else {
+        ""
+    };
+    t.add_row([
+        "run".to_string(),
+        format!("{shape}, {} threads{reuse}", report.threads),
+    ]);
+    t.add_row(["connections".to_string(), report.connections.to_string()]);
+    t.add_row(["ok".to_string(), report.ok.to_string()]);
+    t.add_row(["errors".to_string(), report.errors_total().to_string()]);
+    for (kind, n) in report.errors.iter().filter(|(_, n)| **n > 0) {
+        let detail = if *kind == ErrorKind::Timeout.key() {
+            let tm = report.timeouts;
+            format!(
+                "{n} (connect {}, write {}, read {})",
+                tm.connect, tm.write, tm.read
+            )
+        } else {
+            n.to_string()
+        };
+        t.add_row([format!("  {kind}"), detail]);
+    }
+    if !report.status.is_empty() {
+        let codes: Vec<String> = report
+            .status
+            .iter()
+            .map(|(code, n)| format!("{code}: {n}"))
+            .collect();
+        t.add_row(["status".to_string(), codes.join(", ")]);
+    }
+    t.add_row(["elapsed".to_string(), format!("{:.3} s", report.elapsed_s)]);
+    t.add_row([
+        "connections/s".to_string(),
+        format!("{:.0}", report.conns_per_s),
+    ]);
+    if report.keep_alive {
+        t.add_row([
+            "sockets opened".to_string(),
+            report.sockets_opened.to_string(),
+        ]);
+    }
+    t.add_row([
+        "slow connects (≥1 s)".to_string(),
+        report.slow_connects.to_string(),
+    ]);
+    writeln!(out, "{t}")?;
+    writeln!(out)?;
+
+    let mut lat = super::table();
+    lat.set_header(["latency (ms)", "count", "min", "p50", "p90", "p99", "max"]);
+    for (name, l) in [
+        ("connect", &report.connect_ms),
+        ("first byte", &report.first_byte_ms),
+        ("total", &report.latency_ms),
+    ] {
+        lat.add_row(latency_row(name, l));
+    }
+    writeln!(out, "{lat}")?;
+
+    for hint in hints(report) {
+        writeln!(out, "{hint}")?;
+    }
+    Ok(())
+}
+
+fn latency_row(name: &str, l: &LatencyMs) -> Vec<String> {
+    let ms = |v: f64| format!("{v:.3}");
+    vec![
+        name.to_string(),
+        l.count.to_string(),
+        ms(l.min),
+        ms(l.p50),
+        ms(l.p90),
+        ms(l.p99),
+        ms(l.max),
+    ]
+}
+
+/// What the numbers usually mean, one line each.
+fn hints(report: &BlastReport) -> Vec<String> {
+    let mut hints = Vec::new();
+    if report.slow_connects > 0 {
+        hints.push(format!(
+            "note: {} connects took ≥1 s: SYN retransmits, usually a full listen backlog \
+             (the article's servers listen with a backlog of 5)",
+            report.slow_connects
+        ));
+    }
+    if report.errors_of(ErrorKind::FdExhausted) > 0 {
+        hints.push(
+            "note: fd_exhausted: this process ran out of file descriptors (not a server \
+             fault); raise the limit with `ulimit -n`"
+                .to_string(),
+        );
+    }
+    if report.errors_of(ErrorKind::AddrNotAvailable) > 0 {
+        hints.push(
+            "note: addr_not_available: ephemeral ports used up (TIME_WAIT); fewer clients, \
+             --keep-alive, or a wider net.ipv4.ip_local_port_range"
+                .to_string(),
+        );
+    }
+    hints
+}
+
+/// The progress bar of a run with a known number of requests, on stderr.
+pub fn progress_bar(total: u64) -> ProgressBar {
+    let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
+    let style = ProgressStyle::with_template("{elapsed_precise} [{bar:40}] {pos}/{len} {msg}")
+        .map(|s| s.progress_chars("=> "))
+        .unwrap_or_else(|_| ProgressStyle::default_bar());
+    bar.set_style(style);
+    bar
+}
+
+/// The progress display of a `--duration` run, on stderr.
+pub fn progress_spinner() -> ProgressBar {
+    let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+    let style = ProgressStyle::with_template("{elapsed_precise} {spinner} {pos} done, {msg}")
+        .unwrap_or_else(|_| ProgressStyle::default_spinner());
+    bar.set_style(style);
+    bar
+}

@@ -1,0 +1,368 @@
+//! `BlastArgs` → `BlastConfig`: the one place where blast's flags are checked.
+//!
+//! Owns URL parsing (http only), address resolution, building the request bytes
+//! once, `--raw-request` escapes and every "nonsense" check that must end in exit
+//! 2. Must never touch the network beyond resolving the host, and never print.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::time::Duration;
+
+use anyhow::{Context, bail, ensure};
+
+use crate::cli::BlastArgs;
+
+/// Upper bound on `--max-clients`: far beyond what one host has ports or fds
+/// for, low enough that a typo (an extra zero or three) is caught as nonsense.
+const MAX_CLIENTS: u64 = 1_000_000;
+
+/// A validated blast run: everything the engine needs, nothing it must re-check.
+#[derive(Debug, Clone)]
+pub struct BlastConfig {
+    /// The URL as given, for the report.
+    pub url: String,
+    /// Where connections go: resolved once, so no lookup happens per connection.
+    pub addr: SocketAddr,
+    /// The exact bytes written on each connection (or each keep-alive request).
+    pub request: Vec<u8>,
+    /// Whether the request is a HEAD, whose response has no body whatever its
+    /// headers say.
+    pub head_request: bool,
+    /// Clients released at the same instant.
+    pub clients: u64,
+    /// Requests each client makes one after another (ignored with `duration`).
+    pub conns_per_client: u64,
+    /// Loop each client until this much time has passed instead of counting.
+    pub duration: Option<Duration>,
+    /// Tokio worker threads.
+    pub threads: usize,
+    /// Bound on one connection: connect, write and read together.
+    pub timeout: Duration,
+    /// Bound on the connect alone (never above `timeout`).
+    pub connect_timeout: Duration,
+    /// Reuse a connection for a client's next request when the server allows it.
+    pub keep_alive: bool,
+    /// More failed connections than this is a finding (exit 1).
+    pub max_errors: u64,
+}
+
+impl BlastConfig {
+    /// Validates parsed flags. Every error here is bad usage (exit 2).
+    pub fn from_args(args: &BlastArgs) -> anyhow::Result<BlastConfig> {
+        let target = parse_url(&args.url)?;
+        ensure!(args.max_clients > 0, "--max-clients must be at least 1");
+        ensure!(
+            args.max_clients <= MAX_CLIENTS,
+            "--max-clients {} is more than {MAX_CLIENTS}",
+            args.max_clients
+        );
+        ensure!(args.max_conns > 0, "--max-conns must be at least 1");
+        if let Some(d) = args.duration {
+            ensure!(!d.is_zero(), "--duration must be more than 0");
+        }
+        ensure!(!args.timeout.is_zero(), "--timeout must be more than 0");
+        let connect_timeout = match args.connect_timeout {
+            Some(d) => {
+                ensure!(!d.is_zero(), "--connect-timeout must be more than 0");
+                d.min(args.timeout)
+            }
+            None => args.timeout,
+        };
+        let threads = match args.threads {
+            Some(0) => bail!("--threads must be at least 1"),
+            Some(t) => t,
+            None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        };
+        let (request, head_request) = match &args.raw_request {
+            Some(raw) => {
+                let bytes = unescape(raw)?;
+                ensure!(!bytes.is_empty(), "--raw-request is empty");
+                let head = bytes.starts_with(b"HEAD ");
+                (bytes, head)
+            }
+            None => {
+                let method = args.method.to_ascii_uppercase();
+                ensure!(
+                    !method.is_empty() && method.bytes().all(is_token_byte),
+                    "--method {:?} is not an HTTP method",
+                    args.method
+                );
+                let req = build_request(
+                    &method,
+                    &target,
+                    &args.headers,
+                    args.body.as_deref(),
+                    args.keep_alive,
+                )?;
+                (req, method == "HEAD")
+            }
+        };
+        Ok(BlastConfig {
+            url: args.url.clone(),
+            addr: target.addr,
+            request,
+            head_request,
+            clients: args.max_clients,
+            conns_per_client: args.max_conns,
+            duration: args.duration,
+            threads,
+            timeout: args.timeout,
+            connect_timeout,
+            keep_alive: args.keep_alive,
+            max_errors: args.max_errors,
+        })
+    }
+
+    /// A GET burst of `clients` connections at `url` with the defaults of the
+    /// command line: what `smoke` and other callers start from.
+    pub fn for_url(url: &str, clients: u64) -> anyhow::Result<BlastConfig> {
+        use clap::Parser;
+        let cli = crate::cli::Cli::try_parse_from([
+            "lsbaws",
+            "blast",
+            url,
+            "--max-clients",
+            &clients.to_string(),
+        ])?;
+        match cli.command {
+            crate::cli::Command::Blast(args) => BlastConfig::from_args(&args),
+            _ => bail!("internal: blast arguments did not parse as blast"),
+        }
+    }
+
+    /// Total connections planned, or None in `--duration` mode.
+    pub fn planned(&self) -> Option<u64> {
+        match self.duration {
+            Some(_) => None,
+            None => Some(self.clients.saturating_mul(self.conns_per_client)),
+        }
+    }
+}
+
+/// The parts of an `http://` URL that matter here.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Target {
+    /// The authority as written (`host[:port]`): the Host header.
+    authority: String,
+    /// Path and query, `/` when absent.
+    path: String,
+    addr: SocketAddr,
+}
+
+/// Parses `http://host[:port][/path][?query]` and resolves the host once.
+fn parse_url(url: &str) -> anyhow::Result<Target> {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        bail!("bad URL {url:?}: expected http://host[:port]/path");
+    };
+    match scheme.to_ascii_lowercase().as_str() {
+        "http" => {}
+        "https" => bail!("bad URL {url:?}: https is not supported yet, use http://"),
+        other => bail!("bad URL {url:?}: unsupported scheme {other:?}, use http://"),
+    }
+    let (authority, path) = match rest.find(['/', '?', '#']) {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/"),
+    };
+    // A fragment never goes on the wire.
+    let path = path.split('#').next().unwrap_or("/");
+    let path = if path.starts_with('/') {
+        path.to_string()
+    } else {
+        format!("/{path}")
+    };
+    ensure!(
+        !authority.is_empty() && !authority.contains('@'),
+        "bad URL {url:?}: no host (user info is not supported)"
+    );
+    let (host, port) = split_host_port(authority)
+        .with_context(|| format!("bad URL {url:?}: cannot read host and port"))?;
+    ensure!(!host.is_empty(), "bad URL {url:?}: no host");
+    ensure!(
+        path.bytes().all(|b| b > b' ' && b != 0x7f),
+        "bad URL {url:?}: spaces or control characters in the path"
+    );
+    let addr = (host, port)
+        .to_socket_addrs()
+        .with_context(|| format!("bad URL {url:?}: cannot resolve {host:?}"))?
+        .next()
+        .with_context(|| format!("bad URL {url:?}: {host:?} has no address"))?;
+    Ok(Target {
+        authority: authority.to_string(),
+        path,
+        addr,
+    })
+}
+
+/// `host`, `host:port`, `[v6]`, `[v6]:port` → (host without brackets, port).
+fn split_host_port(authority: &str) -> anyhow::Result<(&str, u16)> {
+    let (host, port) = if let Some(rest) = authority.strip_prefix('[') {
+        let (host, after) = rest.split_once(']').context("unclosed '['")?;
+        match after {
+            "" => (host, None),
+            p => (host, Some(p.strip_prefix(':').context("junk after ']'")?)),
+        }
+    } else {
+        match authority.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (authority, None),
+        }
+    };
+    let port = match port {
+        None => 80,
+        Some(p) => p
+            .parse::<u16>()
+            .ok()
+            .filter(|p| *p != 0)
+            .with_context(|| format!("bad port {p:?}"))?,
+    };
+    Ok((host, port))
+}
+
+/// RFC 9110 token characters (method and header names).
+fn is_token_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+/// The request line, Host, Connection and the user's headers and body.
+fn build_request(
+    method: &str,
+    target: &Target,
+    headers: &[String],
+    body: Option<&str>,
+    keep_alive: bool,
+) -> anyhow::Result<Vec<u8>> {
+    let mut user = Vec::with_capacity(headers.len());
+    for h in headers {
+        let (name, value) = h
+            .split_once(':')
+            .with_context(|| format!("--header {h:?}: expected \"Name: value\""))?;
+        let name = name.trim();
+        ensure!(
+            !name.is_empty() && name.bytes().all(is_token_byte),
+            "--header {h:?}: bad header name"
+        );
+        ensure!(
+            !value.contains(['\r', '\n']),
+            "--header {h:?}: line breaks in the value"
+        );
+        user.push((name, value.trim()));
+    }
+    let has = |n: &str| user.iter().any(|(name, _)| name.eq_ignore_ascii_case(n));
+    let mut req = format!("{method} {} HTTP/1.1\r\n", target.path);
+    if !has("host") {
+        req.push_str(&format!("Host: {}\r\n", target.authority));
+    }
+    // HTTP/1.1 is persistent by default: a new connection per request (the
+    // point of blasting a forking server) has to be asked for.
+    if !keep_alive && !has("connection") {
+        req.push_str("Connection: close\r\n");
+    }
+    for (name, value) in &user {
+        req.push_str(&format!("{name}: {value}\r\n"));
+    }
+    if let Some(body) = body
+        && !has("content-length")
+    {
+        req.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
+    req.push_str("\r\n");
+    if let Some(body) = body {
+        req.push_str(body);
+    }
+    Ok(req.into_bytes())
+}
+
+/// Turns `\n`, `\r`, `\t`, `\0`, `\\` and `\xHH` into bytes, so a shell argument can
+/// carry client3.py's `GET /hello HTTP/1.1\nHost: localhost:8888\n\n`.
+fn unescape(s: &str) -> anyhow::Result<Vec<u8>> {
+    let mut out = Vec::with_capacity(s.len());
+    let mut bytes = s.bytes();
+    while let Some(b) = bytes.next() {
+        if b != b'\\' {
+            out.push(b);
+            continue;
+        }
+        match bytes.next() {
+            Some(b'n') => out.push(b'\n'),
+            Some(b'r') => out.push(b'\r'),
+            Some(b't') => out.push(b'\t'),
+            Some(b'0') => out.push(0),
+            Some(b'\\') => out.push(b'\\'),
+            Some(b'x') => {
+                let hex = [bytes.next(), bytes.next()];
+                let hex = match hex {
+                    [Some(a), Some(b)] => [a, b],
+                    _ => bail!("--raw-request: \\x needs two hex digits"),
+                };
+                let hex = std::str::from_utf8(&hex).unwrap_or("");
+                let v = u8::from_str_radix(hex, 16)
+                    .with_context(|| format!("--raw-request: bad \\x{hex}"))?;
+                out.push(v);
+            }
+            Some(other) => bail!("--raw-request: unknown escape \\{}", other as char),
+            None => bail!("--raw-request: ends with a lone backslash"),
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_parse_and_resolve() {
+        let t = parse_url("http://127.0.0.1:8888/hello").expect("url");
+        assert_eq!(t.authority, "127.0.0.1:8888");
+        assert_eq!(t.path, "/hello");
+        assert_eq!(t.addr, "127.0.0.1:8888".parse().expect("addr"));
+        let t = parse_url("http://[::1]:9/a?b=c#frag").expect("v6");
+        assert_eq!(t.path, "/a?b=c");
+        assert_eq!(t.addr, "[::1]:9".parse().expect("addr"));
+        let t = parse_url("http://127.0.0.1").expect("no port");
+        assert_eq!((t.addr.port(), t.path.as_str()), (80, "/"));
+        let t = parse_url("HTTP://127.0.0.1:1?q").expect("query only");
+        assert_eq!(t.path, "/?q");
+    }
+
+    #[test]
+    fn bad_urls_are_refused_with_a_reason() {
+        for (url, why) in [
+            ("https://127.0.0.1/", "https is not supported"),
+            ("ftp://127.0.0.1/", "unsupported scheme"),
+            ("127.0.0.1:8888/hello", "expected http://"),
+            ("http:///x", "no host"),
+            ("http://127.0.0.1:99999/", "cannot read host and port"),
+            ("http://127.0.0.1:0/", "cannot read host and port"),
+            ("http://[::1/", "cannot read host and port"),
+        ] {
+            let err = format!("{:#}", parse_url(url).expect_err(url));
+            assert!(err.contains(why), "{url}: {err}");
+        }
+    }
+
+    #[test]
+    fn escapes_make_client3_request() {
+        assert_eq!(
+            unescape(r"GET /hello HTTP/1.1\nHost: localhost:8888\n\n").expect("ok"),
+            b"GET /hello HTTP/1.1\nHost: localhost:8888\n\n"
+        );
+        assert_eq!(unescape(r"a\r\x41\\").expect("ok"), b"a\rA\\");
+        assert!(unescape(r"a\q").is_err());
+        assert!(unescape(r"a\x4").is_err());
+        assert!(unescape("a\\").is_err());
+    }
+
+    #[test]
+    fn request_has_host_close_headers_and_body() {
+        let t = parse_url("http://127.0.0.1:8080/p").expect("url");
+        let req = build_request("POST", &t, &["X-A: 1".into()], Some("hi"), false).expect("req");
+        assert_eq!(
+            String::from_utf8(req).expect("utf8"),
+            "POST /p HTTP/1.1\r\nHost: 127.0.0.1:8080\r\nConnection: close\r\nX-A: 1\r\n\
+             Content-Length: 2\r\n\r\nhi"
+        );
+        let req = build_request("GET", &t, &["host: x".into()], None, true).expect("req");
+        assert_eq!(req, b"GET /p HTTP/1.1\r\nhost: x\r\n\r\n");
+        assert!(build_request("GET", &t, &["nocolon".into()], None, false).is_err());
+    }
+}
