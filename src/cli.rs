@@ -5,6 +5,7 @@
 //! Must never do work: validation that needs more than a parse lives in each
 //! command's `Config::from_args`.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -211,7 +212,16 @@ pub struct BlastArgs {
 }
 
 /// Find defunct (zombie) children of a process in /proc.
+///
+/// Lists the zombies (state Z) among the direct children of --pid (--tree: all its
+/// descendants), then one summary line. Exit 0 when at most --max-zombies are found,
+/// 1 when more, 2 when the pid does not exist or /proc cannot be read.
 #[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:\n  \
+    lsbaws audit --pid 1234\n  \
+    lsbaws audit --pid 1234 --tree --settle 2s       # CI: let transient zombies be reaped\n  \
+    lsbaws audit --pid 1234 --watch 500ms --count 20 # watch zombies pile up in a blast\n  \
+    lsbaws audit --all")]
 pub struct AuditArgs {
     /// The process whose children are audited.
     #[arg(long, value_name = "PID", required_unless_present = "all")]
@@ -222,16 +232,39 @@ pub struct AuditArgs {
     pub tree: bool,
 
     /// Every zombie on the machine, grouped by parent.
-    #[arg(long)]
+    #[arg(long, conflicts_with_all = ["pid", "tree", "watch"])]
     pub all: bool,
 
-    /// Print one JSON object instead of the table.
+    /// Print one JSON object instead of the table (with --watch: one JSON line per sample).
     #[arg(long)]
     pub json: bool,
 
     /// Exit 1 only when more zombies than this are found.
     #[arg(long, default_value_t = 0, value_name = "Z")]
     pub max_zombies: u64,
+
+    /// Count only zombies older than this (a correct server's zombies live for an
+    /// instant between exit and reap).
+    #[arg(long, default_value = "0s", value_parser = parse_duration, value_name = "DURATION")]
+    pub min_age: Duration,
+
+    /// Re-scan until at most --max-zombies are left or this much time has passed.
+    #[arg(long, default_value = "0s", value_parser = parse_duration, value_name = "DURATION")]
+    pub settle: Duration,
+
+    /// Sample every INTERVAL and print one line each (time, live children, zombies);
+    /// the exit code follows the last sample.
+    #[arg(long, value_parser = parse_duration, value_name = "INTERVAL", conflicts_with = "settle")]
+    pub watch: Option<Duration>,
+
+    /// Number of --watch samples (default: until interrupted).
+    #[arg(long, requires = "watch", value_name = "K",
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub count: Option<u64>,
+
+    /// Read this directory instead of /proc (tests point it at a fake tree).
+    #[arg(long, hide = true, default_value = "/proc", value_name = "DIR")]
+    pub proc_root: PathBuf,
 }
 
 /// Start a server, blast it, audit it: the CI job in one command.

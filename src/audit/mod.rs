@@ -1,8 +1,282 @@
-//! `lsbaws audit`: defunct children of a PID in /proc (issue: audit).
+//! `lsbaws audit`: defunct children of a process, read from /proc.
+//!
+//! `AuditArgs` → [`AuditConfig`] (validated, in `config`) → [`audit`] (one scan,
+//! through `scan`) → [`AuditReport`] (plain data, in `report`) → rendering in
+//! `crate::report::audit`. [`settle`] and [`watch`] repeat [`audit`]; `smoke`
+//! calls them as a library. This module decides which processes count; it must
+//! never print (only [`run`], the CLI adapter, writes to stdout) and never treat a
+//! process that vanishes mid-scan as an error.
+
+mod config;
+mod report;
+mod scan;
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::io::Write;
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::Result;
+
+pub use config::{AuditConfig, Scope, WatchConfig};
+pub use report::{AuditReport, Sample, ScanMethod, Zombie, ZombieGroup};
+pub use scan::{ProcStat, parse_stat};
 
 use crate::Outcome;
 use crate::cli::AuditArgs;
+use report::round2;
+use scan::ProcReader;
 
-pub fn run(_args: &AuditArgs) -> anyhow::Result<Outcome> {
-    anyhow::bail!("audit is not yet implemented")
+/// Above this many listed children the fast path is not tried: the kernel
+/// renders `children` one page per read and starts each later page by position,
+/// which is where a concurrent reap makes it skip children (see [`children`]);
+/// 256 pids always fit in one 4 KiB page.
+const FAST_PATH_MAX_CHILDREN: usize = 256;
+
+/// Pause between the scans of [`settle`].
+const SETTLE_POLL: Duration = Duration::from_millis(50);
+
+/// Runs `lsbaws audit`: validates, scans (settling or watching), renders to stdout.
+pub fn run(args: &AuditArgs) -> Result<Outcome> {
+    let config = AuditConfig::from_args(args)?;
+    let watch_config = WatchConfig::from_args(args)?;
+    let stdout = std::io::stdout();
+    if let Some(w) = watch_config {
+        let last = watch(&config, &w, |sample| {
+            let mut out = stdout.lock();
+            if args.json {
+                crate::report::audit::sample_json(sample, &mut out)?;
+            } else {
+                crate::report::audit::sample_line(sample, &mut out)?;
+            }
+            out.flush()?; // one line per sample, as it happens
+            Ok(())
+        })?;
+        return Ok(last.map_or(Outcome::Pass, |r| r.outcome()));
+    }
+    let report = settle(&config)?;
+    let mut out = stdout.lock();
+    if args.json {
+        crate::report::audit::json(&report, &mut out)?;
+    } else {
+        crate::report::audit::table(&report, &mut out)?;
+    }
+    out.flush()?;
+    Ok(report.outcome())
+}
+
+/// One scan of `config.scope`. Errors only when the target pid does not exist or
+/// the proc root cannot be read.
+pub fn audit(config: &AuditConfig) -> Result<AuditReport> {
+    let mut procs = ProcReader::new(&config.proc_root);
+    let ticks = procfs::ticks_per_second().max(1) as f64;
+    match config.scope {
+        Scope::Children(pid) => children(config, &mut procs, ticks, pid),
+        Scope::Tree(pid) => tree(config, &mut procs, ticks, pid),
+        Scope::All => all(config, &mut procs, ticks),
+    }
+}
+
+/// Re-scans until at most `config.max_zombies` count or `config.settle` has
+/// passed, and returns the last report: a correct reaper's zombies last an
+/// instant, a leak's stay. With a zero `settle` this is one [`audit`].
+pub fn settle(config: &AuditConfig) -> Result<AuditReport> {
+    let deadline = Instant::now() + config.settle;
+    loop {
+        let report = audit(config)?;
+        let now = Instant::now();
+        if report.count <= config.max_zombies || now >= deadline {
+            return Ok(report);
+        }
+        std::thread::sleep(SETTLE_POLL.min(deadline - now));
+    }
+}
+
+/// Scans every `watch.interval` (`watch.count` times, or until an error) and
+/// hands each sample to `on_sample`; returns the last report, whose verdict is
+/// the command's.
+pub fn watch(
+    config: &AuditConfig,
+    watch: &WatchConfig,
+    mut on_sample: impl FnMut(&Sample) -> Result<()>,
+) -> Result<Option<AuditReport>> {
+    let start = Instant::now();
+    let mut last = None;
+    let mut taken: u64 = 0;
+    while watch.count.is_none_or(|k| taken < k) {
+        // Samples are due at fixed times from the start, so a slow scan does not
+        // stretch the series.
+        let due = start
+            + watch
+                .interval
+                .saturating_mul(u32::try_from(taken).unwrap_or(u32::MAX));
+        if let Some(wait) = due.checked_duration_since(Instant::now()) {
+            std::thread::sleep(wait);
+        }
+        let report = audit(config)?;
+        let sample = Sample::new(&report, SystemTime::now(), start.elapsed().as_secs_f64());
+        on_sample(&sample)?;
+        last = Some(report);
+        taken += 1;
+    }
+    Ok(last)
+}
+
+/// Direct children, fast path first.
+///
+/// The fast path reads `PID/task/*/children` and stats only the listed pids.
+/// That file is a hint: the kernel walks the child list one entry at a time and,
+/// when the previous entry was reaped meanwhile, restarts by position, so a reap
+/// during the read skips children (the comment in the kernel's
+/// `get_children_pid` says so). A skip can only hide processes, never invent
+/// them, and every listed child is confirmed by its own `stat` (state Z, ppid
+/// N). So a fast count above the limit is a sound finding and is returned as
+/// is; a count within the limit might be an undercount and is confirmed by a
+/// full scan, unless nothing at all was listed by a single-threaded target (the
+/// walk always finds the first entry of a non-empty list, and with one thread
+/// no child can move between `children` files mid-read). A correct server's
+/// idle state (no children) and a leak both stay on the fast path; a busy
+/// correct server pays a full scan, which is what a verdict of "clean" needs.
+fn children(
+    config: &AuditConfig,
+    procs: &mut ProcReader,
+    ticks: f64,
+    pid: i32,
+) -> Result<AuditReport> {
+    let target = procs.target(pid)?;
+    let uptime = procs.uptime()?;
+    let listed = procs
+        .listed_children(pid)
+        .filter(|l| l.pids.len() <= FAST_PATH_MAX_CHILDREN);
+    if let Some(listed) = listed {
+        let kids: Vec<ProcStat> = listed
+            .pids
+            .iter()
+            .filter_map(|&c| procs.stat(c))
+            .filter(|s| s.ppid == pid)
+            .collect();
+        let report = judge(config, "children", Some(&target), &kids, uptime, ticks);
+        let exact_empty = listed.pids.is_empty() && listed.threads == 1;
+        if report.count > config.max_zombies || exact_empty {
+            return Ok(AuditReport {
+                scan: ScanMethod::ChildrenFile,
+                ..report
+            });
+        }
+    }
+    let kids = procs.scan(|s| s.ppid == pid)?;
+    Ok(judge(
+        config,
+        "children",
+        Some(&target),
+        &kids,
+        uptime,
+        ticks,
+    ))
+}
+
+/// All descendants: one full scan, then a walk down the parent links.
+fn tree(config: &AuditConfig, procs: &mut ProcReader, ticks: f64, pid: i32) -> Result<AuditReport> {
+    let target = procs.target(pid)?;
+    let uptime = procs.uptime()?;
+    let everyone = procs.scan(|_| true)?;
+    let mut by_parent: HashMap<i32, Vec<usize>> = HashMap::new();
+    for (i, p) in everyone.iter().enumerate() {
+        by_parent.entry(p.ppid).or_default().push(i);
+    }
+    let mut descendants = Vec::new();
+    // A scan is not atomic: a reused pid could close a loop of parent links, so
+    // each pid is visited once.
+    let mut seen = HashSet::from([pid]);
+    let mut queue = VecDeque::from([pid]);
+    while let Some(parent) = queue.pop_front() {
+        for &i in by_parent.get(&parent).map_or(&[][..], Vec::as_slice) {
+            let p = &everyone[i];
+            if seen.insert(p.pid) {
+                queue.push_back(p.pid);
+                descendants.push(p.clone());
+            }
+        }
+    }
+    Ok(judge(
+        config,
+        "tree",
+        Some(&target),
+        &descendants,
+        uptime,
+        ticks,
+    ))
+}
+
+/// Every zombie on the machine, grouped by parent.
+fn all(config: &AuditConfig, procs: &mut ProcReader, ticks: f64) -> Result<AuditReport> {
+    let uptime = procs.uptime()?;
+    let everyone = procs.scan(|_| true)?;
+    let mut report = judge(config, "all", None, &everyone, uptime, ticks);
+    let comm_of: HashMap<i32, &str> = everyone.iter().map(|p| (p.pid, p.comm.as_str())).collect();
+    let mut counts: HashMap<i32, u64> = HashMap::new();
+    for z in &report.zombies {
+        *counts.entry(z.ppid).or_default() += 1;
+    }
+    let mut groups: Vec<ZombieGroup> = counts
+        .into_iter()
+        .map(|(ppid, count)| ZombieGroup {
+            ppid,
+            comm: comm_of.get(&ppid).unwrap_or(&"?").to_string(),
+            count,
+        })
+        .collect();
+    groups.sort_by(|a, b| b.count.cmp(&a.count).then(a.ppid.cmp(&b.ppid)));
+    report.groups = Some(groups);
+    report.live_children = None;
+    Ok(report)
+}
+
+/// Sorts `procs` into counted zombies, too-young zombies and live ones.
+fn judge(
+    config: &AuditConfig,
+    scope: &'static str,
+    target: Option<&ProcStat>,
+    procs: &[ProcStat],
+    uptime: f64,
+    ticks: f64,
+) -> AuditReport {
+    let min_age = config.min_age.as_secs_f64();
+    let mut zombies = Vec::new();
+    let mut younger = 0;
+    let mut live = 0;
+    for p in procs {
+        if !p.is_zombie() {
+            live += 1;
+            continue;
+        }
+        // Age on the boot clock: uptime and starttime share it, so a wall-clock
+        // step cannot make ages jump, and both have 10 ms resolution where the
+        // btime of /proc/stat has whole seconds.
+        let age_s = (uptime - p.starttime as f64 / ticks).max(0.0);
+        if age_s < min_age {
+            younger += 1;
+            continue;
+        }
+        zombies.push(Zombie {
+            pid: p.pid,
+            ppid: p.ppid,
+            state: p.state,
+            age_s: round2(age_s),
+            comm: p.comm.clone(),
+        });
+    }
+    zombies.sort_by_key(|z| z.pid);
+    AuditReport {
+        scope,
+        pid: target.map(|t| t.pid),
+        comm: target.map(|t| t.comm.clone()),
+        live_children: Some(live),
+        count: zombies.len() as u64,
+        zombies,
+        younger,
+        min_age_s: min_age,
+        max_zombies: config.max_zombies,
+        groups: None,
+        scan: ScanMethod::Full,
+    }
 }

@@ -1,0 +1,119 @@
+#!/usr/bin/env bash
+# Benchmark of `lsbaws audit --pid` against ps (issue: audit). Not a test.
+#
+# A tiny C helper forks K children that exit at once and are never reaped, so
+# it holds K zombies. For K in $KS, each of three commands is timed RUNS times,
+# alternating, wall clock from spawn to exit (process start included, as a CI
+# job pays it; the timer is a small C program, so no shell fork is counted):
+#   lsbaws audit --pid P   |   ps --ppid P -o pid,stat   |   ps -eo pid,ppid,stat,comm
+# and the medians and ratios are printed. Raw times go to bench/results/.
+#
+# Usage: bench/audit.sh            (KS="10 1000 5000" RUNS=21 by default)
+# Targets: audit <= 0.4 x ps --ppid at K=5000, <= 0.3 x at K=10 (~100 processes).
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+top=$(cd "$here/.." && pwd)
+# shellcheck source=bench/lib.sh
+source "$here/lib.sh"
+
+KS=${KS:-"10 1000 5000"}
+RUNS=${RUNS:-21}
+[ "$RUNS" -ge 15 ] || { echo "RUNS must be at least 15" >&2; exit 2; }
+command -v ps >/dev/null || bench_need procps
+command -v cc >/dev/null || bench_need gcc
+
+work=$(mktemp -d)
+HELPER_PID=
+cleanup() {
+  # The helper's zombies go away with it: kill it by pid, never by name.
+  if [ -n "$HELPER_PID" ]; then kill -9 "$HELPER_PID" 2>/dev/null || true; wait "$HELPER_PID" 2>/dev/null || true; fi
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+cat >"$work/zombies.c" <<'C'
+/* Forks K children that exit at once; never reaps them; sleeps until killed. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+int main(int argc, char **argv) {
+  long k = argc > 1 ? strtol(argv[1], 0, 10) : 10;
+  for (long i = 0; i < k; i++) {
+    pid_t p = fork();
+    if (p < 0) { perror("fork"); return 1; }
+    if (p == 0) _exit(0);
+  }
+  for (;;) pause();
+}
+C
+cc -O2 -o "$work/zombies" "$work/zombies.c"
+
+cat >"$work/timeit.c" <<'C'
+/* Runs argv[1..] once with stdout/stderr on /dev/null; prints its wall time in
+ * microseconds, from posix_spawn to waitpid. A shell's own fork would add about
+ * a millisecond to every command and hide the differences being measured. */
+#include <fcntl.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <sys/wait.h>
+#include <time.h>
+extern char **environ;
+int main(int argc, char **argv) {
+  posix_spawn_file_actions_t fa;
+  struct timespec a, b;
+  pid_t pid;
+  int status;
+  if (argc < 2) return 2;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
+  posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_WRONLY, 0);
+  clock_gettime(CLOCK_MONOTONIC, &a);
+  if (posix_spawnp(&pid, argv[1], &fa, 0, argv + 1, environ) != 0) { perror(argv[1]); return 2; }
+  waitpid(pid, &status, 0);
+  clock_gettime(CLOCK_MONOTONIC, &b);
+  printf("%ld\n", (long)((b.tv_sec - a.tv_sec) * 1000000L + (b.tv_nsec - a.tv_nsec) / 1000));
+  return 0;
+}
+C
+cc -O2 -o "$work/timeit" "$work/timeit.c"
+
+(cd "$top" && cargo build --release --quiet)
+lsbaws="$top/target/release/lsbaws"
+
+stamp=$(date -u +%Y%m%dT%H%M%SZ)
+out="$top/bench/results/audit-$stamp-$(hostname).txt"
+{
+  echo "# bench/audit.sh $stamp on $(hostname): $(nproc) cores, $(uname -r), $(ps -e --no-headers | wc -l) processes before the helper"
+  echo "# lsbaws $(git -C "$top" rev-parse --short HEAD), $(ps --version)"
+} >"$out"
+
+# Wall time of one run in microseconds.
+time_us() { "$work/timeit" "$@"; }
+
+printf '%6s %9s %14s %14s %9s %9s %9s\n' K procs "audit_ms" "ps_ppid_ms" "ps_e_ms" "a/ppid" "a/ps_e" | tee -a "$out"
+for k in $KS; do
+  "$work/zombies" "$k" &
+  HELPER_PID=$!
+  for _ in $(seq 1 200); do
+    [ "$(ps --ppid "$HELPER_PID" -o stat= | grep -c Z || true)" -eq "$k" ] && break
+    sleep 0.05
+  done
+  procs=$(ps -e --no-headers | wc -l)
+  : >"$work/a"; : >"$work/p"; : >"$work/e"
+  for _ in $(seq 1 "$RUNS"); do
+    time_us "$lsbaws" audit --pid "$HELPER_PID" >>"$work/a"
+    time_us ps --ppid "$HELPER_PID" -o pid,stat >>"$work/p"
+    time_us ps -eo pid,ppid,stat,comm >>"$work/e"
+  done
+  {
+    echo "# K=$k raw us: audit $(tr '\n' ' ' <"$work/a")"
+    echo "# K=$k raw us: ps_ppid $(tr '\n' ' ' <"$work/p")"
+    echo "# K=$k raw us: ps_e $(tr '\n' ' ' <"$work/e")"
+  } >>"$out"
+  a=$(bench_median <"$work/a"); p=$(bench_median <"$work/p"); e=$(bench_median <"$work/e")
+  awk -v k="$k" -v n="$procs" -v a="$a" -v p="$p" -v e="$e" 'BEGIN {
+    printf "%6d %9d %14.2f %14.2f %9.2f %9.2f %9.2f\n", k, n, a/1000, p/1000, e/1000, a/p, a/e }' | tee -a "$out"
+  kill -9 "$HELPER_PID"; wait "$HELPER_PID" 2>/dev/null || true
+  HELPER_PID=
+done
+echo "raw results: ${out#"$top"/}"
