@@ -268,18 +268,91 @@ pub struct AuditArgs {
 }
 
 /// Start a server, blast it, audit it: the CI job in one command.
+///
+/// Without a command, starts the built-in `lsbaws serve` on a free port. With one
+/// (after `--`), runs it with `{port}` replaced by a free loopback port and waits
+/// until it accepts. Then blasts it, audits its whole process tree for zombies
+/// (re-scanning up to --settle, so a correct server's transient zombies pass),
+/// stops it (SIGTERM, --grace, SIGKILL) and prints PASS or FAIL with the reasons.
+/// Exit 0 on PASS, 1 on FAIL, 2 when the server could not be started or reached.
 #[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:\n  \
+    lsbaws smoke                                  the built-in server, 128 clients\n  \
+    lsbaws smoke --reaper once --max-clients 256  the article's bug, end to end: FAIL\n  \
+    lsbaws smoke -- ./my-server --port {port}     your server, on a free port\n  \
+    lsbaws smoke --junit smoke.xml -- python3 app.py {port}")]
 pub struct SmokeArgs {
     /// Clients released at the same instant.
     #[arg(long, default_value_t = 128, value_name = "N")]
     pub max_clients: u64,
 
-    /// Reaper of the built-in server (ignored with a server command).
+    /// Connections each client makes, one after another.
+    #[arg(long, default_value_t = 1, value_name = "M")]
+    pub max_conns: u64,
+
+    /// Loop each client until this much time has passed, instead of --max-conns.
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    pub duration: Option<Duration>,
+
+    /// Bound on each connection: connect, write and read.
+    #[arg(long, default_value = "10s", value_parser = parse_duration, value_name = "DURATION")]
+    pub timeout: Duration,
+
+    /// Tokio worker threads of the blast (default: the number of cores).
+    #[arg(long, value_name = "T")]
+    pub threads: Option<usize>,
+
+    /// FAIL only when more requests than this fail.
+    #[arg(long, default_value_t = 0, value_name = "K")]
+    pub max_errors: u64,
+
+    /// Re-scan for zombies for up to this long before judging, so that a correct
+    /// server's transient zombies (the instant between exit and reap) pass.
+    #[arg(long, default_value = "2s", value_parser = parse_duration, value_name = "DURATION")]
+    pub settle: Duration,
+
+    /// FAIL only when more zombies than this are left.
+    #[arg(long, default_value_t = 0, value_name = "Z")]
+    pub max_zombies: u64,
+
+    /// Reaper of the built-in server (see `lsbaws serve --help`).
     #[arg(long, value_enum, default_value_t = ReaperArg::Loop, value_name = "MODE")]
     pub reaper: ReaperArg,
 
-    /// Server command to test instead of the built-in server; `{port}` is replaced by a
-    /// free loopback port.
+    /// Run the built-in server with `--cgi PROGRAM` (a WSGI app under CGI, say).
+    #[arg(long, value_name = "PROGRAM")]
+    pub cgi: Option<std::path::PathBuf>,
+
+    /// The port that replaces `{port}` in the server command (default: a free one).
+    #[arg(long, value_name = "P")]
+    pub port: Option<u16>,
+
+    /// The URL to blast (default: http://127.0.0.1:<port>/).
+    #[arg(long, value_name = "URL")]
+    pub url: Option<String>,
+
+    /// How long the server may take to accept its first connection.
+    #[arg(long, default_value = "10s", value_parser = parse_duration, value_name = "DURATION")]
+    pub ready_timeout: Duration,
+
+    /// After SIGTERM, how long the server may take to exit before SIGKILL.
+    #[arg(long, default_value = "5s", value_parser = parse_duration, value_name = "DURATION")]
+    pub grace: Duration,
+
+    /// Print one JSON object instead of the table.
+    #[arg(long)]
+    pub json: bool,
+
+    /// Also write a JUnit XML report (testcases "requests" and "zombies") to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<std::path::PathBuf>,
+
+    /// No progress bar.
+    #[arg(long, short)]
+    pub quiet: bool,
+
+    /// Server command to test instead of the built-in server; `{port}` is replaced
+    /// by a free loopback port.
     #[arg(last = true, value_name = "SERVER COMMAND")]
     pub command: Vec<String>,
 }

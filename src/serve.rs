@@ -112,3 +112,13 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<Outcome> {
         .context("writing the summary")?;
     Ok(Outcome::Pass)
 }
+
+/// The address in serve's ready line,
+/// `Serving HTTP on 127.0.0.1:41234 (pid 99, reaper loop)`.
+pub fn parse_ready_line(line: &str) -> Option<std::net::SocketAddr> {
+    line.strip_prefix("Serving HTTP on ")?
+        .split(' ')
+        .next()?
+        .parse()
+        .ok()
+}

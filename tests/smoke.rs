@@ -1,1 +1,256 @@
-//! Integration tests of `lsbaws smoke`.
+//! Integration tests of `lsbaws smoke`: the built-in server, servers nobody here
+//! wrote, and servers that cannot start.
+
+use std::time::{Duration, Instant};
+
+use crate::common::*;
+
+/// Python's own forking server: ForkingMixIn reaps by polling every 0.5 s, so
+/// its zombies are transient and only `--settle` lets it pass. The backlog is
+/// raised from socketserver's 5 so the burst does not wait on SYN retransmits.
+const PY_FORKING_SERVER: &str = "import http.server, socketserver, sys
+class Server(socketserver.ForkingMixIn, http.server.HTTPServer):
+    request_queue_size = 1024
+Server(('127.0.0.1', int(sys.argv[1])), http.server.SimpleHTTPRequestHandler).serve_forever()";
+
+fn smoke(args: &[&str]) -> (i32, String, String) {
+    let mut argv = vec!["smoke", "--quiet"];
+    argv.extend_from_slice(args);
+    let (status, out, err) = lsbaws(&argv, Duration::from_secs(120));
+    // Whatever happened, smoke must leave no zombie of its own.
+    assert_eq!(zombies_of(std::process::id() as i32), 0);
+    (status.code().unwrap_or(-1), out, err)
+}
+
+/// Processes whose command line holds `marker`: proof that nothing a test
+/// started is still running.
+fn processes_with(marker: &str) -> Vec<i32> {
+    std::fs::read_dir("/proc")
+        .expect("read /proc")
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|c| String::from_utf8_lossy(&c).contains(marker))
+        })
+        .collect()
+}
+
+#[test]
+fn builtin_server_passes() {
+    let (code, out, err) = smoke(&[]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.lines().last() == Some("PASS"), "{out}");
+    assert!(out.contains("128 sent, 128 ok, 0 failed"), "{out}");
+    assert!(out.contains("0 in the server's tree"), "{out}");
+    assert!(out.contains("exit status 0"), "{out}");
+}
+
+/// The article's bug, end to end: one wait per SIGCHLD leaves zombies.
+#[test]
+fn once_reaper_fails_with_zombies() {
+    let dir = std::env::temp_dir().join(format!("lsbaws-smoke-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let junit = dir.join("once.xml");
+    let junit_arg = junit.to_str().expect("utf-8 path");
+    let (code, out, err) = smoke(&[
+        "--reaper",
+        "once",
+        "--max-clients",
+        "256",
+        "--settle",
+        "500ms",
+        "--junit",
+        junit_arg,
+    ]);
+    assert_eq!(code, 1, "{out}{err}");
+    let verdict = out.lines().last().unwrap_or("");
+    assert!(
+        verdict.starts_with("FAIL: ") && verdict.contains("zombies left"),
+        "{out}"
+    );
+    assert!(!verdict.contains("requests failed"), "{out}");
+    // The zombie table lists them.
+    assert!(out.contains("| Z "), "{out}");
+
+    let xml = std::fs::read_to_string(&junit).expect("junit file");
+    let doc = roxmltree::Document::parse(&xml).expect("junit parses as XML");
+    let suite = doc.root_element();
+    assert_eq!(suite.tag_name().name(), "testsuite");
+    assert_eq!(suite.attribute("tests"), Some("2"));
+    assert_eq!(suite.attribute("failures"), Some("1"));
+    let cases: Vec<_> = suite
+        .children()
+        .filter(|n| n.has_tag_name("testcase"))
+        .collect();
+    let names: Vec<_> = cases.iter().filter_map(|c| c.attribute("name")).collect();
+    assert_eq!(names, ["requests", "zombies"]);
+    let failed = |name: &str| {
+        cases
+            .iter()
+            .find(|c| c.attribute("name") == Some(name))
+            .is_some_and(|c| c.children().any(|n| n.has_tag_name("failure")))
+    };
+    assert!(!failed("requests") && failed("zombies"), "{xml}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn none_reaper_fails() {
+    let (code, out, _) = smoke(&[
+        "--reaper",
+        "none",
+        "--max-clients",
+        "32",
+        "--settle",
+        "200ms",
+        "--json",
+    ]);
+    assert_eq!(code, 1);
+    let v: serde_json::Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(v["pass"], false);
+    assert_eq!(v["audit"]["count"], 32);
+    assert_eq!(v["blast"]["ok"], 32);
+    assert!(
+        v["verdict"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("FAIL: 32 zombies left"),
+        "{v}"
+    );
+}
+
+#[test]
+fn json_report_of_a_pass() {
+    let (code, out, _) = smoke(&["--max-clients", "16", "--json"]);
+    assert_eq!(code, 0);
+    let v: serde_json::Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(v["verdict"], "PASS");
+    assert_eq!(v["blast"]["connections"], 16);
+    assert_eq!(v["audit"]["count"], 0);
+    assert!(v["server_pid"].as_u64().unwrap_or(0) > 0);
+    assert!(
+        v["server_summary"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("Shutdown: 16 connections served"),
+        "{v}"
+    );
+}
+
+#[test]
+fn python_forking_server_passes_thanks_to_settle() {
+    let dir = std::env::temp_dir().join(format!("lsbaws-pyserve-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    std::fs::write(dir.join("index.html"), "hello\n").expect("index");
+    let out = std::process::Command::new(bin())
+        .current_dir(&dir)
+        .args([
+            "smoke",
+            "--quiet",
+            "--settle",
+            "3s",
+            "--",
+            "python3",
+            "-c",
+            PY_FORKING_SERVER,
+            "{port}",
+        ])
+        .output()
+        .expect("run smoke");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("128 sent, 128 ok"), "{text}");
+    assert!(text.contains("200 × 128"), "{text}");
+    assert_eq!(zombies_of(std::process::id() as i32), 0);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn python_server_that_never_reaps_fails() {
+    let script = fixture("servers/leaky_server.py");
+    let (code, out, err) = smoke(&[
+        "--max-clients",
+        "40",
+        "--settle",
+        "1s",
+        "--",
+        "python3",
+        &script,
+        "{port}",
+    ]);
+    assert_eq!(code, 1, "{out}{err}");
+    let verdict = out.lines().last().unwrap_or("");
+    // Exactly one per blasted connection: the readiness check connects to nothing.
+    assert!(verdict.contains("40 zombies left"), "{out}");
+    assert!(
+        processes_with(&script).is_empty(),
+        "the server outlived smoke"
+    );
+}
+
+#[test]
+fn builtin_server_with_a_wsgi_app_passes() {
+    let app = fixture("cgi/wsgi_echo.py");
+    let (code, out, err) = smoke(&["--cgi", &app, "--max-clients", "24"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("24 sent, 24 ok"), "{out}");
+}
+
+#[test]
+fn a_command_that_exits_at_once_is_exit_2() {
+    let (code, out, err) = smoke(&["--", "sh", "-c", "echo cannot bind {port} >&2; exit 3"]);
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(out.is_empty(), "{out}");
+    assert!(err.starts_with("lsbaws: the server `sh -c "), "{err}");
+    assert!(
+        err.contains("exited before accepting connections") && err.contains("exit status 3"),
+        "{err}"
+    );
+    assert!(err.contains("cannot bind"), "its stderr is shown: {err}");
+}
+
+#[test]
+fn a_command_that_never_listens_is_exit_2_after_ready_timeout() {
+    let marker = format!("31.{}", std::process::id());
+    let started = Instant::now();
+    let (code, _, err) = smoke(&[
+        "--ready-timeout",
+        "1s",
+        "--port",
+        "9",
+        "--",
+        "sleep",
+        &marker,
+    ]);
+    let took = started.elapsed();
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("did not accept connections on 127.0.0.1:9 within 1s"),
+        "{err}"
+    );
+    assert!(took < Duration::from_secs(10), "{took:?}");
+    assert!(
+        processes_with(&marker).is_empty(),
+        "the server outlived smoke"
+    );
+}
+
+#[test]
+fn bad_usage_is_exit_2() {
+    for args in [
+        &["--max-clients", "0"][..],
+        &["--", "my-server", "--no-port-placeholder"],
+        &["--port", "8080"],
+        &["--cgi", "app.py", "--", "srv", "{port}"],
+    ] {
+        let (code, _, err) = smoke(args);
+        assert_eq!(code, 2, "{args:?}: {err}");
+        assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+    }
+}

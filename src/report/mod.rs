@@ -5,6 +5,7 @@
 
 pub mod audit;
 pub mod blast;
+pub mod smoke;
 
 use comfy_table::{Table, presets};
 
