@@ -372,3 +372,121 @@ fn orphans_adopted_as_subreaper_are_reaped() {
     assert!(out.contains("5 foreign processes reaped"), "{out}");
     assert!(out.contains("0 zombies left"), "{out}");
 }
+
+/// Resident memory of a process in KiB.
+fn rss_kib(pid: i32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Blasts `url` with `lsbaws blast ARGS --json` and returns the parsed report.
+fn blast_json(url: &str, args: &[&str]) -> serde_json::Value {
+    let mut argv = vec!["blast", url, "--json", "--quiet"];
+    argv.extend_from_slice(args);
+    let (_, out, err) = lsbaws(&argv, Duration::from_secs(300));
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("blast JSON: {e}: {out}{err}"))
+}
+
+fn errors_total(report: &serde_json::Value) -> u64 {
+    report["errors"]
+        .as_object()
+        .map_or(u64::MAX, |m| m.values().filter_map(|v| v.as_u64()).sum())
+}
+
+/// 10 000 connections (500 clients × 20) and one burst of 2000 simultaneous
+/// clients against each correct reaper: no error, no zombie, and the parent's
+/// memory does not grow with the connection count.
+#[test]
+fn bursts_of_10000_leave_no_zombies_and_no_growth() {
+    for reaper in ["loop", "signalfd", "ignore"] {
+        let server = Server::start(&["--quiet", "--reaper", reaper]);
+        let pid = server.pid();
+        let url = server.url();
+        // Warm up first so the baseline includes everything a served connection touches.
+        assert_eq!(errors_total(&blast_json(&url, &["--max-clients", "50"])), 0);
+        let rss_before = rss_kib(pid);
+        let report = blast_json(&url, &["--max-clients", "500", "--max-conns", "20"]);
+        assert_eq!(report["ok"], 10_000, "{reaper}: {report}");
+        assert_eq!(errors_total(&report), 0, "{reaper}: {report}");
+        let report = blast_json(&url, &["--max-clients", "2000"]);
+        assert_eq!(report["ok"], 2000, "{reaper}: {report}");
+        assert_eq!(errors_total(&report), 0, "{reaper}: {report}");
+        assert!(
+            eventually(Duration::from_secs(20), || children_of(pid).is_empty()),
+            "{reaper}"
+        );
+        let grown = rss_kib(pid).saturating_sub(rss_before);
+        assert!(grown < 2048, "{reaper}: parent RSS grew by {grown} KiB");
+        let (status, out, _) = server.stop(Duration::from_secs(10));
+        assert!(status.success(), "{reaper}");
+        assert!(
+            out.contains("Shutdown: 12050 connections served"),
+            "{reaper}: {out}"
+        );
+        assert!(out.contains("0 zombies left"), "{reaper}: {out}");
+    }
+}
+
+/// 2000 zombies whose parent is killed during the audit's scan: they are
+/// re-parented and reaped mid-scan. Audit must skip them, never fail (exit 2) or
+/// panic; 20 rounds with the kill at different moments.
+#[test]
+fn audit_survives_2000_zombies_vanishing_mid_scan() {
+    use std::io::BufRead;
+    let mut farm = std::process::Command::new("python3")
+        .arg(fixture("servers/zombie_farm.py"))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("start zombie farm");
+    let mut to_farm = farm.stdin.take().expect("stdin");
+    let mut from_farm = std::io::BufReader::new(farm.stdout.take().expect("stdout"));
+    let farm = ProcGuard::new(farm);
+    let target = farm.pid().to_string();
+    for round in 0..20u64 {
+        writeln!(to_farm, "spawn 2000").expect("ask for zombies");
+        let mut line = String::new();
+        from_farm.read_line(&mut line).expect("farm answer");
+        let middle: i32 = line
+            .trim()
+            .strip_prefix("ready ")
+            .and_then(|p| p.parse().ok())
+            .expect("ready <pid>");
+        let audit = std::process::Command::new(bin())
+            .args(["audit", "--pid", &target, "--tree", "--json"])
+            // Only the exit code matters; a piped 160 KB report nobody reads would block it.
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("start audit");
+        let mut audit = ProcGuard::new(audit);
+        // Kill at a different moment each round, from at once to well into the scan.
+        std::thread::sleep(Duration::from_micros(round * 700));
+        let _ = Command::new("kill")
+            .args(["-9", &middle.to_string()])
+            .status();
+        let status = audit
+            .wait_timeout(Duration::from_secs(30))
+            .expect("audit finished");
+        let mut err = String::new();
+        let _ = audit
+            .child
+            .as_mut()
+            .and_then(|c| c.stderr.take())
+            .map(|mut e| e.read_to_string(&mut err));
+        assert!(
+            matches!(status.code(), Some(0 | 1)),
+            "round {round}: {status}: {err}"
+        );
+        assert!(
+            eventually(Duration::from_secs(10), || descendants_of(farm.pid())
+                .is_empty()),
+            "round {round}"
+        );
+    }
+    drop(to_farm);
+}
