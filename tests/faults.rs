@@ -490,3 +490,136 @@ fn audit_survives_2000_zombies_vanishing_mid_scan() {
     }
     drop(to_farm);
 }
+
+/// A listener that accepts every connection and never answers, for `limit`.
+fn silent_acceptor(limit: Duration) -> (SocketAddr, std::thread::JoinHandle<usize>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    listener.set_nonblocking(true).expect("nonblocking");
+    let handle = std::thread::spawn(move || {
+        let mut held = Vec::new();
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            match listener.accept() {
+                Ok((conn, _)) => held.push(conn),
+                Err(_) => std::thread::sleep(Duration::from_millis(2)),
+            }
+        }
+        held.len()
+    });
+    (addr, handle)
+}
+
+/// A server that accepts and never answers, 1000 clients, `--timeout 1s`: the run
+/// ends in about a second with 1000 read timeouts and exit 1.
+#[test]
+fn blast_against_a_silent_server_ends_at_the_timeout() {
+    let (addr, acceptor) = silent_acceptor(Duration::from_secs(4));
+    let started = Instant::now();
+    let (status, out, err) = lsbaws(
+        &[
+            "blast",
+            &format!("http://{addr}/"),
+            "--max-clients",
+            "1000",
+            "--timeout",
+            "1s",
+            "--json",
+        ],
+        Duration::from_secs(60),
+    );
+    let took = started.elapsed();
+    assert_eq!(status.code(), Some(1), "{err}");
+    let report: serde_json::Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(report["errors"]["timeout"], 1000, "{report}");
+    assert!(took < Duration::from_secs(6), "took {took:?}");
+    // Most were accepted; the rest sat completed in the backlog: silent either way.
+    assert!(acceptor.join().expect("acceptor") > 0);
+}
+
+/// A listener with a backlog of 1 that never accepts: the queue fills, further
+/// SYNs are dropped. Every connection ends as a timeout or a refusal, never a hang.
+#[test]
+fn blast_against_a_full_backlog_never_hangs() {
+    let socket =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
+    socket
+        .bind(&"127.0.0.1:0".parse::<SocketAddr>().expect("addr").into())
+        .expect("bind");
+    socket.listen(1).expect("listen");
+    let addr = socket
+        .local_addr()
+        .expect("addr")
+        .as_socket()
+        .expect("inet");
+    let started = Instant::now();
+    let (status, out, err) = lsbaws(
+        &[
+            "blast",
+            &format!("http://{addr}/"),
+            "--max-clients",
+            "200",
+            "--timeout",
+            "1s",
+            "--json",
+        ],
+        Duration::from_secs(60),
+    );
+    let took = started.elapsed();
+    assert_eq!(status.code(), Some(1), "{err}");
+    let report: serde_json::Value = serde_json::from_str(&out).expect("json");
+    let timeouts = report["errors"]["timeout"].as_u64().unwrap_or(0);
+    let refused = report["errors"]["refused"].as_u64().unwrap_or(0);
+    assert_eq!(timeouts + refused, 200, "{report}");
+    assert!(took < Duration::from_secs(6), "took {took:?}");
+    drop(socket);
+}
+
+/// 1000 clients under `ulimit -n 256`: a one-line warning naming `ulimit -n`,
+/// the shortfall counted as its own kind, no panic.
+#[test]
+fn blast_with_fewer_fds_than_clients_warns_and_counts_its_own_kind() {
+    let server = Server::start(&["--quiet"]);
+    let child = Command::new("sh")
+        .args([
+            "-c",
+            "ulimit -n 256 || exit 99; exec \"$0\" \"$@\"",
+            bin(),
+            "blast",
+        ])
+        .args([&server.url(), "--max-clients", "1000", "--json"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut guard = ProcGuard::new(child);
+    let status = guard
+        .wait_timeout(Duration::from_secs(60))
+        .expect("blast finished");
+    let (mut out, mut err) = (String::new(), String::new());
+    let child = guard.child.as_mut().expect("child");
+    child
+        .stdout
+        .take()
+        .expect("stdout")
+        .read_to_string(&mut out)
+        .expect("stdout");
+    child
+        .stderr
+        .take()
+        .expect("stderr")
+        .read_to_string(&mut err)
+        .expect("stderr");
+    assert_eq!(status.code(), Some(1), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("ulimit -n"), "{err}");
+    let report: serde_json::Value = serde_json::from_str(&out).expect("json");
+    let exhausted = report["errors"]["fd_exhausted"].as_u64().unwrap_or(0);
+    assert!(exhausted > 0, "{report}");
+    assert_eq!(
+        report["ok"].as_u64().unwrap_or(0) + exhausted,
+        1000,
+        "{report}"
+    );
+    let _ = server.stop(Duration::from_secs(10));
+}
