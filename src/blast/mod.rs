@@ -236,3 +236,25 @@ async fn show_progress(shared: Arc<Shared>, bar: indicatif::ProgressBar, start: 
         }
     }
 }
+
+/// A report with one of everything, for rendering tests.
+#[cfg(test)]
+pub(crate) fn sample_report() -> BlastReport {
+    let mut s = Stats::default();
+    s.connected(Duration::from_millis(1));
+    s.connected(Duration::from_millis(1500));
+    s.first_byte(Duration::from_millis(2));
+    s.response(200, Duration::from_millis(3));
+    s.response(503, Duration::from_millis(4));
+    s.error(ErrorKind::FdExhausted);
+    s.timeout(stats::Phase::Read);
+    let header = ReportHeader {
+        url: "http://127.0.0.1:8888/hello".into(),
+        clients: 2,
+        conns_per_client: Some(2),
+        duration: None,
+        threads: 1,
+        keep_alive: false,
+    };
+    BlastReport::new(&s, header, Duration::from_millis(500))
+}
