@@ -103,7 +103,8 @@ pub fn run_blast(config: &BlastConfig, progress: bool) -> anyhow::Result<BlastRe
     };
     // A previous run on this thread (current-thread mode) must not leak in.
     let _ = stats::take_local();
-    let elapsed = runtime.block_on(drive(Arc::new(Shared::new(config)), progress));
+    let shared = Arc::new(Shared::new(config));
+    let elapsed = runtime.block_on(drive(shared.clone(), progress));
     // Dropping the runtime joins its threads, which run `on_thread_stop`.
     drop(runtime);
 
@@ -122,7 +123,17 @@ pub fn run_blast(config: &BlastConfig, progress: bool) -> anyhow::Result<BlastRe
         threads: config.threads,
         keep_alive: config.keep_alive,
     };
-    Ok(BlastReport::new(&total, header, elapsed))
+    let report = BlastReport::new(&total, header, elapsed);
+    // The per-thread hand-over rests on the runtime running `on_thread_stop`
+    // for every worker; if that ever changed, counts would go missing silently.
+    // Honest accounting means failing loudly instead.
+    let done = shared.done.load(Ordering::Relaxed);
+    anyhow::ensure!(
+        report.connections == done,
+        "internal: {done} requests finished but {} were counted",
+        report.connections
+    );
+    Ok(report)
 }
 
 /// What every client task shares: the settings and the progress counters.
