@@ -4,11 +4,12 @@
 # one worker on CPU 1, keepalive_timeout 0). Each load generator runs on CPU 0
 # with one thread, in ROUNDS alternating rounds; prints each tool's median
 # connections/s, CPU seconds (user+system), peak RSS and the ratio to wrk.
-# Then (SERVE10K=1) 10 000 simultaneous clients against `lsbaws serve --quiet`,
-# and (STRACE=1) syscalls per connection of blast and wrk.
+# Then (MEMFLAT=1) peak RSS of a 1 s and a 10 s run (it must not grow with the
+# request count), (STRACE=1) syscalls per connection of blast and wrk, and
+# (SERVE10K=1) 10 000 simultaneous clients against `lsbaws serve --quiet`.
 #
 # Raw results: bench/results/blast-<date>-<host>.txt.
-# Usage: bench/blast.sh   (env: ROUNDS=3 SECS=5 CONC=128 SERVE10K=1 STRACE=1)
+# Usage: bench/blast.sh   (env: ROUNDS=3 SECS=5 CONC=128 MEMFLAT=1 STRACE=1 SERVE10K=1)
 # Needs root for apt-get when wrk, ab, nginx, time or strace are missing.
 set -euo pipefail
 
@@ -22,6 +23,7 @@ SECS=${SECS:-5}
 CONC=${CONC:-128}
 SERVE10K=${SERVE10K:-1}
 STRACE=${STRACE:-1}
+MEMFLAT=${MEMFLAT:-1}
 
 bench_need wrk apache2-utils nginx time strace
 (cd "$root" && cargo build --release --quiet)
@@ -124,6 +126,18 @@ wrk_rps=$(median_of wrk 3)
       'BEGIN {printf "| %-5s | %16d | %5.2f | %11.1f | %6.2f |\n", t, r, c, m/1024, r/w}'
   done
 } | tee -a "$raw"
+
+if [ "$MEMFLAT" = 1 ]; then
+  # Memory must not grow with the request count: no record per request.
+  echo | tee -a "$raw"
+  for secs in 1 10; do
+    /usr/bin/time -v -o "$work/time" taskset -c 0 "$lsbaws" blast "$url" --threads 1 \
+      --max-clients "$CONC" --duration "${secs}s" --json >"$work/out"
+    read -r cpu rss < <(time_fields "$work/time")
+    python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print("blast --duration %ss: %d requests, peak RSS %.1f MB" % (sys.argv[2], r["connections"], int(sys.argv[3])/1024))' \
+      "$work/out" "$secs" "$rss" | tee -a "$raw"
+  done
+fi
 
 if [ "$STRACE" = 1 ]; then
   echo | tee -a "$raw"

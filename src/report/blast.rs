@@ -152,3 +152,57 @@ pub fn progress_spinner() -> ProgressBar {
     bar.set_style(style);
     bar
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_has_the_contract_keys() {
+        let mut out = Vec::new();
+        json(&crate::blast::sample_report(), &mut out).expect("render");
+        let text = String::from_utf8(out).expect("utf8");
+        assert_eq!(text.lines().count(), 1, "{text}");
+        let v: serde_json::Value = serde_json::from_str(&text).expect("json");
+        for key in [
+            "connections",
+            "ok",
+            "errors",
+            "status",
+            "elapsed_s",
+            "conns_per_s",
+        ] {
+            assert!(v.get(key).is_some(), "{key} missing: {text}");
+        }
+        for key in ["min", "p50", "p90", "p99", "max"] {
+            assert!(v["latency_ms"][key].is_f64(), "latency_ms.{key}: {text}");
+        }
+        assert_eq!(v["connections"], 4);
+        assert_eq!(v["errors"]["http_status"], 1);
+        assert_eq!(v["errors"]["timeout"], 1);
+        assert_eq!(v["status"]["503"], 1);
+        assert_eq!(v["conns_per_s"], 8.0);
+    }
+
+    #[test]
+    fn summary_names_errors_statuses_and_causes() {
+        let mut out = Vec::new();
+        summary(&crate::blast::sample_report(), &mut out).expect("render");
+        let text = String::from_utf8(out).expect("utf8");
+        for needle in [
+            "| connections ",
+            "fd_exhausted",
+            "1 (connect 0, write 0, read 1)",
+            "200: 1, 503: 1",
+            "first byte",
+            "1 connects took ≥1 s: SYN retransmits",
+            "`ulimit -n`",
+        ] {
+            assert!(text.contains(needle), "{needle:?} missing:\n{text}");
+        }
+        assert!(
+            !text.contains("refused"),
+            "zero kinds are left out:\n{text}"
+        );
+    }
+}
