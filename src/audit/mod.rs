@@ -54,7 +54,8 @@ pub fn run(args: &AuditArgs) -> Result<Outcome> {
         return Ok(last.map_or(Outcome::Pass, |r| r.outcome()));
     }
     let report = settle(&config)?;
-    let mut out = stdout.lock();
+    // A report can hold thousands of rows; one buffer keeps that to a few writes.
+    let mut out = std::io::BufWriter::with_capacity(1 << 16, stdout.lock());
     if args.json {
         crate::report::audit::json(&report, &mut out)?;
     } else {
