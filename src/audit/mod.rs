@@ -19,12 +19,11 @@ use anyhow::Result;
 
 pub use config::{AuditConfig, Scope, WatchConfig};
 pub use report::{AuditReport, Sample, ScanMethod, Zombie, ZombieGroup};
-pub use scan::{ProcStat, parse_stat};
 
 use crate::Outcome;
 use crate::cli::AuditArgs;
 use report::round2;
-use scan::ProcReader;
+use scan::{ProcReader, ProcStat};
 
 /// Above this many listed children the fast path is not tried: the kernel
 /// renders `children` one page per read and starts each later page by position,
