@@ -121,4 +121,13 @@ for k in $KS; do
   kill -9 "$HELPER_PID"; wait "$HELPER_PID" 2>/dev/null || true
   HELPER_PID=
 done
+# Process-start floors, for reading the K=10 row: what any exec costs here, and
+# what lsbaws costs before it touches /proc (dynamic loading, Rust runtime, clap).
+: >"$work/t"; : >"$work/v"
+for _ in $(seq 1 "$RUNS"); do
+  time_us /bin/true >>"$work/t"
+  time_us "$lsbaws" --version >>"$work/v"
+done
+awk -v t="$(bench_median <"$work/t")" -v v="$(bench_median <"$work/v")" 'BEGIN {
+  printf "floors: /bin/true %.2f ms, lsbaws --version %.2f ms\n", t/1000, v/1000 }' | tee -a "$out"
 echo "raw results: ${out#"$top"/}"
