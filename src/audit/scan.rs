@@ -297,8 +297,9 @@ mod tests {
         assert!(s.is_zombie());
     }
 
-    /// Regression: procfs slices by index and panicked on truncated lines such
-    /// as `103 (broken`; no prefix of a valid line may panic.
+    /// Regression: procfs 0.18 slices by index and panics on lines such as
+    /// `1 (a)` (cut after the command name), `(a) Z` or `1 )a( Z 1`; a panic
+    /// aborts a release build. No prefix of a valid line may panic.
     #[test]
     fn malformed_lines_are_rejected_without_panicking() {
         for end in 0..LINE.len() - 1 {
@@ -311,6 +312,7 @@ mod tests {
             b"1 )x( Z 1",
             b" 1 (a) Z 1",
             b"1 (a)",
+            b"(a) Z",
             b"1 (a) ",
             b"1 (a) Z",
             b"x (a) Z 1 1 1",
