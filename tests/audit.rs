@@ -33,6 +33,10 @@ struct PidGuard(i32);
 
 impl Drop for PidGuard {
     fn drop(&mut self) {
+        // `kill -9 0` would hit the whole process group, -1 everything.
+        if self.0 <= 0 {
+            return;
+        }
         let _ = Command::new("kill")
             .arg("-9")
             .arg(self.0.to_string())

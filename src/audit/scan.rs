@@ -329,7 +329,7 @@ mod tests {
     fn a_split_scan_sees_every_process_once() {
         let root = std::env::temp_dir().join(format!("lsbaws-scan-{}", std::process::id()));
         let _ = fs::remove_dir_all(&root);
-        let n = 3 * PER_WORKER_MIN as i32;
+        let n = 2 * PER_WORKER_MIN as i32; // two workers
         for pid in 1..=n {
             fs::create_dir_all(root.join(pid.to_string())).unwrap();
             let line = match pid {
