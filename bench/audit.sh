@@ -6,7 +6,8 @@
 # alternating, wall clock from spawn to exit (process start included, as a CI
 # job pays it; the timer is a small C program, so no shell fork is counted):
 #   lsbaws audit --pid P   |   ps --ppid P -o pid,stat   |   ps -eo pid,ppid,stat,comm
-# and the medians and ratios are printed. Raw times go to bench/results/.
+# and the medians and ratios are printed. `audit --json` is timed as well, to show
+# what rendering the table costs. Raw times go to bench/results/.
 #
 # Usage: bench/audit.sh            (KS="10 1000 5000" RUNS=21 by default)
 # Targets: audit <= 0.4 x ps --ppid at K=5000, <= 0.3 x at K=10 (~100 processes).
@@ -84,13 +85,14 @@ stamp=$(date -u +%Y%m%dT%H%M%SZ)
 out="$top/bench/results/audit-$stamp-$(hostname).txt"
 {
   echo "# bench/audit.sh $stamp on $(hostname): $(nproc) cores, $(uname -r), $(ps -e --no-headers | wc -l) processes before the helper"
+  echo "# load average at start: $(cut -d" " -f1-3 /proc/loadavg)"
   echo "# lsbaws $(git -C "$top" rev-parse --short HEAD), $(ps --version)"
 } >"$out"
 
 # Wall time of one run in microseconds.
 time_us() { "$work/timeit" "$@"; }
 
-printf '%6s %9s %14s %14s %9s %9s %9s\n' K procs "audit_ms" "ps_ppid_ms" "ps_e_ms" "a/ppid" "a/ps_e" | tee -a "$out"
+printf '%6s %6s %9s %9s %10s %8s %7s %7s %8s\n' K procs audit_ms json_ms ps_ppid_ms ps_e_ms a/ppid a/ps_e json/ppid | tee -a "$out"
 for k in $KS; do
   "$work/zombies" "$k" &
   HELPER_PID=$!
@@ -99,21 +101,33 @@ for k in $KS; do
     sleep 0.05
   done
   procs=$(ps -e --no-headers | wc -l)
-  : >"$work/a"; : >"$work/p"; : >"$work/e"
+  : >"$work/a"; : >"$work/j"; : >"$work/p"; : >"$work/e"
   for _ in $(seq 1 "$RUNS"); do
     time_us "$lsbaws" audit --pid "$HELPER_PID" >>"$work/a"
+    time_us "$lsbaws" audit --pid "$HELPER_PID" --json >>"$work/j"
     time_us ps --ppid "$HELPER_PID" -o pid,stat >>"$work/p"
     time_us ps -eo pid,ppid,stat,comm >>"$work/e"
   done
   {
     echo "# K=$k raw us: audit $(tr '\n' ' ' <"$work/a")"
+    echo "# K=$k raw us: audit_json $(tr '\n' ' ' <"$work/j")"
     echo "# K=$k raw us: ps_ppid $(tr '\n' ' ' <"$work/p")"
     echo "# K=$k raw us: ps_e $(tr '\n' ' ' <"$work/e")"
   } >>"$out"
-  a=$(bench_median <"$work/a"); p=$(bench_median <"$work/p"); e=$(bench_median <"$work/e")
-  awk -v k="$k" -v n="$procs" -v a="$a" -v p="$p" -v e="$e" 'BEGIN {
-    printf "%6d %9d %14.2f %14.2f %9.2f %9.2f %9.2f\n", k, n, a/1000, p/1000, e/1000, a/p, a/e }' | tee -a "$out"
+  a=$(bench_median <"$work/a"); j=$(bench_median <"$work/j")
+  p=$(bench_median <"$work/p"); e=$(bench_median <"$work/e")
+  awk -v k="$k" -v n="$procs" -v a="$a" -v j="$j" -v p="$p" -v e="$e" 'BEGIN {
+    printf "%6d %6d %9.2f %9.2f %10.2f %8.2f %7.2f %7.2f %8.2f\n", k, n, a/1000, j/1000, p/1000, e/1000, a/p, a/e, j/p }' | tee -a "$out"
   kill -9 "$HELPER_PID"; wait "$HELPER_PID" 2>/dev/null || true
   HELPER_PID=
 done
+# Process-start floors, for reading the K=10 row: what any exec costs here, and
+# what lsbaws costs before it touches /proc (dynamic loading, Rust runtime, clap).
+: >"$work/t"; : >"$work/v"
+for _ in $(seq 1 "$RUNS"); do
+  time_us /bin/true >>"$work/t"
+  time_us "$lsbaws" --version >>"$work/v"
+done
+awk -v t="$(bench_median <"$work/t")" -v v="$(bench_median <"$work/v")" 'BEGIN {
+  printf "floors: /bin/true %.2f ms, lsbaws --version %.2f ms\n", t/1000, v/1000 }' | tee -a "$out"
 echo "raw results: ${out#"$top"/}"

@@ -217,11 +217,15 @@ pub struct BlastArgs {
 /// descendants), then one summary line. Exit 0 when at most --max-zombies are found,
 /// 1 when more, 2 when the pid does not exist or /proc cannot be read.
 #[derive(Debug, clap::Args)]
-#[command(after_help = "Examples:\n  \
+#[command(
+    after_help = "Exit status: 0 when at most --max-zombies zombies are found, 1 when more,\n\
+    2 when the pid does not exist or /proc cannot be read.\n\n\
+    Examples:\n  \
     lsbaws audit --pid 1234\n  \
     lsbaws audit --pid 1234 --tree --settle 2s       # CI: let transient zombies be reaped\n  \
     lsbaws audit --pid 1234 --watch 500ms --count 20 # watch zombies pile up in a blast\n  \
-    lsbaws audit --all")]
+    lsbaws audit --all"
+)]
 pub struct AuditArgs {
     /// The process whose children are audited.
     #[arg(long, value_name = "PID", required_unless_present = "all")]

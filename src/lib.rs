@@ -5,7 +5,8 @@
 //! - [`serve`]: adapter from `ServeArgs` to the `lsbaws-server` crate, which
 //!   holds the forking server and all of the project's `unsafe` code.
 //! - `blast`, `audit`, `smoke`: the other commands, each `Args` → `Config` →
-//!   `run` → a plain-data report.
+//!   `run` → a plain-data report. [`audit::audit`], [`audit::settle`] and
+//!   [`audit::watch`] are also a library API (`smoke` audits its server with them).
 //! - `report`: rendering only (tables, JSON).
 //!
 //! [`run`] dispatches and returns an [`Outcome`]; errors become exit code 2 in

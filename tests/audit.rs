@@ -33,6 +33,10 @@ struct PidGuard(i32);
 
 impl Drop for PidGuard {
     fn drop(&mut self) {
+        // `kill -9 0` would hit the whole process group, -1 everything.
+        if self.0 <= 0 {
+            return;
+        }
         let _ = Command::new("kill")
             .arg("-9")
             .arg(self.0.to_string())
@@ -84,8 +88,11 @@ fn zombie_pids(pid: i32) -> BTreeSet<i32> {
 fn two_zombies() -> (ProcGuard, BTreeSet<i32>) {
     let guard = spawn_sh("sleep 0 & sleep 0 & exec sleep 30");
     let pid = guard.pid();
+    // The `sleep 0`s can exit before the shell has become `sleep`: wait for both.
+    let exec_done =
+        || std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c == "sleep\n");
     assert!(
-        eventually(LIMIT, || zombie_pids(pid).len() == 2),
+        eventually(LIMIT, || exec_done() && zombie_pids(pid).len() == 2),
         "no two zombies under {pid}: {:?}",
         children_of(pid)
     );

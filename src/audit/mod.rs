@@ -19,12 +19,11 @@ use anyhow::Result;
 
 pub use config::{AuditConfig, Scope, WatchConfig};
 pub use report::{AuditReport, Sample, ScanMethod, Zombie, ZombieGroup};
-pub use scan::{ProcStat, parse_stat};
 
 use crate::Outcome;
 use crate::cli::AuditArgs;
 use report::round2;
-use scan::ProcReader;
+use scan::{ProcReader, ProcStat};
 
 /// Above this many listed children the fast path is not tried: the kernel
 /// renders `children` one page per read and starts each later page by position,
@@ -54,7 +53,8 @@ pub fn run(args: &AuditArgs) -> Result<Outcome> {
         return Ok(last.map_or(Outcome::Pass, |r| r.outcome()));
     }
     let report = settle(&config)?;
-    let mut out = stdout.lock();
+    // A report can hold thousands of rows; one buffer keeps that to a few writes.
+    let mut out = std::io::BufWriter::with_capacity(1 << 16, stdout.lock());
     if args.json {
         crate::report::audit::json(&report, &mut out)?;
     } else {

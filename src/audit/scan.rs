@@ -155,11 +155,14 @@ impl ProcReader {
             // Skips self, sys, meminfo, ...
             pids.extend(parse_pid(entry.file_name().as_bytes()));
         }
-        let workers = std::thread::available_parallelism()
-            .map_or(1, usize::from)
-            .min(MAX_WORKERS)
-            .min(pids.len() / PER_WORKER_MIN)
-            .max(1);
+        // Asked only for large scans: std answers from cgroup files and affinity.
+        let workers = match pids.len() / PER_WORKER_MIN {
+            0 | 1 => 1,
+            n => std::thread::available_parallelism()
+                .map_or(1, usize::from)
+                .min(MAX_WORKERS)
+                .min(n),
+        };
         if workers == 1 {
             return Ok(self.stat_each(&pids, &keep));
         }
@@ -294,8 +297,9 @@ mod tests {
         assert!(s.is_zombie());
     }
 
-    /// Regression: procfs slices by index and panicked on truncated lines such
-    /// as `103 (broken`; no prefix of a valid line may panic.
+    /// Regression: procfs 0.18 slices by index and panics on lines such as
+    /// `1 (a)` (cut after the command name), `(a) Z` or `1 )a( Z 1`; a panic
+    /// aborts a release build. No prefix of a valid line may panic.
     #[test]
     fn malformed_lines_are_rejected_without_panicking() {
         for end in 0..LINE.len() - 1 {
@@ -308,6 +312,7 @@ mod tests {
             b"1 )x( Z 1",
             b" 1 (a) Z 1",
             b"1 (a)",
+            b"(a) Z",
             b"1 (a) ",
             b"1 (a) Z",
             b"x (a) Z 1 1 1",
@@ -316,6 +321,30 @@ mod tests {
         ] {
             assert_eq!(parse_stat(bad), None, "{:?}", String::from_utf8_lossy(bad));
         }
+    }
+
+    /// A scan large enough to be split over threads finds every readable entry
+    /// once, skipping the malformed and the vanished.
+    #[test]
+    fn a_split_scan_sees_every_process_once() {
+        let root = std::env::temp_dir().join(format!("lsbaws-scan-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&root);
+        let n = 2 * PER_WORKER_MIN as i32; // two workers
+        for pid in 1..=n {
+            fs::create_dir_all(root.join(pid.to_string())).unwrap();
+            let line = match pid {
+                7 => "7 (broken".to_string(),
+                8 => continue, // vanished: a directory without stat
+                _ => LINE.replacen("4242", &pid.to_string(), 1),
+            };
+            fs::write(root.join(format!("{pid}/stat")), line).unwrap();
+        }
+        let found = ProcReader::new(&root).scan(|s| s.pid % 2 == 1);
+        let _ = fs::remove_dir_all(&root);
+        let mut pids: Vec<i32> = found.unwrap().iter().map(|s| s.pid).collect();
+        pids.sort_unstable();
+        let expected: Vec<i32> = (1..=n).filter(|p| p % 2 == 1 && *p != 7).collect();
+        assert_eq!(pids, expected);
     }
 
     #[test]

@@ -34,7 +34,7 @@ pub fn table(report: &AuditReport, w: &mut impl Write) -> io::Result<()> {
                 z.ppid.to_string(),
                 z.state.to_string(),
                 age(z.age_s),
-                z.comm.clone(),
+                printable(&z.comm),
             ]);
         }
         writeln!(w, "{t}")?;
@@ -59,7 +59,7 @@ fn all_table(
         let mut t = super::table();
         t.set_header(["PPID", "PARENT COMMAND", "ZOMBIES"]);
         for g in groups {
-            t.add_row([g.ppid.to_string(), g.comm.clone(), g.count.to_string()]);
+            t.add_row([g.ppid.to_string(), printable(&g.comm), g.count.to_string()]);
         }
         writeln!(w, "{t}")?;
     }
@@ -103,6 +103,15 @@ pub fn sample_line(sample: &Sample, w: &mut impl Write) -> io::Result<()> {
 pub fn sample_json(sample: &Sample, w: &mut impl Write) -> io::Result<()> {
     serde_json::to_writer(&mut *w, sample)?;
     writeln!(w)
+}
+
+/// A command name as a table cell: any process can name itself anything
+/// (`prctl(PR_SET_NAME)`), and a newline or escape sequence in a cell would
+/// forge rows or garble the terminal. JSON escapes them instead.
+fn printable(comm: &str) -> String {
+    comm.chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
 }
 
 /// `0.42s`, `12.00s`, `3m05s`, `2h07m`, `3d04h`.
@@ -205,6 +214,20 @@ mod tests {
         let b = out.find("| 3 ").unwrap();
         assert!(a < b, "{out}");
         assert!(out.ends_with("all: 5 zombies under 2 parents\n"), "{out}");
+    }
+
+    #[test]
+    fn control_characters_in_comm_cannot_forge_rows() {
+        let r = report(vec![Zombie {
+            pid: 11,
+            ppid: 10,
+            state: 'Z',
+            age_s: 1.0,
+            comm: "evil\n| 99 | 1 |\x1b[2J".into(),
+        }]);
+        let out = render(&r);
+        assert!(out.contains("| evil?| 99 | 1 |?[2J |"), "{out}");
+        assert_eq!(out.lines().count(), 4, "{out}");
     }
 
     #[test]
