@@ -96,7 +96,9 @@ pub struct ServeArgs {
     #[arg(long, default_value = "0s", value_parser = parse_duration, value_name = "DURATION")]
     pub delay: Duration,
 
-    /// Live-children cap: at the cap the parent stops accepting until one exits.
+    /// Cap on unreaped children: at the cap the parent stops accepting until one is
+    /// reaped. Zombies count, as they do against RLIMIT_NPROC, so with `--reaper
+    /// none` or `once` the cap fills up and stays full (logged once).
     #[arg(long, value_name = "N")]
     pub max_children: Option<u32>,
 
@@ -361,13 +363,21 @@ pub struct SmokeArgs {
     pub command: Vec<String>,
 }
 
+/// Longest duration any flag takes: far beyond any sane timeout, and small enough
+/// that `now + duration` can never overflow a clock.
+const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
+
 /// Parses human durations: `250ms`, `2s`, `1m 30s`. A bare number means seconds.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
-    if let Ok(secs) = s.parse::<f64>() {
-        return Duration::try_from_secs_f64(secs).map_err(|e| format!("{s:?}: {e}"));
+    let d = match s.parse::<f64>() {
+        Ok(secs) => Duration::try_from_secs_f64(secs).map_err(|e| format!("{s:?}: {e}"))?,
+        Err(_) => humantime::parse_duration(s).map_err(|e| format!("{s:?}: {e} (try 500ms, 2s, 1m)"))?,
+    };
+    if d > MAX_DURATION {
+        return Err(format!("{s:?} is too long (at most a year)"));
     }
-    humantime::parse_duration(s).map_err(|e| format!("{s:?}: {e} (try 500ms, 2s, 1m)"))
+    Ok(d)
 }
 
 #[cfg(test)]
@@ -381,6 +391,8 @@ mod tests {
         assert_eq!(parse_duration("1.5"), Ok(Duration::from_millis(1500)));
         assert!(parse_duration("-1").is_err());
         assert!(parse_duration("soon").is_err());
+        assert!(parse_duration("1.8e19").is_err());
+        assert!(parse_duration("400days").is_err());
     }
 
     #[test]

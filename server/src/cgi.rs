@@ -15,6 +15,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+
 use crate::http::{self, Request};
 use crate::{signals, sys};
 
@@ -54,6 +55,13 @@ pub fn respond(
     if length > cgi.max_body {
         return send(conn, http::PAYLOAD_TOO_LARGE, 413);
     }
+    let have = read.len() - req.head_len;
+    let expects_continue = http::headers(head)
+        .any(|(n, v)| n.eq_ignore_ascii_case(b"expect") && v.eq_ignore_ascii_case(b"100-continue"));
+    if expects_continue && (have as u64) < length {
+        // curl and others wait a second for this before sending a large body.
+        let _ = conn.write_all(b"HTTP/1.1 100 Continue\r\n\r\n");
+    }
     let Some(body) = read_body(conn, &read[req.head_len..], length, deadline) else {
         return send(conn, http::TIMEOUT, 408);
     };
@@ -68,44 +76,62 @@ pub fn respond(
         .stderr(Stdio::inherit())
         // Its own process group, so a timeout kills everything it started.
         .process_group(0);
+    sys::die_with_parent(&mut cmd, libc::SIGKILL);
     if signals::reset_sigchld().is_err() {
         return send(conn, http::BAD_GATEWAY, 502);
     }
     let Ok(mut child) = cmd.spawn() else {
         return send(conn, http::BAD_GATEWAY, 502);
     };
-    let run_deadline = Instant::now() + cgi.timeout;
+    // If this child is told to stop (shutdown after --grace, Ctrl-C), the
+    // program's whole group goes with it.
+    signals::CGI_GROUP.store(i32::try_from(child.id()).unwrap_or(0), std::sync::atomic::Ordering::SeqCst);
+    let run_deadline = Instant::now().checked_add(cgi.timeout).unwrap_or(deadline);
+    // The body is fed from a thread that is never joined: once the program is
+    // reaped its stdin is closed and the thread ends, and `_exit` ends it anyway.
+    // Joining it could wait forever on a program that never reads.
     let output = run(&mut child, body, run_deadline);
-    if !matches!(output, Output::Streaming(_)) {
-        // Always reaped, whatever it printed: no zombie at any level.
-        let _ = child.wait();
-    }
-    match output {
+    let status = match output {
         Output::TimedOut => send(conn, http::GATEWAY_TIMEOUT, 504),
-        Output::Complete(out) if out.is_empty() => send(conn, http::BAD_GATEWAY, 502),
+        Output::Complete(out) if out.is_empty() => {
+            reap_by(&mut child, run_deadline);
+            send(conn, http::BAD_GATEWAY, 502)
+        }
         Output::Complete(out) => match parse_response(&out) {
-            Some(parsed) => write_response(
-                conn,
-                &parsed,
-                &out[parsed.body_start..],
-                req.method == b"HEAD",
-            ),
+            // Answer first: the output is whole even if the program lingers.
+            Some(parsed) => write_response(conn, &parsed, &out[parsed.body_start..], req.method == b"HEAD"),
             None => send(conn, http::BAD_GATEWAY, 502),
         },
         Output::Streaming(first) => match parse_response(&first) {
-            Some(parsed) => stream_response(
-                conn,
-                &parsed,
-                &first[parsed.body_start..],
-                &mut child,
-                run_deadline,
-            ),
+            Some(parsed) => stream_response(conn, &parsed, &first[parsed.body_start..], &mut child, run_deadline),
             None => {
                 kill_group(&child);
-                let _ = child.wait();
                 send(conn, http::BAD_GATEWAY, 502)
             }
         },
+    };
+    // Always reaped, within --cgi-timeout or killed: no zombie at any level.
+    reap_by(&mut child, run_deadline);
+    signals::CGI_GROUP.store(0, std::sync::atomic::Ordering::SeqCst);
+    status
+}
+
+/// Waits for the program until `deadline`, then kills its group; always reaps it.
+fn reap_by(child: &mut Child, deadline: Instant) {
+    let mut pause = Duration::from_millis(1);
+    loop {
+        match child.try_wait() {
+            Ok(Some(_)) | Err(_) => return,
+            Ok(None) if Instant::now() >= deadline => {
+                kill_group(child);
+                let _ = child.wait();
+                return;
+            }
+            Ok(None) => {
+                std::thread::sleep(pause.min(deadline.saturating_duration_since(Instant::now())));
+                pause = (pause * 2).min(Duration::from_millis(20));
+            }
+        }
     }
 }
 
@@ -185,6 +211,11 @@ fn meta_variables(
         vars.push(("CONTENT_LENGTH".into(), body_len.to_string()));
     }
     for (name, value) in http::headers(head) {
+        if name.contains(&b'_') {
+            // `X_Foo` and `X-Foo` would both become HTTP_X_FOO, and `Content_Type`
+            // would pose as CONTENT_TYPE: drop such names, as nginx does.
+            continue;
+        }
         let upper: String = text(name)
             .chars()
             .map(|c| {
@@ -224,15 +255,16 @@ enum Output {
     TimedOut,
 }
 
-/// Feeds the body (from a thread, so that a program that writes before reading
-/// cannot deadlock with us) and collects stdout until EOF or the deadline.
+/// Feeds the body (from a detached thread, so that a program that writes before
+/// reading cannot deadlock with us) and collects stdout until EOF, the buffer
+/// limit, or the deadline (then the program's group is killed).
 fn run(child: &mut Child, body: Vec<u8>, deadline: Instant) -> Output {
-    let feeder = child.stdin.take().map(|mut stdin| {
+    if let Some(mut stdin) = child.stdin.take() {
         std::thread::spawn(move || {
             // A program that ignores its stdin closes it: EPIPE is fine.
             let _ = stdin.write_all(&body);
-        })
-    });
+        });
+    }
     let Some(mut stdout) = child.stdout.take() else {
         return Output::Complete(Vec::new());
     };
@@ -266,12 +298,6 @@ fn run(child: &mut Child, body: Vec<u8>, deadline: Instant) -> Output {
             Err(_) => break Output::Complete(out),
         }
     };
-    if matches!(result, Output::TimedOut) {
-        // The feeder may be blocked on a full pipe; the kill closed it.
-        drop(feeder);
-    } else if let Some(feeder) = feeder {
-        let _ = feeder.join();
-    }
     result
 }
 
@@ -309,7 +335,8 @@ fn parse_response(out: &[u8]) -> Option<Parsed> {
         }
         if name.eq_ignore_ascii_case("status") {
             let code: u16 = value.get(..3)?.parse().ok()?;
-            if !(100..=999).contains(&code) {
+            // 1xx is not a final response and cannot carry a body.
+            if !(200..=599).contains(&code) {
                 return None;
             }
             status = Some(value.to_string());
@@ -379,7 +406,6 @@ fn stream_response(
     let code = status_code(parsed);
     if conn.write_all(&head_bytes(parsed, None)).is_err() || conn.write_all(first).is_err() {
         kill_group(child);
-        let _ = child.wait();
         return code;
     }
     let mut chunk = [0u8; 64 * 1024];
@@ -411,7 +437,6 @@ fn stream_response(
             }
         }
     }
-    let _ = child.wait();
     code
 }
 

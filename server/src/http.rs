@@ -82,7 +82,33 @@ fn prefix_is_bad(buf: &[u8]) -> bool {
 }
 
 /// Parses the head of one request from the bytes read so far.
+///
+/// Empty lines before the request line are skipped, as RFC 9112 §2.2 asks
+/// (clients that send a stray CRLF after a previous request's body).
 pub fn parse(buf: &[u8]) -> Parse<'_> {
+    let mut skip = 0;
+    loop {
+        match &buf[skip..] {
+            [b'\r', b'\n', ..] => skip += 2,
+            [b'\n', ..] => skip += 1,
+            [b'\r'] => return Parse::Incomplete,
+            _ => break,
+        }
+        if skip >= MAX_HEAD {
+            return Parse::TooLarge;
+        }
+    }
+    match parse_from_request_line(&buf[skip..]) {
+        Parse::Complete(req) => Parse::Complete(Request {
+            head_len: req.head_len + skip,
+            ..req
+        }),
+        Parse::Incomplete if buf.len() >= MAX_HEAD => Parse::TooLarge,
+        other => other,
+    }
+}
+
+fn parse_from_request_line(buf: &[u8]) -> Parse<'_> {
     let Some(end) = head_end(buf) else {
         if prefix_is_bad(buf) {
             return Parse::Bad;
@@ -209,6 +235,16 @@ mod tests {
     }
 
     #[test]
+    fn leading_empty_lines_are_skipped() {
+        let buf = b"\r\n\nGET / HTTP/1.1\r\n\r\n";
+        let r = complete(buf);
+        assert_eq!(r.line, b"GET / HTTP/1.1");
+        assert_eq!(r.head_len, buf.len());
+        assert_eq!(parse(b"\r\n\r\n"), Parse::Incomplete);
+        assert_eq!(parse(b"\r"), Parse::Incomplete);
+    }
+
+    #[test]
     fn incomplete_until_blank_line() {
         assert_eq!(parse(b""), Parse::Incomplete);
         assert_eq!(parse(b"GE"), Parse::Incomplete);
@@ -229,7 +265,6 @@ mod tests {
             b"GET /\xff HTTP/1.1\r\n\r\n",
             b"GET / HTTP/1.1\r\nContent-Length: x\r\n\r\n",
             b"GET / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
-            b"\r\n\r\n",
             b"GET / HTTP/1.1\n",
         ] {
             let got = parse(bad);

@@ -30,6 +30,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 pub use cgi::Cgi;
+pub use sys::die_with_parent;
 use signals::{FOREIGN, REAPED, SHUTDOWN, SIGCHLD_COUNT, WAKE_ON_CHILD};
 
 /// How the server reaps its children.
@@ -174,9 +175,11 @@ impl fmt::Display for Summary {
             Some(n) => write!(f, "{n} children reaped, ")?,
             None => write!(f, "children reaped by the kernel, ")?,
         }
-        match self.peak_children {
-            Some(n) => write!(f, "peak {n} live children, ")?,
-            None => write!(f, "peak live children unknown, ")?,
+        match (self.peak_children, self.reaper) {
+            // In none/once modes the count includes zombies: call it what it is.
+            (Some(n), Some(Reaper::None | Reaper::Once)) => write!(f, "peak {n} unreaped children, ")?,
+            (Some(n), _) => write!(f, "peak {n} live children, ")?,
+            (None, _) => write!(f, "peak live children unknown, ")?,
         }
         write!(f, "{} zombies left", self.zombies_left)?;
         if self.fork_failures > 0 {
@@ -237,6 +240,9 @@ pub fn run(
     let setup = |what| move |e| Error::Setup(what, e);
     sys::set_recv_timeout(listener.as_fd(), config.read_timeout)
         .map_err(setup("setting SO_RCVTIMEO"))?;
+    // Writes are bounded by the same timeout: a client that stops reading is gone.
+    sys::set_send_timeout(listener.as_fd(), config.read_timeout)
+        .map_err(setup("setting SO_SNDTIMEO"))?;
     sys::set_nonblocking(listener.as_fd(), !blocking).map_err(setup("setting O_NONBLOCK"))?;
     let (wake_r, wake_w) = sys::pipe().map_err(setup("creating the wake pipe"))?;
     let sigfd = match config.reaper {
@@ -268,6 +274,7 @@ pub fn run(
         abnormal: 0,
         accept_failing: false,
         fork_failing: false,
+        cap_logged: false,
     };
     server.accept_loop()?;
     Ok(server.shutdown())
@@ -301,6 +308,8 @@ struct Server<'a> {
     accept_failing: bool,
     /// The same for fork.
     fork_failing: bool,
+    /// The cap was logged as filled by zombies (once per run).
+    cap_logged: bool,
 }
 
 impl Server<'_> {
@@ -334,9 +343,14 @@ impl Server<'_> {
                 WAKE_ON_CHILD.store(true, Ordering::SeqCst);
                 // Re-check after arming the wake-up, or an exit in between is missed.
                 if self.at_cap() {
+                    self.note_stuck_at_cap();
                     self.wait(false, Some(Duration::from_millis(50)));
                 }
                 continue;
+            }
+            if WAKE_ON_CHILD.load(Ordering::Relaxed) {
+                // Below the cap again: exits need not wake the loop any more.
+                WAKE_ON_CHILD.store(false, Ordering::Relaxed);
             }
             let Some(listener) = &self.listener else {
                 break;
@@ -371,6 +385,22 @@ impl Server<'_> {
             }
         }
         Ok(())
+    }
+
+    /// In `none`/`once` modes zombies are never (or not all) reaped, so they fill
+    /// the cap as they fill the process table: say so once instead of going
+    /// silently deaf.
+    fn note_stuck_at_cap(&mut self) {
+        if self.cap_logged || self.config.reaper.counts_exactly() || self.config.reaper == Reaper::Ignore {
+            return;
+        }
+        self.cap_logged = true;
+        let msg = format!(
+            "lsbaws: at --max-children {}: {} children are unreaped (zombies count, as they do against RLIMIT_NPROC); accept paused until one is reaped\n",
+            self.config.max_children.unwrap_or(0),
+            self.unreaped()
+        );
+        sys::write_stderr(msg.as_bytes());
     }
 
     fn spawn(&mut self, conn: OwnedFd, peer: SocketAddr) {
@@ -513,11 +543,21 @@ impl Server<'_> {
             }
             self.wait(false, Some(left.min(Duration::from_millis(20))));
         }
+        // Past the grace period: SIGTERM first, which a child turns into killing
+        // the process group of a CGI program it runs (a SIGKILL would leave that
+        // program orphaned), then SIGKILL whatever still lives.
         let mut killed = 0;
         for child in procs::children().iter().filter(|c| !c.zombie) {
-            if sys::kill(child.pid, libc::SIGKILL).is_ok() {
+            if sys::kill(child.pid, libc::SIGTERM).is_ok() {
                 killed += 1;
             }
+        }
+        let deadline = Instant::now() + Duration::from_millis(200);
+        while killed > 0 && self.live_children() > 0 && Instant::now() < deadline {
+            self.wait(false, Some(Duration::from_millis(10)));
+        }
+        for child in procs::children().iter().filter(|c| !c.zombie) {
+            let _ = sys::kill(child.pid, libc::SIGKILL);
         }
         // SIGKILL takes effect promptly; bound the wait all the same.
         let deadline = Instant::now() + Duration::from_secs(2);

@@ -28,6 +28,9 @@ static WAKE_FD: AtomicI32 = AtomicI32::new(-1);
 /// When set, the SIGCHLD handler also wakes the main loop. Only the cap and
 /// shutdown need that, so a normal burst pays no extra `write` per exit.
 pub static WAKE_ON_CHILD: AtomicBool = AtomicBool::new(false);
+/// In a child running a CGI program: the program's process group, killed with
+/// the child when the child is told to stop (0: none).
+pub static CGI_GROUP: AtomicI32 = AtomicI32::new(0);
 /// The server's pid: a forked child that inherited our handlers must not act on
 /// the parent's behalf (see `on_term`).
 static SERVER_PID: AtomicI32 = AtomicI32::new(0);
@@ -145,7 +148,13 @@ extern "C" fn on_term(sig: libc::c_int) {
         if unsafe { libc::getpid() } != SERVER_PID.load(Ordering::Relaxed) {
             // A child inherited this handler across fork. Resetting it in every
             // child would cost each connection two system calls, so instead the
-            // child takes the default action here: it dies of the signal.
+            // child takes the default action here: it dies of the signal, and
+            // takes the process group of a CGI program it runs with it.
+            let group = CGI_GROUP.load(Ordering::SeqCst);
+            if group > 0 {
+                // SAFETY: kill is async-signal-safe; a negative pid names the group.
+                unsafe { libc::kill(-group, libc::SIGKILL) };
+            }
             // SAFETY: signal and raise are async-signal-safe.
             unsafe {
                 libc::signal(sig, libc::SIG_DFL);

@@ -73,16 +73,31 @@ pub fn listen(fd: BorrowedFd<'_>, backlog: u32) -> io::Result<()> {
 /// Sets `SO_RCVTIMEO` (0 = none). On a listener it is inherited by every accepted
 /// socket, which saves each child a system call.
 pub fn set_recv_timeout(fd: BorrowedFd<'_>, timeout: Duration) -> io::Result<()> {
-    let tv = libc::timeval {
+    set_timeout(fd, libc::SO_RCVTIMEO, timeout)
+}
+
+/// Sets `SO_SNDTIMEO`, so that a client that stops reading cannot pin a child
+/// in a blocking write. Inherited from a listener like `SO_RCVTIMEO`.
+pub fn set_send_timeout(fd: BorrowedFd<'_>, timeout: Duration) -> io::Result<()> {
+    set_timeout(fd, libc::SO_SNDTIMEO, timeout)
+}
+
+fn set_timeout(fd: BorrowedFd<'_>, option: libc::c_int, timeout: Duration) -> io::Result<()> {
+    let mut tv = libc::timeval {
         tv_sec: libc::time_t::try_from(timeout.as_secs()).unwrap_or(libc::time_t::MAX),
         tv_usec: libc::suseconds_t::from(timeout.subsec_micros() as i32),
     };
+    if tv.tv_sec == 0 && tv.tv_usec == 0 && !timeout.is_zero() {
+        // A zero timeval means "no timeout": a few nanoseconds left must not
+        // turn into waiting forever.
+        tv.tv_usec = 1;
+    }
     // SAFETY: tv is a valid timeval and the length passed is its size.
     cvt(unsafe {
         libc::setsockopt(
             fd.as_raw_fd(),
             libc::SOL_SOCKET,
-            libc::SO_RCVTIMEO,
+            option,
             (&raw const tv).cast::<libc::c_void>(),
             std::mem::size_of::<libc::timeval>() as libc::socklen_t,
         )
@@ -224,4 +239,21 @@ pub fn write_stdout(bytes: &[u8]) {
 /// Writes raw bytes to stderr with one `write` (see [`write_fd`]).
 pub fn write_stderr(bytes: &[u8]) {
     write_fd(libc::STDERR_FILENO, bytes);
+}
+
+/// Makes a program started by `cmd` receive `signal` when the process that
+/// started it dies, however it dies (PR_SET_PDEATHSIG): a backstop so that no
+/// program outlives its supervisor (a CGI program its child, a server `smoke`).
+pub fn die_with_parent(cmd: &mut std::process::Command, signal: libc::c_int) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: the closure runs between fork and exec and calls only prctl,
+    // which is async-signal-safe; it touches no memory of the parent.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, signal, 0, 0, 0) == -1 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
 }
