@@ -372,7 +372,9 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     let d = match s.parse::<f64>() {
         Ok(secs) => Duration::try_from_secs_f64(secs).map_err(|e| format!("{s:?}: {e}"))?,
-        Err(_) => humantime::parse_duration(s).map_err(|e| format!("{s:?}: {e} (try 500ms, 2s, 1m)"))?,
+        Err(_) => {
+            humantime::parse_duration(s).map_err(|e| format!("{s:?}: {e} (try 500ms, 2s, 1m)"))?
+        }
     };
     if d > MAX_DURATION {
         return Err(format!("{s:?} is too long (at most a year)"));

@@ -10,6 +10,7 @@
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Read};
 use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
@@ -29,6 +30,8 @@ use crate::cli::{ReaperArg, SmokeArgs};
 
 /// How many of the server's last output lines are kept for error messages.
 const TAIL_LINES: usize = 20;
+/// Longest line kept of the server's output.
+const MAX_LINE: usize = 4096;
 
 /// Which server to test.
 #[derive(Debug, Clone)]
@@ -176,6 +179,15 @@ impl SmokeReport {
 pub fn run(args: &SmokeArgs) -> anyhow::Result<Outcome> {
     let config = SmokeConfig::from_args(args)?;
     let report = smoke(&config)?;
+    // The JUnit file first: a failure to write it is exit 2, and must not
+    // follow a PASS already printed.
+    if let Some(path) = &config.junit {
+        let mut file =
+            std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
+        crate::report::smoke::junit(&report, &mut file)
+            .and_then(|()| std::io::Write::flush(&mut file))
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
     let mut out = std::io::stdout().lock();
     if config.json {
         crate::report::smoke::json(&report, &mut out)?;
@@ -183,12 +195,6 @@ pub fn run(args: &SmokeArgs) -> anyhow::Result<Outcome> {
         crate::report::smoke::table(&report, &mut out)?;
     }
     std::io::Write::flush(&mut out)?;
-    if let Some(path) = &config.junit {
-        let mut file =
-            std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
-        crate::report::smoke::junit(&report, &mut file)
-            .with_context(|| format!("writing {}", path.display()))?;
-    }
     Ok(if report.pass {
         Outcome::Pass
     } else {
@@ -200,6 +206,9 @@ pub fn run(args: &SmokeArgs) -> anyhow::Result<Outcome> {
 /// or reached, or the blast could not be set up.
 pub fn smoke(config: &SmokeConfig) -> anyhow::Result<SmokeReport> {
     let started = Instant::now();
+    // Orphans of the server (daemons, children of a server that died) come to
+    // smoke instead of init, so smoke can stop and reap them: it leaves nothing.
+    let _ = nix::sys::prctl::set_child_subreaper(true);
     let mut server = ServerProcess::start(config)?;
     let url = match &config.url {
         Some(url) => url.clone(),
@@ -228,19 +237,22 @@ pub fn smoke(config: &SmokeConfig) -> anyhow::Result<SmokeReport> {
         !config.json && !config.quiet && std::io::IsTerminal::is_terminal(&std::io::stderr());
     let blast_report = crate::blast::run_blast(&blast, progress)?;
 
-    // Audit while the server still runs: its zombies are only visible as its children.
-    let died = server.try_exit();
-    let audit = match died {
-        Some(_) => None,
-        None => {
-            let mut audit = AuditConfig::new(Scope::Tree(server.pid as i32));
-            audit.settle = config.settle;
-            audit.max_zombies = config.max_zombies;
-            // The server can exit between the check above and the scan; then
-            // there is nothing left to audit, which the verdict reports.
-            crate::audit::settle(&audit).ok()
+    // Audit while the server still runs: its zombies are only visible as its
+    // children. The roots are the process smoke started and whoever owns the
+    // listening socket: a launcher script may have daemonized the real server
+    // out of its own tree.
+    let mut roots = Vec::new();
+    if server.try_exit().is_none() {
+        roots.push(server.pid as i32);
+    }
+    for owner in listener_owners(addr.port()) {
+        if !roots.contains(&owner) {
+            roots.push(owner);
         }
-    };
+    }
+    // A server that exited (or vanishes mid-scan) leaves nothing to audit,
+    // which the verdict reports.
+    let audit = audit_roots(&roots, config.settle, config.max_zombies);
     let (exit, graceful) = server.stop(config.grace);
     let server_exit = describe_exit(exit, graceful);
 
@@ -263,6 +275,14 @@ pub fn smoke(config: &SmokeConfig) -> anyhow::Result<SmokeReport> {
         None => reasons.push(format!(
             "the server exited during the run ({server_exit}): nothing to audit"
         )),
+    }
+    let clean_exit = exit.is_some_and(|s| s.success()) && graceful;
+    if audit.is_some() && !clean_exit && matches!(config.server, ServerSpec::BuiltIn { .. }) {
+        // The built-in server promises a clean exit on SIGTERM; other servers
+        // may die of the signal by design, so theirs is only reported.
+        reasons.push(format!(
+            "the server did not shut down cleanly ({server_exit})"
+        ));
     }
     Ok(SmokeReport {
         server: server.command_line.clone(),
@@ -340,9 +360,12 @@ fn pump(
     std::thread::spawn(move || {
         let mut reader = BufReader::new(stream);
         let mut first = first;
-        let mut line = String::new();
-        while reader.read_line(&mut line).unwrap_or(0) > 0 {
-            let text = line.trim_end().to_string();
+        let mut line = Vec::new();
+        // Bytes, not String: one non-UTF-8 byte must not stop the pump, or the
+        // server's next write would meet a closed pipe.
+        while reader.read_until(b'\n', &mut line).unwrap_or(0) > 0 {
+            line.truncate(MAX_LINE);
+            let text = String::from_utf8_lossy(&line).trim_end().to_string();
             line.clear();
             if let Some(tx) = first.take() {
                 let _ = tx.send(text);
@@ -368,8 +391,13 @@ impl ServerProcess {
                 let reaper = clap::ValueEnum::to_possible_value(reaper)
                     .map(|v| v.get_name().to_string())
                     .unwrap_or_else(|| "loop".to_string());
+                // The server's own grace must end well within smoke's, or smoke
+                // kills it before it can clean up and print its summary.
+                let server_grace = format!("{}ms", (config.grace / 2).as_millis());
                 let mut argv = vec![
                     "serve",
+                    "--grace",
+                    &server_grace,
                     "--bind",
                     "127.0.0.1:0",
                     "--quiet",
@@ -394,6 +422,10 @@ impl ServerProcess {
                 (cmd, argv.join(" "), "")
             }
         };
+        // Its own process group, so that stopping it reaches whatever it started;
+        // and SIGTERM when smoke dies (a cancelled CI job), so it never outlives us.
+        cmd.process_group(0);
+        lsbaws_server::die_with_parent(&mut cmd, nix::libc::SIGTERM);
         let mut child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -453,7 +485,14 @@ impl ServerProcess {
                     ))
                 );
             }
-            let ready = match listening(addr.port()) {
+            // /proc/net describes this network namespace only: ask it about
+            // loopback addresses, connect to anything else.
+            let table = if addr.ip().is_loopback() {
+                listening(addr.port())
+            } else {
+                None
+            };
+            let ready = match table {
                 Some(listening) => listening,
                 // No /proc/net here: probing with a connection is the fallback.
                 None => {
@@ -504,14 +543,13 @@ impl ServerProcess {
         self.exit
     }
 
-    /// SIGTERM, up to `grace` for it to exit, then SIGKILL; reaps it and kills any
-    /// descendant that outlived it. Returns its status and whether it exited
-    /// within the grace period.
+    /// SIGTERM, up to `grace` for it to exit, then SIGKILL; reaps it, then kills
+    /// what is left of its process group and any escaped descendant re-parented
+    /// to smoke (a subreaper), and reaps those too. Returns the server's status
+    /// and whether it exited within the grace period.
     fn stop(&mut self, grace: Duration) -> (Option<ExitStatus>, bool) {
-        // Its descendants are listed while they are still its: once it is gone
-        // they are re-parented and can no longer be told from anyone else's.
-        let descendants = descendants_of(self.pid);
         let pid = Pid::from_raw(self.pid as i32);
+        let group = Pid::from_raw(-(self.pid as i32));
         if self.try_exit().is_none() {
             let _ = kill(pid, Signal::SIGTERM);
         }
@@ -521,16 +559,24 @@ impl ServerProcess {
         }
         let graceful = self.exit.is_some();
         if !graceful {
-            let _ = kill(pid, Signal::SIGKILL);
+            let _ = kill(group, Signal::SIGKILL);
             if let Some(child) = self.child.as_mut() {
                 self.exit = child.wait().ok();
             }
         }
-        for d in descendants {
-            let _ = kill(Pid::from_raw(d), Signal::SIGKILL);
+        // The group outlives its leader: children it left running.
+        let _ = kill(group, Signal::SIGKILL);
+        reap_escapees();
+        // A daemon that escaped with the server's stdout would keep a reader
+        // blocked forever: wait a moment, then leave the readers be.
+        let deadline = Instant::now() + Duration::from_secs(1);
+        while self.readers.iter().any(|r| !r.is_finished()) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
         }
         for reader in self.readers.drain(..) {
-            let _ = reader.join();
+            if reader.is_finished() {
+                let _ = reader.join();
+            }
         }
         (self.exit, graceful)
     }
@@ -579,25 +625,113 @@ fn listening(port: u16) -> Option<bool> {
     readable.then_some(false)
 }
 
-/// Every live descendant of `pid`, from one scan of /proc.
-fn descendants_of(pid: u32) -> Vec<i32> {
-    let Ok(procs) = procfs::process::all_processes() else {
-        return Vec::new();
-    };
-    let parents: Vec<(i32, i32)> = procs
-        .flatten()
-        .filter_map(|p| p.stat().ok())
-        .map(|s| (s.pid, s.ppid))
-        .collect();
-    let mut found = Vec::new();
-    let mut frontier = vec![pid as i32];
-    while let Some(parent) = frontier.pop() {
-        for &(child, ppid) in &parents {
-            if ppid == parent {
-                found.push(child);
-                frontier.push(child);
+/// Audits the process trees under `roots` as one, re-scanning until the zombies
+/// are within `max_zombies` or `settle` has passed. None when no root exists.
+fn audit_roots(roots: &[i32], settle: Duration, max_zombies: u64) -> Option<AuditReport> {
+    let deadline = Instant::now() + settle;
+    loop {
+        let mut merged: Option<AuditReport> = None;
+        for &root in roots {
+            let mut config = AuditConfig::new(Scope::Tree(root));
+            config.max_zombies = max_zombies;
+            let Ok(report) = crate::audit::audit(&config) else {
+                continue; // this root is gone
+            };
+            merged = Some(match merged {
+                None => report,
+                Some(mut m) => {
+                    for z in report.zombies {
+                        if !m.zombies.iter().any(|y| y.pid == z.pid) {
+                            m.zombies.push(z);
+                        }
+                    }
+                    m.live_children =
+                        Some(m.live_children.unwrap_or(0) + report.live_children.unwrap_or(0));
+                    m.younger += report.younger;
+                    m.count = m.zombies.len() as u64;
+                    m
+                }
+            });
+        }
+        let now = Instant::now();
+        match merged {
+            Some(m) if m.count > max_zombies && now < deadline => {
+                std::thread::sleep(Duration::from_millis(50).min(deadline - now));
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Pids of the processes holding the socket that listens on `port` (from
+/// /proc/net/tcp{,6} and every process's fd table). Empty when unknown.
+fn listener_owners(port: u16) -> Vec<i32> {
+    let want = format!(":{port:04X}");
+    let mut inodes = Vec::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let text = std::fs::read_to_string(table).unwrap_or_default();
+        for line in text.lines().skip(1) {
+            let cols: Vec<&str> = line.split_ascii_whitespace().collect();
+            // Columns: sl local rem st tx:rx tr:when retrnsmt uid timeout inode.
+            if cols.len() > 9 && cols[3] == "0A" && cols[1].ends_with(&want) {
+                inodes.push(format!("socket:[{}]", cols[9]));
             }
         }
     }
-    found
+    if inodes.is_empty() {
+        return Vec::new();
+    }
+    let mut owners = Vec::new();
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return owners;
+    };
+    for entry in procs.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        let Ok(fds) = std::fs::read_dir(entry.path().join("fd")) else {
+            continue; // gone, or not ours to read
+        };
+        let holds = fds.flatten().any(|fd| {
+            std::fs::read_link(fd.path())
+                .is_ok_and(|t| inodes.iter().any(|i| t.as_os_str() == i.as_str()))
+        });
+        if holds {
+            owners.push(pid);
+        }
+    }
+    owners
+}
+
+/// Kills and reaps every child smoke has once the server is reaped: the server's
+/// orphans re-parented to smoke, which is a child subreaper. Safe to wait on any
+/// child now, since the server's own status has been collected.
+fn reap_escapees() {
+    let mut pids = Vec::new();
+    if let Ok(tasks) = std::fs::read_dir("/proc/self/task") {
+        for task in tasks.flatten() {
+            let list = std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
+            pids.extend(
+                list.split_ascii_whitespace()
+                    .filter_map(|p| p.parse::<i32>().ok()),
+            );
+        }
+    }
+    for pid in &pids {
+        let _ = kill(Pid::from_raw(*pid), Signal::SIGKILL);
+    }
+    for pid in pids {
+        let _ = nix::sys::wait::waitpid(Pid::from_raw(pid), None);
+    }
+    // And any that were already zombies when listed or exited since.
+    while let Ok(status) = nix::sys::wait::waitpid(None, Some(nix::sys::wait::WaitPidFlag::WNOHANG))
+    {
+        if status == nix::sys::wait::WaitStatus::StillAlive {
+            break;
+        }
+    }
 }

@@ -183,3 +183,120 @@ fn missing_or_unrunnable_programs_get_502_and_the_server_keeps_serving() {
         }
     }
 }
+
+/// A server whose CGI program writes its pid(s) to a file named in the env.
+fn cgi_server_with_pidfile(program: &str, extra: &[&str]) -> (Server, std::path::PathBuf) {
+    let dir = std::env::temp_dir()
+        .join(format!("lsbaws-cgi-{}-{program}", std::process::id()).replace('/', "_"));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let pidfile = dir.join("pids");
+    let program = fixture(program);
+    let server = Server::start_with(
+        Command::new(bin())
+            .args([
+                "serve",
+                "--quiet",
+                "--bind",
+                "127.0.0.1:0",
+                "--cgi",
+                &program,
+            ])
+            .args(["--cgi-env", "LSBAWS_TEST_PIDFILE"])
+            .args(extra)
+            .env("LSBAWS_TEST_PIDFILE", &pidfile),
+    );
+    (server, pidfile)
+}
+
+fn pids_in(file: &std::path::Path) -> Vec<i32> {
+    let text = std::fs::read_to_string(file).unwrap_or_default();
+    text.split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .collect()
+}
+
+/// A program that answers, closes stdout and lingers: the answer comes at once,
+/// and the program is still killed at `--cgi-timeout` (no child waits forever).
+#[test]
+fn a_program_that_lingers_after_answering_is_killed_at_the_timeout() {
+    let (server, pidfile) = cgi_server_with_pidfile("cgi/linger.sh", &["--cgi-timeout", "1s"]);
+    let started = Instant::now();
+    let mut conn = std::net::TcpStream::connect(server.addr).expect("connect");
+    use std::io::{Read, Write};
+    conn.write_all(b"GET / HTTP/1.1\r\n\r\n").expect("write");
+    let mut head = [0u8; 64];
+    let n = conn.read(&mut head).expect("read");
+    assert!(
+        head[..n].starts_with(b"HTTP/1.1 200 OK"),
+        "{:?}",
+        String::from_utf8_lossy(&head[..n])
+    );
+    assert!(
+        started.elapsed() < Duration::from_millis(900),
+        "the answer waited for the program"
+    );
+    let pid = pids_in(&pidfile)[0];
+    assert!(
+        eventually(Duration::from_secs(5), || !alive(pid)),
+        "program {pid} outlived --cgi-timeout"
+    );
+    let (status, _, _) = server.stop(Duration::from_secs(10));
+    assert!(status.success());
+}
+
+/// Output larger than the buffer from a program that writes before reading its
+/// body: streamed, no deadlock, every byte delivered.
+#[test]
+fn large_output_before_reading_the_body_does_not_deadlock() {
+    let server = cgi_server("cgi/big_before_read.sh", &["--cgi-timeout", "20s"]);
+    let body = vec![b'x'; 1024 * 1024];
+    let mut request =
+        format!("POST / HTTP/1.1\r\nContent-Length: {}\r\n\r\n", body.len()).into_bytes();
+    request.extend_from_slice(&body);
+    let started = Instant::now();
+    let mut conn = std::net::TcpStream::connect(server.addr).expect("connect");
+    conn.set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
+    use std::io::{Read, Write};
+    conn.write_all(&request).expect("write");
+    let mut response = Vec::new();
+    conn.read_to_end(&mut response).expect("read");
+    let head_end = response
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("head")
+        + 4;
+    assert!(response.starts_with(b"HTTP/1.1 200 OK\r\n"));
+    assert_eq!(response.len() - head_end, 20_000_000);
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "{:?}",
+        started.elapsed()
+    );
+    let (status, _, _) = server.stop(Duration::from_secs(10));
+    assert!(status.success());
+}
+
+/// SIGTERM while a CGI program runs, past `--grace`: the program and what it
+/// started die with the server's child instead of being orphaned.
+#[test]
+fn programs_do_not_outlive_a_server_shutdown() {
+    let (server, pidfile) =
+        cgi_server_with_pidfile("cgi/slow.sh", &["--grace", "500ms", "--cgi-timeout", "60s"]);
+    let addr = server.addr;
+    let client = std::thread::spawn(move || exchange(addr, b"GET / HTTP/1.1\r\n\r\n"));
+    assert!(eventually(Duration::from_secs(10), || pids_in(&pidfile)
+        .len()
+        == 2));
+    let pids = pids_in(&pidfile);
+    let (status, out, _) = server.stop(Duration::from_secs(10));
+    assert!(status.success());
+    assert!(out.contains("1 killed after grace"), "{out}");
+    for pid in pids {
+        assert!(
+            eventually(Duration::from_secs(5), || !alive(pid)),
+            "CGI process {pid} outlived the server"
+        );
+    }
+    let _ = client.join();
+}

@@ -250,8 +250,26 @@ fn sigterm_during_a_burst_kills_and_reaps_children() {
 #[test]
 fn max_children_caps_live_children() {
     let server = Server::start(&["--quiet", "--max-children", "3", "--delay", "300ms"]);
+    let pid = server.pid();
+    // Watch /proc (not the server's own counter) while the burst runs.
+    let watching = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let watcher = {
+        let watching = watching.clone();
+        std::thread::spawn(move || {
+            let mut most = 0;
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while watching.load(std::sync::atomic::Ordering::SeqCst) && Instant::now() < deadline {
+                most = most.max(children_of(pid).len());
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            most
+        })
+    };
     let replies = burst(server.addr, 12);
+    watching.store(false, std::sync::atomic::Ordering::SeqCst);
+    let most = watcher.join().expect("watcher");
     assert!(replies.iter().all(|r| r == HELLO));
+    assert!((1..=3).contains(&most), "saw {most} children at once");
     let (status, out, _) = server.stop(Duration::from_secs(10));
     assert!(status.success());
     assert!(out.contains("Shutdown: 12 connections served"), "{out}");

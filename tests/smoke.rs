@@ -17,9 +17,28 @@ fn smoke(args: &[&str]) -> (i32, String, String) {
     let mut argv = vec!["smoke", "--quiet"];
     argv.extend_from_slice(args);
     let (status, out, err) = lsbaws(&argv, Duration::from_secs(120));
-    // Whatever happened, smoke must leave no zombie of its own.
-    assert_eq!(zombies_of(std::process::id() as i32), 0);
+    // Whatever happened, the server smoke started is gone ...
+    if let Some(pid) = server_pid(&out) {
+        assert!(
+            eventually(Duration::from_secs(5), || !alive(pid)),
+            "server {pid} outlived smoke"
+        );
+    }
+    // ... and this process has no zombie (other tests' children may be one for
+    // an instant between exit and their guard's wait, hence eventually).
+    assert!(eventually(Duration::from_secs(5), || zombies_of(
+        std::process::id() as i32
+    ) == 0));
     (status.code().unwrap_or(-1), out, err)
+}
+
+/// The server's pid from smoke's table (`... (pid N)`) or JSON (`"server_pid": N`).
+fn server_pid(out: &str) -> Option<i32> {
+    if let Ok(v) = serde_json::from_str::<serde_json::Value>(out) {
+        return v["server_pid"].as_i64().map(|p| p as i32);
+    }
+    let line = out.lines().find(|l| l.starts_with("| server "))?;
+    line.rsplit_once("(pid ")?.1.split(')').next()?.parse().ok()
 }
 
 /// Processes whose command line holds `marker`: proof that nothing a test
@@ -253,4 +272,104 @@ fn bad_usage_is_exit_2() {
         assert_eq!(code, 2, "{args:?}: {err}");
         assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
     }
+}
+
+/// A server that writes a byte that is not UTF-8 to its stderr: smoke must keep
+/// draining the pipe (a stopped reader would make the server's writes fail).
+#[test]
+fn a_server_printing_non_utf8_still_passes() {
+    let noisy = format!(
+        "import sys; sys.stderr.buffer.write(b'caf\\xe9\\n'); sys.stderr.flush()\n{PY_FORKING_SERVER}"
+    );
+    let dir = std::env::temp_dir().join(format!("lsbaws-noisy-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let (status, out, err) = run_bounded(
+        std::process::Command::new(bin()).current_dir(&dir).args([
+            "smoke",
+            "--quiet",
+            "--max-clients",
+            "32",
+            "--settle",
+            "3s",
+            "--",
+            "python3",
+            "-c",
+            &noisy,
+            "{port}",
+        ]),
+        Duration::from_secs(120),
+    );
+    assert_eq!(status.code(), Some(0), "{out}{err}");
+    assert!(out.contains("32 sent, 32 ok"), "{out}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A launcher that starts the real (leaky) server in the background and exits:
+/// the server escapes the launcher's tree. smoke must still audit it (it owns
+/// the listening socket), find its zombies, and stop it (smoke is a subreaper).
+#[test]
+fn a_server_that_daemonizes_is_still_audited_and_stopped() {
+    let script = fixture("servers/leaky_server.py");
+    let launcher = format!("(exec python3 {script} {{port}} &); sleep 1");
+    let (code, out, err) = smoke(&[
+        "--max-clients",
+        "8",
+        "--settle",
+        "500ms",
+        "--",
+        "sh",
+        "-c",
+        &launcher,
+    ]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        out.lines().last().unwrap_or("").contains("8 zombies left"),
+        "{out}"
+    );
+    assert!(
+        eventually(Duration::from_secs(5), || processes_with(&script)
+            .is_empty()),
+        "the daemon outlived smoke"
+    );
+}
+
+/// smoke killed mid-run (a cancelled CI job): its server must not outlive it.
+#[test]
+fn killing_smoke_stops_its_server() {
+    let marker = format!("lsbaws-orphan-check-{}", std::process::id());
+    let program = format!("import sys\n# {marker}\n{PY_FORKING_SERVER}");
+    let child = std::process::Command::new(bin())
+        .args([
+            "smoke",
+            "--quiet",
+            "--duration",
+            "20s",
+            "--max-clients",
+            "2",
+            "--",
+            "python3",
+            "-c",
+            &program,
+            "{port}",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn smoke");
+    let mut guard = ProcGuard::new(child);
+    assert!(
+        eventually(Duration::from_secs(10), || !processes_with(&marker)
+            .is_empty()),
+        "server never started"
+    );
+    guard.signal(15);
+    assert!(
+        guard.wait_timeout(Duration::from_secs(10)).is_some(),
+        "smoke ignored SIGTERM"
+    );
+    assert!(
+        eventually(Duration::from_secs(10), || processes_with(&marker)
+            .is_empty()),
+        "the server outlived smoke"
+    );
 }

@@ -15,7 +15,6 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-
 use crate::http::{self, Request};
 use crate::{signals, sys};
 
@@ -85,7 +84,10 @@ pub fn respond(
     };
     // If this child is told to stop (shutdown after --grace, Ctrl-C), the
     // program's whole group goes with it.
-    signals::CGI_GROUP.store(i32::try_from(child.id()).unwrap_or(0), std::sync::atomic::Ordering::SeqCst);
+    signals::CGI_GROUP.store(
+        i32::try_from(child.id()).unwrap_or(0),
+        std::sync::atomic::Ordering::SeqCst,
+    );
     let run_deadline = Instant::now().checked_add(cgi.timeout).unwrap_or(deadline);
     // The body is fed from a thread that is never joined: once the program is
     // reaped its stdin is closed and the thread ends, and `_exit` ends it anyway.
@@ -99,11 +101,22 @@ pub fn respond(
         }
         Output::Complete(out) => match parse_response(&out) {
             // Answer first: the output is whole even if the program lingers.
-            Some(parsed) => write_response(conn, &parsed, &out[parsed.body_start..], req.method == b"HEAD"),
+            Some(parsed) => write_response(
+                conn,
+                &parsed,
+                &out[parsed.body_start..],
+                req.method == b"HEAD",
+            ),
             None => send(conn, http::BAD_GATEWAY, 502),
         },
         Output::Streaming(first) => match parse_response(&first) {
-            Some(parsed) => stream_response(conn, &parsed, &first[parsed.body_start..], &mut child, run_deadline),
+            Some(parsed) => stream_response(
+                conn,
+                &parsed,
+                &first[parsed.body_start..],
+                &mut child,
+                run_deadline,
+            ),
             None => {
                 kill_group(&child);
                 send(conn, http::BAD_GATEWAY, 502)
@@ -271,7 +284,7 @@ fn run(child: &mut Child, body: Vec<u8>, deadline: Instant) -> Output {
     let _ = sys::set_nonblocking(stdout.as_fd(), true);
     let mut out = Vec::new();
     let mut chunk = [0u8; 64 * 1024];
-    let result = loop {
+    loop {
         match stdout.read(&mut chunk) {
             Ok(0) => break Output::Complete(out),
             Ok(n) => {
@@ -297,8 +310,7 @@ fn run(child: &mut Child, body: Vec<u8>, deadline: Instant) -> Output {
             }
             Err(_) => break Output::Complete(out),
         }
-    };
-    result
+    }
 }
 
 fn kill_group(child: &Child) {

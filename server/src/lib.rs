@@ -30,8 +30,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 pub use cgi::Cgi;
-pub use sys::die_with_parent;
 use signals::{FOREIGN, REAPED, SHUTDOWN, SIGCHLD_COUNT, WAKE_ON_CHILD};
+pub use sys::die_with_parent;
 
 /// How the server reaps its children.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -177,7 +177,9 @@ impl fmt::Display for Summary {
         }
         match (self.peak_children, self.reaper) {
             // In none/once modes the count includes zombies: call it what it is.
-            (Some(n), Some(Reaper::None | Reaper::Once)) => write!(f, "peak {n} unreaped children, ")?,
+            (Some(n), Some(Reaper::None | Reaper::Once)) => {
+                write!(f, "peak {n} unreaped children, ")?
+            }
             (Some(n), _) => write!(f, "peak {n} live children, ")?,
             (None, _) => write!(f, "peak live children unknown, ")?,
         }
@@ -391,7 +393,10 @@ impl Server<'_> {
     /// the cap as they fill the process table: say so once instead of going
     /// silently deaf.
     fn note_stuck_at_cap(&mut self) {
-        if self.cap_logged || self.config.reaper.counts_exactly() || self.config.reaper == Reaper::Ignore {
+        if self.cap_logged
+            || self.config.reaper.counts_exactly()
+            || self.config.reaper == Reaper::Ignore
+        {
             return;
         }
         self.cap_logged = true;

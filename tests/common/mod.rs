@@ -17,33 +17,37 @@ pub fn bin() -> &'static str {
 
 /// Runs `lsbaws ARGS` to completion with a time bound; returns (status, stdout, stderr).
 pub fn lsbaws(args: &[&str], limit: Duration) -> (ExitStatus, String, String) {
-    let child = Command::new(bin())
-        .args(args)
+    run_bounded(Command::new(bin()).args(args), limit)
+}
+
+/// Runs a command to completion with a time bound, reading its output while it
+/// runs (a full pipe must not stall it); returns (status, stdout, stderr).
+pub fn run_bounded(cmd: &mut Command, limit: Duration) -> (ExitStatus, String, String) {
+    let mut child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("spawn lsbaws");
+        .expect("spawn");
+    let stdout = child.stdout.take().expect("stdout");
+    let stderr = child.stderr.take().expect("stderr");
+    let read_all = |mut r: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            let _ = r.read_to_end(&mut bytes);
+            String::from_utf8_lossy(&bytes).into_owned()
+        })
+    };
+    let (out, err) = (read_all(Box::new(stdout)), read_all(Box::new(stderr)));
     let mut guard = ProcGuard::new(child);
     let status = guard
         .wait_timeout(limit)
-        .unwrap_or_else(|| panic!("lsbaws {args:?} did not finish in {limit:?}"));
-    let mut out = String::new();
-    let mut err = String::new();
-    let child = guard.child.as_mut().expect("child");
-    child
-        .stdout
-        .take()
-        .expect("stdout")
-        .read_to_string(&mut out)
-        .expect("read stdout");
-    child
-        .stderr
-        .take()
-        .expect("stderr")
-        .read_to_string(&mut err)
-        .expect("read stderr");
-    (status, out, err)
+        .unwrap_or_else(|| panic!("{cmd:?} did not finish in {limit:?}"));
+    (
+        status,
+        out.join().expect("stdout reader"),
+        err.join().expect("stderr reader"),
+    )
 }
 
 /// Owns a child process: on drop (also when the test panics) it is killed by pid
@@ -111,9 +115,11 @@ pub struct Server {
 fn pump(stream: impl Read + Send + 'static, sink: Arc<Mutex<String>>) -> JoinHandle<()> {
     std::thread::spawn(move || {
         let mut reader = BufReader::new(stream);
-        let mut line = String::new();
-        while reader.read_line(&mut line).unwrap_or(0) > 0 {
-            sink.lock().expect("lock").push_str(&line);
+        let mut line = Vec::new();
+        while reader.read_until(b'\n', &mut line).unwrap_or(0) > 0 {
+            sink.lock()
+                .expect("lock")
+                .push_str(&String::from_utf8_lossy(&line));
             line.clear();
         }
     })
@@ -133,6 +139,7 @@ impl Server {
 
     /// Starts a prepared command whose first stdout line is serve's ready line.
     pub fn start_with(cmd: &mut Command) -> Server {
+        let cmd_text = format!("{cmd:?}");
         let mut child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -142,8 +149,20 @@ impl Server {
         let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
         let stderr = child.stderr.take().expect("stderr");
         let guard = ProcGuard::new(child);
-        let mut ready = String::new();
-        stdout.read_line(&mut ready).expect("read ready line");
+        // Bounded: a server that hangs before announcing must fail the test, not hang it.
+        let (tx, rx) = std::sync::mpsc::channel();
+        let reader = std::thread::spawn(move || {
+            let mut ready = String::new();
+            let _ = stdout.read_line(&mut ready);
+            let _ = tx.send(ready);
+            stdout
+        });
+        let ready = rx.recv_timeout(Duration::from_secs(30)).unwrap_or_default();
+        let stdout = if ready.is_empty() {
+            panic!("no ready line from {cmd_text} within 30 s")
+        } else {
+            reader.join().expect("ready reader")
+        };
         let addr = parse_ready(&ready).unwrap_or_else(|| panic!("no ready line, got {ready:?}"));
         assert!(
             ready.contains(&format!("(pid {}, reaper ", guard.pid())),
@@ -304,4 +323,20 @@ pub fn descendants_of(pid: i32) -> Vec<(i32, char)> {
 /// Path of a file under tests/.
 pub fn fixture(rel: &str) -> String {
     format!("{}/tests/{rel}", env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A loopback port nothing listens on: bound, then released.
+pub fn unused_port() -> u16 {
+    let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    probe.local_addr().expect("addr").port()
+}
+
+/// Whether this test process runs as root (some fault tests need it).
+pub fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|v| v.split_whitespace().nth(1).map(|e| e == "0"))
+        .unwrap_or(false)
 }
