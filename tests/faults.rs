@@ -426,7 +426,9 @@ fn rss_kib(pid: i32) -> u64 {
 
 /// Blasts `url` with `lsbaws blast ARGS --json` and returns the parsed report.
 fn blast_json(url: &str, args: &[&str]) -> serde_json::Value {
-    let mut argv = vec!["blast", url, "--json", "--quiet"];
+    // A generous per-connection bound: under a 2000-client burst some connects
+    // wait out SYN retransmits (1 s, 3 s, 7 s) on a loaded 2-core machine.
+    let mut argv = vec!["blast", url, "--json", "--quiet", "--timeout", "30s"];
     argv.extend_from_slice(args);
     let (_, out, err) = lsbaws(&argv, Duration::from_secs(300));
     serde_json::from_str(&out).unwrap_or_else(|e| panic!("blast JSON: {e}: {out}{err}"))
