@@ -15,6 +15,8 @@ use clap::{Parser, Subcommand, ValueEnum};
 /// Start the forking server (`serve`), hit it with many simultaneous connections
 /// (`blast`), look for defunct children it left behind (`audit`), or do all three
 /// as one CI job (`smoke`).
+///
+/// Durations are written 500ms, 2s, 1m30s; a bare number means seconds.
 #[derive(Debug, Parser)]
 #[command(name = "lsbaws", version, propagate_version = true)]
 pub struct Cli {
@@ -74,7 +76,9 @@ pub enum OnEintrArg {
     ignore    correct: SIGCHLD = SIG_IGN, the kernel reaps\n  \
     once      BROKEN ON PURPOSE: one wait per SIGCHLD leaks zombies under a burst\n  \
     none      BROKEN ON PURPOSE: never reaps, one zombie per connection\n\n\
-    Try: lsbaws serve --reaper once & lsbaws blast --max-clients 128; lsbaws audit --pid <pid>")]
+    Try, in two terminals:\n  \
+    lsbaws serve --reaper once                     (note the pid it prints)\n  \
+    lsbaws blast --max-clients 128 && lsbaws audit --pid <pid>")]
 pub struct ServeArgs {
     /// Address to listen on; port 0 picks a free port (the ready line shows it).
     #[arg(long, default_value = "127.0.0.1:8888", value_name = "ADDR")]
@@ -155,8 +159,13 @@ pub struct BlastArgs {
     #[arg(long, default_value_t = 1, value_name = "N")]
     pub max_clients: u64,
 
-    /// Connections each client makes, one after another.
-    #[arg(long, default_value_t = 1, value_name = "M")]
+    /// Connections each client makes, one after another (not with --duration).
+    #[arg(
+        long,
+        default_value_t = 1,
+        value_name = "M",
+        conflicts_with = "duration"
+    )]
     pub max_conns: u64,
 
     /// Loop each client until this much time has passed, instead of --max-conns.
@@ -321,9 +330,10 @@ pub struct SmokeArgs {
     #[arg(long, default_value_t = 0, value_name = "Z")]
     pub max_zombies: u64,
 
-    /// Reaper of the built-in server (see `lsbaws serve --help`).
-    #[arg(long, value_enum, default_value_t = ReaperArg::Loop, value_name = "MODE")]
-    pub reaper: ReaperArg,
+    /// Reaper of the built-in server (default loop; see `lsbaws serve --help`).
+    /// Not with a server command.
+    #[arg(long, value_enum, value_name = "MODE")]
+    pub reaper: Option<ReaperArg>,
 
     /// Run the built-in server with `--cgi PROGRAM` (a WSGI app under CGI, say).
     #[arg(long, value_name = "PROGRAM")]
@@ -333,7 +343,8 @@ pub struct SmokeArgs {
     #[arg(long, value_name = "P")]
     pub port: Option<u16>,
 
-    /// The URL to blast (default: http://127.0.0.1:<port>/).
+    /// The URL to blast; `{port}` in it is the server's port (default:
+    /// http://127.0.0.1:{port}/, and /hello on the built-in server).
     #[arg(long, value_name = "URL")]
     pub url: Option<String>,
 
@@ -371,6 +382,7 @@ const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     let d = match s.parse::<f64>() {
+        Ok(secs) if secs < 0.0 => return Err(format!("{s:?}: a duration cannot be negative")),
         Ok(secs) => Duration::try_from_secs_f64(secs).map_err(|e| format!("{s:?}: {e}"))?,
         Err(_) => {
             humantime::parse_duration(s).map_err(|e| format!("{s:?}: {e} (try 500ms, 2s, 1m)"))?

@@ -67,11 +67,19 @@ fn cgi(program: &Path, args: &ServeArgs) -> Cgi {
     // A bare name that exists here means this file (as `--cgi app.py` reads),
     // not a lookup in PATH; an absolute path keeps working after a `cd`.
     let program = std::fs::canonicalize(program).unwrap_or_else(|_| program.to_path_buf());
-    if !program.is_file() {
-        // Not fatal: each request gets 502, which is what a user testing a
-        // broken deployment wants to see; but say it once, up front.
+    // Not fatal: each request gets 502, which is what a user testing a broken
+    // deployment wants to see; but say why once, up front.
+    let problem = match std::fs::metadata(&program) {
+        Err(_) => Some("not found"),
+        Ok(m) if m.is_dir() => Some("is a directory"),
+        Ok(m) if std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o111 == 0 => {
+            Some("is not executable (chmod +x)")
+        }
+        Ok(_) => None,
+    };
+    if let Some(problem) = problem {
         eprintln!(
-            "lsbaws: warning: CGI program {} not found; requests will get 502",
+            "lsbaws: warning: CGI program {} {problem}; requests will get 502",
             program.display()
         );
     }

@@ -76,16 +76,27 @@ impl SmokeConfig {
             !args.ready_timeout.is_zero(),
             "--ready-timeout must be more than 0"
         );
+        ensure!(args.port != Some(0), "--port must be from 1 to 65535");
         let server = if args.command.is_empty() {
             ensure!(
                 args.port.is_none(),
                 "--port applies to a server command (after --)"
             );
+            if let Some(url) = &args.url {
+                ensure!(
+                    url.contains("{port}"),
+                    "--url for the built-in server needs {{port}} where its port goes, e.g. http://127.0.0.1:{{port}}/path"
+                );
+            }
             ServerSpec::BuiltIn {
-                reaper: args.reaper,
+                reaper: args.reaper.unwrap_or(ReaperArg::Loop),
                 cgi: args.cgi.clone(),
             }
         } else {
+            ensure!(
+                args.reaper.is_none(),
+                "--reaper applies to the built-in server, not to a server command"
+            );
             ensure!(
                 args.cgi.is_none(),
                 "--cgi applies to the built-in server, not to a server command"
@@ -211,14 +222,14 @@ pub fn smoke(config: &SmokeConfig) -> anyhow::Result<SmokeReport> {
     let _ = nix::sys::prctl::set_child_subreaper(true);
     let mut server = ServerProcess::start(config)?;
     let url = match &config.url {
-        Some(url) => url.clone(),
+        Some(url) => url.replace("{port}", &server.addr.port().to_string()),
         None => format!("http://{}/{}", server.addr, server.path),
     };
     let addr = match &config.url {
-        Some(url) => url_addr(url)?,
+        Some(_) => url_addr(&url)?,
         None => server.addr,
     };
-    if !matches!(config.server, ServerSpec::BuiltIn { .. }) || config.url.is_some() {
+    if !matches!(config.server, ServerSpec::BuiltIn { .. }) {
         // The built-in server's ready line is printed once it is armed; any other
         // server is ready when its port is.
         server.wait_ready(addr, config.ready_timeout)?;

@@ -178,9 +178,14 @@ fn missing_or_unrunnable_programs_get_502_and_the_server_keeps_serving() {
         let (status, out, err) = server.stop(Duration::from_secs(10));
         assert!(status.success(), "{program}");
         assert!(out.contains("Shutdown: 2 connections served"), "{out}");
-        if program.contains("does-not-exist") {
-            assert!(err.contains("not found"), "{err}");
-        }
+        let warning = if program.contains("does-not-exist") {
+            "not found"
+        } else {
+            "is not executable"
+        };
+        assert!(err.contains(warning), "{err}");
+        // And each 502 says why, in one line.
+        assert_eq!(err.matches("cannot be started").count(), 2, "{err}");
     }
 }
 
@@ -291,7 +296,7 @@ fn programs_do_not_outlive_a_server_shutdown() {
     let pids = pids_in(&pidfile);
     let (status, out, _) = server.stop(Duration::from_secs(10));
     assert!(status.success());
-    assert!(out.contains("1 killed after grace"), "{out}");
+    assert!(out.contains("1 child killed after grace"), "{out}");
     for pid in pids {
         assert!(
             eventually(Duration::from_secs(5), || !alive(pid)),

@@ -267,6 +267,10 @@ fn bad_usage_is_exit_2() {
         &["--", "my-server", "--no-port-placeholder"],
         &["--port", "8080"],
         &["--cgi", "app.py", "--", "srv", "{port}"],
+        &["--reaper", "once", "--", "srv", "{port}"],
+        &["--port", "0", "--", "srv", "{port}"],
+        &["--url", "http://127.0.0.1:8080/"],
+        &["--junit", "/nonexistent-dir/x.xml"],
     ] {
         let (code, _, err) = smoke(args);
         assert_eq!(code, 2, "{args:?}: {err}");

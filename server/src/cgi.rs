@@ -79,8 +79,12 @@ pub fn respond(
     if signals::reset_sigchld().is_err() {
         return send(conn, http::BAD_GATEWAY, 502);
     }
-    let Ok(mut child) = cmd.spawn() else {
-        return send(conn, http::BAD_GATEWAY, 502);
+    let mut child = match cmd.spawn() {
+        Ok(child) => child,
+        Err(e) => {
+            complain(cgi, &format!("cannot be started: {e}"));
+            return send(conn, http::BAD_GATEWAY, 502);
+        }
     };
     // If this child is told to stop (shutdown after --grace, Ctrl-C), the
     // program's whole group goes with it.
@@ -94,9 +98,20 @@ pub fn respond(
     // Joining it could wait forever on a program that never reads.
     let output = run(&mut child, body, run_deadline);
     let status = match output {
-        Output::TimedOut => send(conn, http::GATEWAY_TIMEOUT, 504),
+        Output::TimedOut => {
+            complain(
+                cgi,
+                &format!("killed after --cgi-timeout {:?}", cgi.timeout),
+            );
+            send(conn, http::GATEWAY_TIMEOUT, 504)
+        }
         Output::Complete(out) if out.is_empty() => {
             reap_by(&mut child, run_deadline);
+            let how = match child.try_wait() {
+                Ok(Some(status)) => format!("{status}"),
+                _ => "ended".to_string(),
+            };
+            complain(cgi, &format!("printed nothing ({how})"));
             send(conn, http::BAD_GATEWAY, 502)
         }
         Output::Complete(out) => match parse_response(&out) {
@@ -119,6 +134,7 @@ pub fn respond(
             ),
             None => {
                 kill_group(&child);
+                complain(cgi, "printed no valid CGI header block");
                 send(conn, http::BAD_GATEWAY, 502)
             }
         },
@@ -146,6 +162,13 @@ fn reap_by(child: &mut Child, deadline: Instant) {
             }
         }
     }
+}
+
+/// Says on stderr, in one line written at once, why a request got 502/504: the
+/// status alone does not tell a broken program from a slow one.
+fn complain(cgi: &Cgi, what: &str) {
+    let line = format!("lsbaws: CGI program {}: {what}\n", cgi.program.display());
+    sys::write_stderr(line.as_bytes());
 }
 
 fn send(conn: &mut TcpStream, response: &[u8], status: u16) -> u16 {

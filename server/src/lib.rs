@@ -123,7 +123,8 @@ impl Default for Config {
 /// Why the server could not start or had to stop.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("cannot listen on {addr}: {source}")]
+    // The OS error is the source: `{:#}` prints it once, after this.
+    #[error("cannot listen on {addr}")]
     Bind { addr: String, source: io::Error },
     #[error("refusing to fork: this process has {0} threads, and fork copies only the caller")]
     Threaded(usize),
@@ -168,36 +169,67 @@ pub struct Summary {
     pub zombies_left: u64,
 }
 
+/// `1 connection`, `2 connections`.
+fn count(n: u64, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
 impl fmt::Display for Summary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Shutdown: {} connections served, ", self.connections)?;
+        write!(
+            f,
+            "Shutdown: {} served, ",
+            count(self.connections, "connection", "connections")
+        )?;
         match self.reaped {
-            Some(n) => write!(f, "{n} children reaped, ")?,
+            Some(n) => write!(f, "{} reaped, ", count(n, "child", "children"))?,
             None => write!(f, "children reaped by the kernel, ")?,
         }
         match (self.peak_children, self.reaper) {
             // In none/once modes the count includes zombies: call it what it is.
-            (Some(n), Some(Reaper::None | Reaper::Once)) => {
-                write!(f, "peak {n} unreaped children, ")?
-            }
-            (Some(n), _) => write!(f, "peak {n} live children, ")?,
+            (Some(n), Some(Reaper::None | Reaper::Once)) => write!(
+                f,
+                "peak {} at once, ",
+                count(n, "unreaped child", "unreaped children")
+            )?,
+            (Some(n), _) => write!(f, "peak {}, ", count(n, "live child", "live children"))?,
             (None, _) => write!(f, "peak live children unknown, ")?,
         }
-        write!(f, "{} zombies left", self.zombies_left)?;
+        write!(f, "{} left", count(self.zombies_left, "zombie", "zombies"))?;
         if self.fork_failures > 0 {
-            write!(f, ", {} fork failures", self.fork_failures)?;
+            write!(
+                f,
+                ", {}",
+                count(self.fork_failures, "fork failure", "fork failures")
+            )?;
         }
         if self.killed > 0 {
-            write!(f, ", {} killed after grace", self.killed)?;
+            write!(
+                f,
+                ", {} after grace",
+                count(self.killed, "child killed", "children killed")
+            )?;
         }
         if self.abnormal_exits > 0 {
-            write!(f, ", {} abnormal exits", self.abnormal_exits)?;
+            write!(
+                f,
+                ", {}",
+                count(self.abnormal_exits, "abnormal exit", "abnormal exits")
+            )?;
         }
         if self.foreign_reaped > 0 {
-            write!(f, ", {} foreign processes reaped", self.foreign_reaped)?;
+            write!(
+                f,
+                ", {} reaped",
+                count(self.foreign_reaped, "foreign process", "foreign processes")
+            )?;
         }
         if self.sigchld > 0 {
-            write!(f, " ({} SIGCHLD signals)", self.sigchld)?;
+            write!(
+                f,
+                " ({})",
+                count(self.sigchld, "SIGCHLD signal", "SIGCHLD signals")
+            )?;
         }
         Ok(())
     }
