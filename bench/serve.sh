@@ -125,6 +125,7 @@ wrk_cmd=(taskset -c "$WRK_CPU" wrk -t1 -c"$CONNS" -H 'Connection: close')
 {
   echo "# bench/serve.sh $(date -u +%Y-%m-%dT%H:%M:%SZ) on $(hostname -s)"
   echo "# commit $(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)$(git -C "$root" diff --quiet HEAD -- server src 2>/dev/null || echo ' (server/ or src/ modified)')"
+  if [ -n "${LSBAWS:-}" ]; then echo "# lsbaws: prebuilt $LSBAWS (LSBAWS), not built from this tree"; fi
   echo "# kernel $(uname -r), $(nproc --all) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')"
   echo "# load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
   echo "# wrk: ${wrk_cmd[*]} -d$DURATION http://127.0.0.1:PORT/"
