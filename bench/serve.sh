@@ -128,7 +128,7 @@ wrk_cmd=(taskset -c "$WRK_CPU" wrk -t1 -c"$CONNS" -H 'Connection: close')
   if [ -n "${LSBAWS:-}" ]; then echo "# lsbaws: prebuilt $LSBAWS (LSBAWS), not built from this tree"; fi
   echo "# kernel $(uname -r), $(nproc --all) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')"
   echo "# load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
-  echo "# wrk: ${wrk_cmd[*]} -d$DURATION http://127.0.0.1:PORT/"
+  echo "# wrk: $(printf "%q " "${wrk_cmd[@]}")-d$DURATION http://127.0.0.1:PORT/"
   echo "# servers on CPU $SERVER_CPU: $lsbaws serve --quiet --bind 127.0.0.1:$lsbaws_port;" \
     "forkserver $c_port (gcc $C_CFLAGS bench/forkserver.c); nginx $(nginx -v 2>&1 | cut -d/ -f2) (bench/nginx.conf.in)"
 } >"$results"
