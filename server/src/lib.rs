@@ -441,6 +441,7 @@ impl Server<'_> {
     }
 
     fn spawn(&mut self, conn: OwnedFd, peer: SocketAddr) {
+        let accepted = Instant::now();
         // SIGCHLD stays blocked from fork until the pid is marked as ours, or a
         // child that exits at once could be reaped first and counted as foreign.
         // Two cheap system calls beside a fork; the signal is held, not lost.
@@ -459,7 +460,7 @@ impl Server<'_> {
             Ok(sys::Fork::Child) => {
                 // The child must not keep the port open after the parent is gone.
                 drop(self.listener.take());
-                let code = child::serve(TcpStream::from(conn), peer, self.config);
+                let code = child::serve(TcpStream::from(conn), peer, accepted, self.config);
                 sys::exit_now(code);
             }
             Ok(sys::Fork::Parent(_)) => {
