@@ -290,6 +290,9 @@ pub fn run(
     if config.subreaper {
         signals::become_subreaper().map_err(setup("becoming a child subreaper"))?;
     }
+    let foreign_possible =
+        config.subreaper || std::process::id() == 1 || !procs::children().is_empty();
+    signals::FOREIGN_POSSIBLE.store(foreign_possible, Ordering::SeqCst);
 
     let addr = listener
         .local_addr()
@@ -442,16 +445,20 @@ impl Server<'_> {
 
     fn spawn(&mut self, conn: OwnedFd, peer: SocketAddr) {
         let accepted = Instant::now();
-        // SIGCHLD stays blocked from fork until the pid is marked as ours, or a
-        // child that exits at once could be reaped first and counted as foreign.
-        // Two cheap system calls beside a fork; the signal is held, not lost.
-        let counting = self.config.reaper != Reaper::Ignore && self.sigfd.is_none();
+        // When foreign children are possible, SIGCHLD stays blocked from fork until
+        // the pid is marked as ours, or a child that exits at once could be reaped
+        // first and counted as foreign. The signal is held, not lost.
+        let counting = signals::FOREIGN_POSSIBLE.load(Ordering::Relaxed)
+            && self.config.reaper != Reaper::Ignore
+            && self.sigfd.is_none();
         if counting {
             let _ = signals::block_sigchld(true);
         }
         let forked = sys::fork();
-        if let Ok(sys::Fork::Parent(pid)) = forked {
-            signals::mark_own(pid);
+        if let (Ok(sys::Fork::Parent(pid)), true) =
+            (&forked, signals::FOREIGN_POSSIBLE.load(Ordering::Relaxed))
+        {
+            signals::mark_own(*pid);
         }
         if counting {
             let _ = signals::block_sigchld(false);
