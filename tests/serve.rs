@@ -300,9 +300,16 @@ fn bad_flags_exit_2() {
         &["serve", "--reaper", "sometimes"],
         &["serve", "--delay", "soon"],
         &["serve", "--bind", "nowhere"],
+        &["serve", "--read-timeout", "1.8e19"],
+        &["serve", "--bindd", "x"],
+        &["serve", "--cgi-arg", "x"],
     ] {
-        let (status, _, err) = lsbaws(args, Duration::from_secs(10));
+        let (status, out, err) = lsbaws(args, Duration::from_secs(10));
         assert_eq!(status.code(), Some(2), "{args:?}: {err}");
+        assert!(out.is_empty(), "{args:?}: {out}");
+        // One line, like every error of the tool, whether clap or we found it.
+        assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+        assert!(err.starts_with("lsbaws: "), "{args:?}: {err}");
     }
 }
 
