@@ -40,9 +40,11 @@ pub fn table(report: &AuditReport, w: &mut impl Write) -> io::Result<()> {
         writeln!(w, "{t}")?;
     }
     young_note(report, w)?;
+    // Always "live children", also with --tree (where the number counts all live
+    // descendants, as `live_children` does in JSON): scripts grep this exact shape.
     writeln!(
         w,
-        "pid {pid} ({comm}): {} zombies, {} live {whose}",
+        "pid {pid} ({comm}): {} zombies, {} live children",
         report.count,
         report.live_children.unwrap_or(0)
     )
@@ -177,6 +179,19 @@ mod tests {
         assert_eq!(
             out.lines().last(),
             Some("pid 10 (server): 1 zombies, 3 live children")
+        );
+    }
+
+    /// Regression: with --tree the summary said "live descendants", which broke
+    /// scripts that grep `pid N (<comm>): Z zombies, L live children`.
+    #[test]
+    fn the_tree_summary_line_keeps_the_contract_shape() {
+        let mut r = report(vec![]);
+        r.scope = "tree";
+        let out = render(&r);
+        assert_eq!(
+            out,
+            "No zombies among the descendants of pid 10.\npid 10 (server): 0 zombies, 3 live children\n"
         );
     }
 
