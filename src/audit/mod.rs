@@ -25,10 +25,13 @@ use crate::cli::AuditArgs;
 use report::round2;
 use scan::{ProcReader, ProcStat};
 
-/// Above this many listed children the fast path is not tried: the kernel
-/// renders `children` one page per read and starts each later page by position,
-/// which is where a concurrent reap makes it skip children (see [`children`]);
-/// 256 pids always fit in one 4 KiB page.
+/// Above this many listed children a within-limit count from the fast path is
+/// not worth confirming piecemeal: the file is only a hint. The kernel walks the
+/// child list one record at a time, and whenever the record it stopped at is
+/// gone it restarts by position; that happens between two pages of a read (one
+/// 4 KiB page per `read`), but also between any two records when a child is
+/// reaped meanwhile, so a skip is possible at any size (see [`children`]). A
+/// larger list only makes a skip likelier; a finding is sound at any size.
 const FAST_PATH_MAX_CHILDREN: usize = 256;
 
 /// Pause between the scans of [`settle`].
