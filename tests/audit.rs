@@ -257,6 +257,45 @@ fn a_missing_pid_exits_2_with_one_line() {
     assert!(out.is_empty());
 }
 
+/// Regression: `/proc/TID/stat` exists for a thread id, and the process's
+/// children name the thread group id as their parent, so auditing a thread
+/// found none and passed whatever the process leaked.
+#[test]
+fn a_thread_id_exits_2_and_names_its_process() {
+    use std::io::BufRead;
+    let script = "import threading, time\n\
+        def f():\n    print(threading.get_native_id(), flush=True)\n    time.sleep(60)\n\
+        t = threading.Thread(target=f)\nt.start()\nt.join()\n";
+    let mut child = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn python3");
+    let stdout = child.stdout.take().expect("piped stdout");
+    let guard = ProcGuard::new(child);
+    let mut line = String::new();
+    // Python exiting early closes the pipe, so this read cannot hang.
+    std::io::BufReader::new(stdout)
+        .read_line(&mut line)
+        .expect("read the thread id");
+    let tid: i32 = line.trim().parse().expect("a thread id");
+    let pid = guard.pid();
+    assert_ne!(tid, pid);
+
+    let (code, out, err) = audit(&["--pid", &tid.to_string()]);
+    assert_eq!(code, 2, "{out}{err}");
+    assert_eq!(
+        err,
+        format!("lsbaws: pid {tid} is a thread of process {pid}; audit --pid {pid}\n")
+    );
+    assert!(out.is_empty(), "{out}");
+    // The process itself is audited as usual.
+    let (code, out, err) = audit(&["--pid", &pid.to_string()]);
+    assert_eq!(code, 0, "{out}{err}");
+}
+
 #[test]
 fn a_pid_that_is_not_a_positive_number_exits_2() {
     for bad in ["abc", "0", "-5", ""] {

@@ -114,10 +114,21 @@ impl ProcReader {
 
     /// Reads the audited process's `stat`: unlike [`Self::stat`], a missing
     /// target is an error, told apart from an unreadable proc root.
+    /// A thread id is refused too: `/proc/TID` exists (hidden from listings) but
+    /// its children have the thread group id as their parent, so its audit would
+    /// pass whatever the process leaks.
     pub fn target(&mut self, pid: i32) -> Result<ProcStat> {
         match self.read_stat(pid) {
-            Ok(len) => parse_stat(&self.buf[..len])
-                .ok_or_else(|| anyhow!("cannot parse {}/{pid}/stat", self.root.display())),
+            Ok(len) => {
+                let stat = parse_stat(&self.buf[..len])
+                    .ok_or_else(|| anyhow!("cannot parse {}/{pid}/stat", self.root.display()))?;
+                match self.tgid(pid) {
+                    Some(tgid) if tgid != pid => Err(anyhow!(
+                        "pid {pid} is a thread of process {tgid}; audit --pid {tgid}"
+                    )),
+                    _ => Ok(stat),
+                }
+            }
             Err(err) if matches!(err.kind(), io::ErrorKind::NotFound) || is_esrch(&err) => {
                 fs::read_dir(&self.root)
                     .with_context(|| format!("cannot read {}", self.root.display()))?;
@@ -127,6 +138,18 @@ impl ProcReader {
                 Err(err).with_context(|| format!("cannot read {}/{pid}/stat", self.root.display()))
             }
         }
+    }
+
+    /// The `Tgid:` of `PID/status`, or `None` when it cannot be read (the
+    /// process just exited, or a fixture tree has no `status`): only a thread
+    /// check, so an unknown answer lets the audit go on.
+    fn tgid(&mut self, pid: i32) -> Option<i32> {
+        let path = join(&mut self.path, self.root_len, format_args!("/{pid}/status"));
+        let len = read_into(path, &mut self.buf, true).ok()?;
+        let line = self.buf[..len]
+            .split(|&b| b == b'\n')
+            .find_map(|l| l.strip_prefix(b"Tgid:"))?;
+        parse_pid(line.trim_ascii())
     }
 
     /// Seconds since boot, the clock `starttime` is measured on.
