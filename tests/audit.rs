@@ -437,10 +437,12 @@ fn fast_path_findings_stand_and_clean_counts_are_confirmed() {
     assert_eq!((code, &v["scan"]), (0, &Value::from("children_file")));
 }
 
-/// More children than fit one page of the `children` file: full scan, even for
-/// a finding (the file restarts each page by position, where it skips most).
+/// More children than fit one page of the `children` file: a finding is still
+/// sound from the file (each zombie is confirmed by its own `stat`; a skip can
+/// only hide more), so it is served from it; a within-limit count is confirmed
+/// by a full scan. Before, any list above 256 went to a full scan.
 #[test]
-fn many_children_skip_the_fast_path() {
+fn many_children_findings_take_the_fast_path_and_clean_counts_are_confirmed() {
     let root = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
         .join(format!("audit-many-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&root);
@@ -462,12 +464,28 @@ fn many_children_skip_the_fast_path() {
     for &k in &kids {
         write(format!("{k}/stat"), stat(k, 'Z', 10));
     }
+    // A zombie the children file skipped: only a full scan finds it.
+    write("1300/stat".into(), stat(1300, 'Z', 10));
     let root_s = root.to_str().expect("utf-8 path");
     let (code, out, err) = audit(&["--proc-root", root_s, "--pid", "10", "--json"]);
+    let within = audit(&[
+        "--proc-root",
+        root_s,
+        "--pid",
+        "10",
+        "--json",
+        "--max-zombies",
+        "301",
+    ]);
     let _ = std::fs::remove_dir_all(&root);
     assert_eq!(code, 1, "{err}");
     let v = json(&out);
     assert_eq!(v["count"], 300);
+    assert_eq!(v["scan"], "children_file");
+    let (code, out, err) = within;
+    assert_eq!(code, 0, "{err}");
+    let v = json(&out);
+    assert_eq!(v["count"], 301);
     assert_eq!(v["scan"], "full");
 }
 
