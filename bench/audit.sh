@@ -10,6 +10,8 @@
 # what rendering the table costs. Raw times go to bench/results/.
 #
 # Usage: bench/audit.sh            (KS="10 1000 5000" RUNS=21 by default)
+#        BASE=/path/to/older/lsbaws bench/audit.sh
+#   also times `BASE audit --pid P` in the same alternation (before/after).
 # Targets: audit <= 0.4 x ps --ppid at K=5000, <= 0.3 x at K=10 (~100 processes).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -87,6 +89,7 @@ out="$top/bench/results/audit-$stamp-$(hostname).txt"
   echo "# bench/audit.sh $stamp on $(hostname): $(nproc) cores, $(uname -r), $(ps -e --no-headers | wc -l) processes before the helper"
   echo "# load average at start: $(cut -d" " -f1-3 /proc/loadavg)"
   echo "# lsbaws $(git -C "$top" rev-parse --short HEAD), $(ps --version)"
+  if [ -n "${BASE:-}" ]; then echo "# base: $BASE"; fi
 } >"$out"
 
 # Wall time of one run in microseconds.
@@ -101,8 +104,9 @@ for k in $KS; do
     sleep 0.05
   done
   procs=$(ps -e --no-headers | wc -l)
-  : >"$work/a"; : >"$work/j"; : >"$work/p"; : >"$work/e"
+  : >"$work/a"; : >"$work/j"; : >"$work/p"; : >"$work/e"; : >"$work/b"
   for _ in $(seq 1 "$RUNS"); do
+    if [ -n "${BASE:-}" ]; then time_us "$BASE" audit --pid "$HELPER_PID" >>"$work/b"; fi
     time_us "$lsbaws" audit --pid "$HELPER_PID" >>"$work/a"
     time_us "$lsbaws" audit --pid "$HELPER_PID" --json >>"$work/j"
     time_us ps --ppid "$HELPER_PID" -o pid,stat >>"$work/p"
@@ -113,11 +117,17 @@ for k in $KS; do
     echo "# K=$k raw us: audit_json $(tr '\n' ' ' <"$work/j")"
     echo "# K=$k raw us: ps_ppid $(tr '\n' ' ' <"$work/p")"
     echo "# K=$k raw us: ps_e $(tr '\n' ' ' <"$work/e")"
+    if [ -n "${BASE:-}" ]; then echo "# K=$k raw us: base_audit $(tr '\n' ' ' <"$work/b")"; fi
   } >>"$out"
   a=$(bench_median <"$work/a"); j=$(bench_median <"$work/j")
   p=$(bench_median <"$work/p"); e=$(bench_median <"$work/e")
   awk -v k="$k" -v n="$procs" -v a="$a" -v j="$j" -v p="$p" -v e="$e" 'BEGIN {
     printf "%6d %6d %9.2f %9.2f %10.2f %8.2f %7.2f %7.2f %8.2f\n", k, n, a/1000, j/1000, p/1000, e/1000, a/p, a/e, j/p }' | tee -a "$out"
+  if [ -n "${BASE:-}" ]; then
+    b=$(bench_median <"$work/b")
+    awk -v k="$k" -v a="$a" -v b="$b" -v p="$p" 'BEGIN {
+      printf "  base K=%d: base audit %.2f ms (%.2f x ps --ppid), this tree %.2f ms (%.2f x)\n", k, b/1000, b/p, a/1000, a/p }' | tee -a "$out"
+  fi
   kill -9 "$HELPER_PID"; wait "$HELPER_PID" 2>/dev/null || true
   HELPER_PID=
 done

@@ -258,8 +258,9 @@ pub struct AuditArgs {
     #[arg(long, default_value_t = 0, value_name = "Z")]
     pub max_zombies: u64,
 
-    /// Count only zombies older than this (a correct server's zombies live for an
-    /// instant between exit and reap).
+    /// Count only zombies whose process started more than this long ago (the age
+    /// is since start, not since exit; a correct server's short-lived children
+    /// pass). For pre-fork servers whose workers live long, use --settle.
     #[arg(long, default_value = "0s", value_parser = parse_duration, value_name = "DURATION")]
     pub min_age: Duration,
 

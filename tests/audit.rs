@@ -204,7 +204,8 @@ fn tree_finds_zombies_of_a_grandchild_and_children_mode_does_not() {
     assert_eq!(code, 1, "{out}");
     assert_eq!(table_pids(&out), zombies, "{out}");
     assert!(out.contains(&format!("| {middle} ")), "ppid column: {out}");
-    assert!(out.contains(": 2 zombies, 1 live descendants"), "{out}");
+    // The contract line says "live children" also with --tree (it counts descendants).
+    assert!(out.contains(": 2 zombies, 1 live children"), "{out}");
 
     let (_, out, _) = audit(&["--pid", &pid.to_string(), "--tree", "--json"]);
     let v = json(&out);
@@ -254,6 +255,45 @@ fn a_missing_pid_exits_2_with_one_line() {
     assert_eq!(code, 2, "{out}");
     assert_eq!(err, "lsbaws: no process with pid 2147483647\n");
     assert!(out.is_empty());
+}
+
+/// Regression: `/proc/TID/stat` exists for a thread id, and the process's
+/// children name the thread group id as their parent, so auditing a thread
+/// found none and passed whatever the process leaked.
+#[test]
+fn a_thread_id_exits_2_and_names_its_process() {
+    use std::io::BufRead;
+    let script = "import threading, time\n\
+        def f():\n    print(threading.get_native_id(), flush=True)\n    time.sleep(60)\n\
+        t = threading.Thread(target=f)\nt.start()\nt.join()\n";
+    let mut child = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn python3");
+    let stdout = child.stdout.take().expect("piped stdout");
+    let guard = ProcGuard::new(child);
+    let mut line = String::new();
+    // Python exiting early closes the pipe, so this read cannot hang.
+    std::io::BufReader::new(stdout)
+        .read_line(&mut line)
+        .expect("read the thread id");
+    let tid: i32 = line.trim().parse().expect("a thread id");
+    let pid = guard.pid();
+    assert_ne!(tid, pid);
+
+    let (code, out, err) = audit(&["--pid", &tid.to_string()]);
+    assert_eq!(code, 2, "{out}{err}");
+    assert_eq!(
+        err,
+        format!("lsbaws: pid {tid} is a thread of process {pid}; audit --pid {pid}\n")
+    );
+    assert!(out.is_empty(), "{out}");
+    // The process itself is audited as usual.
+    let (code, out, err) = audit(&["--pid", &pid.to_string()]);
+    assert_eq!(code, 0, "{out}{err}");
 }
 
 #[test]
@@ -397,10 +437,12 @@ fn fast_path_findings_stand_and_clean_counts_are_confirmed() {
     assert_eq!((code, &v["scan"]), (0, &Value::from("children_file")));
 }
 
-/// More children than fit one page of the `children` file: full scan, even for
-/// a finding (the file restarts each page by position, where it skips most).
+/// More children than fit one page of the `children` file: a finding is still
+/// sound from the file (each zombie is confirmed by its own `stat`; a skip can
+/// only hide more), so it is served from it; a within-limit count is confirmed
+/// by a full scan. Before, any list above 256 went to a full scan.
 #[test]
-fn many_children_skip_the_fast_path() {
+fn many_children_findings_take_the_fast_path_and_clean_counts_are_confirmed() {
     let root = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
         .join(format!("audit-many-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&root);
@@ -422,12 +464,28 @@ fn many_children_skip_the_fast_path() {
     for &k in &kids {
         write(format!("{k}/stat"), stat(k, 'Z', 10));
     }
+    // A zombie the children file skipped: only a full scan finds it.
+    write("1300/stat".into(), stat(1300, 'Z', 10));
     let root_s = root.to_str().expect("utf-8 path");
     let (code, out, err) = audit(&["--proc-root", root_s, "--pid", "10", "--json"]);
+    let within = audit(&[
+        "--proc-root",
+        root_s,
+        "--pid",
+        "10",
+        "--json",
+        "--max-zombies",
+        "301",
+    ]);
     let _ = std::fs::remove_dir_all(&root);
     assert_eq!(code, 1, "{err}");
     let v = json(&out);
     assert_eq!(v["count"], 300);
+    assert_eq!(v["scan"], "children_file");
+    let (code, out, err) = within;
+    assert_eq!(code, 0, "{err}");
+    let v = json(&out);
+    assert_eq!(v["count"], 301);
     assert_eq!(v["scan"], "full");
 }
 

@@ -39,8 +39,9 @@ pub struct AuditConfig {
     pub scope: Scope,
     /// Where procfs is mounted; tests point it at a fixture tree.
     pub proc_root: PathBuf,
-    /// Zombies younger than this are not counted: a correct reaper leaves each
-    /// child defunct for an instant, which is not a leak.
+    /// Zombies whose process started less than this long ago are not counted
+    /// (the age is since start: /proc keeps no time of exit). It spares the
+    /// short-lived children of a correct reaper; `settle` suits long-lived ones.
     pub min_age: Duration,
     /// The verdict: more zombies than this is a finding.
     pub max_zombies: u64,

@@ -25,12 +25,6 @@ use crate::cli::AuditArgs;
 use report::round2;
 use scan::{ProcReader, ProcStat};
 
-/// Above this many listed children the fast path is not tried: the kernel
-/// renders `children` one page per read and starts each later page by position,
-/// which is where a concurrent reap makes it skip children (see [`children`]);
-/// 256 pids always fit in one 4 KiB page.
-const FAST_PATH_MAX_CHILDREN: usize = 256;
-
 /// Pause between the scans of [`settle`].
 const SETTLE_POLL: Duration = Duration::from_millis(50);
 
@@ -124,9 +118,11 @@ pub fn watch(
 /// Direct children, fast path first.
 ///
 /// The fast path reads `PID/task/*/children` and stats only the listed pids.
-/// That file is a hint: the kernel walks the child list one entry at a time and,
-/// when the previous entry was reaped meanwhile, restarts by position, so a reap
-/// during the read skips children (the comment in the kernel's
+/// That file is a hint: the kernel walks the child list one record at a time
+/// and, whenever the record it stopped at is gone, restarts by position. That
+/// happens between two pages of a read (one 4 KiB page per `read`), but also
+/// between any two records when a child is reaped meanwhile, so a reap during
+/// the read can skip children at any list size (the comment in the kernel's
 /// `get_children_pid` says so). A skip can only hide processes, never invent
 /// them, and every listed child is confirmed by its own `stat` (state Z, ppid
 /// N). So a fast count above the limit is a sound finding and is returned as
@@ -134,8 +130,10 @@ pub fn watch(
 /// full scan, unless nothing at all was listed by a single-threaded target (the
 /// walk always finds the first entry of a non-empty list, and with one thread
 /// no child can move between `children` files mid-read). A correct server's
-/// idle state (no children) and a leak both stay on the fast path; a busy
-/// correct server pays a full scan, which is what a verdict of "clean" needs.
+/// idle state (no children) and a leak both stay on the fast path, at any
+/// number of children; a busy correct server pays a full scan (after the listed
+/// stats), which is what a verdict of "clean" needs. A fast finding's live count
+/// can be short by the skipped children: `live_children` says so.
 fn children(
     config: &AuditConfig,
     procs: &mut ProcReader,
@@ -144,16 +142,8 @@ fn children(
 ) -> Result<AuditReport> {
     let target = procs.target(pid)?;
     let uptime = procs.uptime()?;
-    let listed = procs
-        .listed_children(pid)
-        .filter(|l| l.pids.len() <= FAST_PATH_MAX_CHILDREN);
-    if let Some(listed) = listed {
-        let kids: Vec<ProcStat> = listed
-            .pids
-            .iter()
-            .filter_map(|&c| procs.stat(c))
-            .filter(|s| s.ppid == pid)
-            .collect();
+    if let Some(listed) = procs.listed_children(pid) {
+        let kids = procs.stat_many(&listed.pids, |s| s.ppid == pid)?;
         let report = judge(config, "children", Some(&target), &kids, uptime, ticks);
         let exact_empty = listed.pids.is_empty() && listed.threads == 1;
         if report.count > config.max_zombies || exact_empty {

@@ -29,7 +29,11 @@ pub struct AuditReport {
     /// Its command name.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub comm: Option<String>,
-    /// Children (descendants with `--tree`) that are not zombies.
+    /// Children (descendants with `--tree`) that are not zombies. The table's
+    /// summary line calls this "live children" in every scope (a contract). When
+    /// `scan` is `children_file` it is a lower bound: that file can skip entries
+    /// (see `audit::children`), and a finding from it is returned without the
+    /// full scan that would count every child. The zombies listed are all real.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub live_children: Option<u64>,
     /// The zombies that count, by pid.

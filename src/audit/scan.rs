@@ -114,10 +114,21 @@ impl ProcReader {
 
     /// Reads the audited process's `stat`: unlike [`Self::stat`], a missing
     /// target is an error, told apart from an unreadable proc root.
+    /// A thread id is refused too: `/proc/TID` exists (hidden from listings) but
+    /// its children have the thread group id as their parent, so its audit would
+    /// pass whatever the process leaks.
     pub fn target(&mut self, pid: i32) -> Result<ProcStat> {
         match self.read_stat(pid) {
-            Ok(len) => parse_stat(&self.buf[..len])
-                .ok_or_else(|| anyhow!("cannot parse {}/{pid}/stat", self.root.display())),
+            Ok(len) => {
+                let stat = parse_stat(&self.buf[..len])
+                    .ok_or_else(|| anyhow!("cannot parse {}/{pid}/stat", self.root.display()))?;
+                match self.tgid(pid) {
+                    Some(tgid) if tgid != pid => Err(anyhow!(
+                        "pid {pid} is a thread of process {tgid}; audit --pid {tgid}"
+                    )),
+                    _ => Ok(stat),
+                }
+            }
             Err(err) if matches!(err.kind(), io::ErrorKind::NotFound) || is_esrch(&err) => {
                 fs::read_dir(&self.root)
                     .with_context(|| format!("cannot read {}", self.root.display()))?;
@@ -127,6 +138,18 @@ impl ProcReader {
                 Err(err).with_context(|| format!("cannot read {}/{pid}/stat", self.root.display()))
             }
         }
+    }
+
+    /// The `Tgid:` of `PID/status`, or `None` when it cannot be read (the
+    /// process just exited, or a fixture tree has no `status`): only a thread
+    /// check, so an unknown answer lets the audit go on.
+    fn tgid(&mut self, pid: i32) -> Option<i32> {
+        let path = join(&mut self.path, self.root_len, format_args!("/{pid}/status"));
+        let len = read_into(path, &mut self.buf, true).ok()?;
+        let line = self.buf[..len]
+            .split(|&b| b == b'\n')
+            .find_map(|l| l.strip_prefix(b"Tgid:"))?;
+        parse_pid(line.trim_ascii())
     }
 
     /// Seconds since boot, the clock `starttime` is measured on.
@@ -143,9 +166,6 @@ impl ProcReader {
     ///
     /// The pid directories are listed in pid order by the kernel, so a process
     /// that exists for the whole scan is always seen, whatever exits meanwhile.
-    /// Large scans are split over a few scoped threads (joined before this
-    /// returns): nearly all the cost is the kernel's per-file open/read/close,
-    /// about 6 µs per process, which runs in parallel on separate cores.
     pub fn scan(&mut self, keep: impl Fn(&ProcStat) -> bool + Sync) -> Result<Vec<ProcStat>> {
         let dir = fs::read_dir(&self.root)
             .with_context(|| format!("cannot read {}", self.root.display()))?;
@@ -155,6 +175,19 @@ impl ProcReader {
             // Skips self, sys, meminfo, ...
             pids.extend(parse_pid(entry.file_name().as_bytes()));
         }
+        self.stat_many(&pids, keep)
+    }
+
+    /// The `stat` of each of `pids` that exists and that `keep` accepts.
+    ///
+    /// Large lists are split over a few scoped threads (joined before this
+    /// returns): nearly all the cost is the kernel's per-file open/read/close,
+    /// about 6 µs per process, which runs in parallel on separate cores.
+    pub fn stat_many(
+        &mut self,
+        pids: &[i32],
+        keep: impl Fn(&ProcStat) -> bool + Sync,
+    ) -> Result<Vec<ProcStat>> {
         // Asked only for large scans: std answers from cgroup files and affinity.
         let workers = match pids.len() / PER_WORKER_MIN {
             0 | 1 => 1,
@@ -164,24 +197,28 @@ impl ProcReader {
                 .min(n),
         };
         if workers == 1 {
-            return Ok(self.stat_each(&pids, &keep));
+            return Ok(self.stat_each(pids, &keep));
         }
         let chunk = pids.len().div_ceil(workers);
         let root = &self.root;
         let keep = &keep;
-        let parts: Vec<Vec<ProcStat>> = std::thread::scope(|scope| {
+        std::thread::scope(|scope| {
             let handles: Vec<_> = pids
                 .chunks(chunk)
                 .map(|pids| scope.spawn(move || ProcReader::new(root).stat_each(pids, keep)))
                 .collect();
-            // A worker only reads files and parses; if one panicked anyway, its
-            // share is treated as vanished rather than taking the scan down.
-            handles
-                .into_iter()
-                .map(|h| h.join().unwrap_or_default())
-                .collect()
-        });
-        Ok(parts.concat())
+            let mut all = Vec::new();
+            for handle in handles {
+                // A worker only reads files and parses, so a panic is a bug; its
+                // share is unknown, not vanished (it may hold zombies), and a
+                // verdict without it could pass a leak: fail the audit instead.
+                let part = handle
+                    .join()
+                    .map_err(|_| anyhow!("internal error: a /proc scan thread panicked"))?;
+                all.extend(part);
+            }
+            Ok(all)
+        })
     }
 
     fn stat_each(&mut self, pids: &[i32], keep: impl Fn(&ProcStat) -> bool) -> Vec<ProcStat> {
@@ -345,6 +382,28 @@ mod tests {
         pids.sort_unstable();
         let expected: Vec<i32> = (1..=n).filter(|p| p % 2 == 1 && *p != 7).collect();
         assert_eq!(pids, expected);
+    }
+
+    /// Regression: a worker that panicked was taken for a share of vanished
+    /// processes (`unwrap_or_default`), so its zombies went uncounted and the
+    /// audit could pass. It must be an error.
+    #[test]
+    fn a_panicking_scan_worker_fails_the_scan() {
+        let root = std::env::temp_dir().join(format!("lsbaws-panic-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&root);
+        let n = 2 * PER_WORKER_MIN as i32; // two workers
+        for pid in 1..=n {
+            fs::create_dir_all(root.join(pid.to_string())).unwrap();
+            let line = LINE.replacen("4242", &pid.to_string(), 1);
+            fs::write(root.join(format!("{pid}/stat")), line).unwrap();
+        }
+        let found = ProcReader::new(&root).scan(|s| {
+            assert!(s.pid != n, "a bug in a worker");
+            true
+        });
+        let _ = fs::remove_dir_all(&root);
+        let err = found.expect_err("a lost share must not pass");
+        assert!(err.to_string().contains("panicked"), "{err}");
     }
 
     #[test]
