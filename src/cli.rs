@@ -151,7 +151,8 @@ pub struct ServeArgs {
 /// Open many simultaneous connections and report what happened.
 #[derive(Debug, clap::Args)]
 pub struct BlastArgs {
-    /// Target URL (http only).
+    /// Target URL (http only). The host is resolved once, and every connection goes
+    /// to the first address the host resolves to (no fallback to the others).
     #[arg(default_value = "http://127.0.0.1:8888/hello")]
     pub url: String,
 

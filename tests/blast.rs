@@ -370,10 +370,15 @@ fn blast_duration_mode_loops_until_the_duration() {
 }
 
 /// 2000 simultaneous clients against the real forking server. blast raises its
-/// own open-file limit (soft to hard); with a hard limit too low for 2000
-/// sockets the run would say so and count fd_exhausted, never connect errors.
+/// own open-file limit (soft to hard); a hard limit too low for 2000 sockets
+/// (plus blast's own descriptors) cannot pass, so the test skips there.
 #[test]
 fn blast_2000_clients_against_serve_all_ok() {
+    let hard = hard_nofile();
+    if hard < 2100 {
+        eprintln!("skipped: hard open-file limit {hard} is below 2100");
+        return;
+    }
     let server = Server::start(&["--quiet"]);
     let (code, r, err) = blast_json(
         &server.url(),
@@ -444,36 +449,24 @@ fn blast_bad_usage_exits_2_with_one_line() {
 }
 
 /// Runs `lsbaws ARGS` under `sh -c 'ulimit ...; exec lsbaws ...'`, so the limit
-/// applies to blast alone.
+/// applies to blast alone. Exit code 99: sh could not set the limit.
 fn lsbaws_with_ulimit(ulimit: &str, args: &[&str]) -> (Option<i32>, String, String) {
-    let mut all = vec!["-c", "ulimit $0 || exit 99; exec \"$@\"", ulimit, bin()];
-    all.extend_from_slice(args);
-    let child = std::process::Command::new("sh")
-        .args(&all)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn sh");
-    let mut guard = ProcGuard::new(child);
-    let status = guard
-        .wait_timeout(RUN_LIMIT)
-        .expect("blast under ulimit did not finish");
-    let child = guard.child.as_mut().expect("child");
-    let (mut out, mut err) = (String::new(), String::new());
-    child
-        .stdout
-        .take()
-        .expect("stdout")
-        .read_to_string(&mut out)
-        .expect("stdout");
-    child
-        .stderr
-        .take()
-        .expect("stderr")
-        .read_to_string(&mut err)
-        .expect("stderr");
+    let mut cmd = std::process::Command::new("sh");
+    // `$0` is the ulimit argument, word-split on purpose ("-n 64").
+    cmd.args(["-c", "ulimit $0 || exit 99; exec \"$@\"", ulimit, bin()])
+        .args(args);
+    let (status, out, err) = run_bounded(&mut cmd, RUN_LIMIT);
     (status.code(), out, err)
+}
+
+/// The hard open-file limit of this process (u64::MAX for "unlimited").
+fn hard_nofile() -> u64 {
+    std::process::Command::new("sh")
+        .args(["-c", "ulimit -Hn"])
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+        .unwrap_or(u64::MAX)
 }
 
 /// Regression guard for wrk's bug (wg/wrk#47): running out of file descriptors
@@ -502,15 +495,51 @@ fn blast_fd_exhaustion_is_its_own_kind_with_a_ulimit_hint() {
     }
 }
 
+/// Regression: under a low fd limit, `--duration` clients retried
+/// fd-exhausted connects hot without yielding, and each took its deadline when
+/// it first ran, so `--duration 1s --max-clients 100` under `ulimit -n 64` took
+/// 22 s, with millions of fd_exhausted and starved connections counted as bad
+/// responses. The run must end near its duration, failing only for want of fds.
+#[test]
+fn blast_duration_under_a_low_fd_limit_ends_on_time() {
+    let server = hello_server();
+    let url = server.url();
+    let started = Instant::now();
+    let (code, out, err) = lsbaws_with_ulimit(
+        "-n 64",
+        &[
+            "blast",
+            &url,
+            "--max-clients",
+            "100",
+            "--duration",
+            "1s",
+            "--json",
+        ],
+    );
+    let wall = started.elapsed();
+    assert_ne!(code, Some(99), "sh could not set the limit");
+    assert_eq!(code, Some(1), "{out} {err}");
+    // 1 s plus generous slack for start-up and a noisy 2-core machine.
+    assert!(wall < Duration::from_secs(6), "{wall:?}: {out}");
+    let r: Value = serde_json::from_str(out.trim()).expect("json");
+    let elapsed = r["elapsed_s"].as_f64().expect("elapsed");
+    assert!((0.9..6.0).contains(&elapsed), "{r}");
+    let exhausted = errors_of(&r, "fd_exhausted");
+    assert!(exhausted > 0, "{r}");
+    assert!(r["ok"].as_u64().expect("ok") > 0, "{r}");
+    assert_eq!(errors_total(&r), exhausted, "only fd_exhausted: {r}");
+    assert_eq!(
+        r["connections"].as_u64(),
+        Some(r["ok"].as_u64().expect("ok") + exhausted),
+        "{r}"
+    );
+}
+
 /// A low soft limit under a high enough hard one is raised, silently.
 #[test]
 fn blast_raises_the_soft_fd_limit_to_the_hard_one() {
-    let hard: u64 = std::process::Command::new("sh")
-        .args(["-c", "ulimit -Hn"])
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
-        .unwrap_or(u64::MAX); // "unlimited"
+    let hard = hard_nofile();
     if hard < 400 {
         eprintln!("skipped: hard open-file limit {hard} is below 400");
         return;

@@ -180,6 +180,8 @@ fn parse_url(url: &str) -> anyhow::Result<Target> {
         path.bytes().all(|b| b > b' ' && b != 0x7f),
         "bad URL {url:?}: spaces or control characters in the path"
     );
+    // Only the first address is used (as `--help` says): one target keeps the
+    // burst and its counts about one listener, with no lookup per connection.
     let addr = (host, port)
         .to_socket_addrs()
         .with_context(|| format!("bad URL {url:?}: cannot resolve {host:?}"))?

@@ -64,8 +64,9 @@ impl From<io::Error> for Fail {
 }
 
 /// Runs one request and records its outcome in this thread's stats; returns
-/// whether it succeeded (a complete 2xx response).
-pub async fn run_one(ex: &Exchange<'_>, st: &mut ClientState) -> bool {
+/// Ok for a complete 2xx response, else the kind of failure (`HttpStatus` for
+/// a complete response of another status).
+pub async fn run_one(ex: &Exchange<'_>, st: &mut ClientState) -> Result<(), ErrorKind> {
     let start = Instant::now();
     let mut phase = Phase::Connect;
     let result = timeout_at(start + ex.timeout, attempt(ex, st, start, &mut phase)).await;
@@ -73,16 +74,25 @@ pub async fn run_one(ex: &Exchange<'_>, st: &mut ClientState) -> bool {
         // Whatever went wrong, this connection carries nothing more.
         st.conn = None;
     }
-    match result {
+    let kind = match result {
         Ok(Ok(status)) => {
             stats::record(|s| s.response(status, start.elapsed()));
-            return (200..300).contains(&status);
+            return if (200..300).contains(&status) {
+                Ok(())
+            } else {
+                Err(ErrorKind::HttpStatus)
+            };
         }
-        Ok(Err(Fail::Error(kind))) => stats::record(|s| s.error(kind)),
-        Ok(Err(Fail::ConnectTimeout)) => stats::record(|s| s.timeout(Phase::Connect)),
-        Err(_elapsed) => stats::record(|s| s.timeout(phase)),
-    }
-    false
+        // A kernel ETIMEDOUT lands here too, with the phase it struck in.
+        Ok(Err(Fail::Error(kind))) => kind,
+        Ok(Err(Fail::ConnectTimeout)) => {
+            phase = Phase::Connect;
+            ErrorKind::Timeout
+        }
+        Err(_elapsed) => ErrorKind::Timeout,
+    };
+    stats::record(|s| s.failed(kind, phase));
+    Err(kind)
 }
 
 /// Connect (or reuse), write, read. Returns the status of a complete response;
@@ -94,6 +104,9 @@ async fn attempt(
     phase: &mut Phase,
 ) -> Result<u16, Fail> {
     loop {
+        // Each pass starts over: a retry after a kept-alive connection failed
+        // must not carry the failed pass's phase into its new connect.
+        *phase = Phase::Connect;
         let (stream, reused) = match st.conn.take() {
             Some(s) => (s, true),
             None => (connect(ex, st, start).await?, false),
@@ -573,6 +586,60 @@ mod tests {
         assert_eq!(
             r.feed(&resp[30..], &mut pending).expect("feed"),
             Some((201, true))
+        );
+    }
+
+    /// Regression: when a kept-alive connection turned out closed and the
+    /// request was retried on a new one, a timeout in that new connect was
+    /// counted as a read timeout (the phase the failed pass had reached).
+    #[tokio::test]
+    async fn a_timeout_in_the_retry_connect_is_a_connect_timeout() {
+        use socket2::{Domain, Socket, Type};
+        // The kept-alive connection, closed by its peer while idle.
+        let idle = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let kept = std::net::TcpStream::connect(idle.local_addr().expect("addr")).expect("connect");
+        drop(idle.accept().expect("accept"));
+        kept.set_nonblocking(true).expect("nonblocking");
+        // Where the retry goes: a listener whose accept queue is full (backlog
+        // 0 holds one connection), so the kernel drops the SYN and the connect
+        // hangs until the overall --timeout.
+        let full = Socket::new(Domain::IPV4, Type::STREAM, None).expect("socket");
+        let any: SocketAddr = "127.0.0.1:0".parse().expect("addr");
+        full.bind(&any.into()).expect("bind");
+        full.listen(0).expect("listen");
+        let addr = full.local_addr().expect("addr").as_socket().expect("inet");
+        let _queued = std::net::TcpStream::connect(addr).expect("fill the queue");
+        let ex = Exchange {
+            addr,
+            request: b"GET / HTTP/1.1\r\nHost: t\r\n\r\n",
+            head_request: false,
+            timeout: Duration::from_millis(300),
+            connect_timeout: Duration::from_millis(300),
+            keep_alive: true,
+        };
+        let mut st = ClientState {
+            conn: Some(TcpStream::from_std(kept).expect("tokio stream")),
+            ..ClientState::default()
+        };
+        let _ = stats::take_local();
+        assert_eq!(run_one(&ex, &mut st).await, Err(ErrorKind::Timeout));
+        let s = stats::take_local().expect("recorded on this thread");
+        let header = stats::ReportHeader {
+            url: "u".into(),
+            clients: 1,
+            conns_per_client: Some(1),
+            duration: None,
+            threads: 1,
+            keep_alive: true,
+        };
+        let r = stats::BlastReport::new(&s, header, Duration::from_secs(1));
+        assert_eq!(
+            r.timeouts,
+            stats::Timeouts {
+                connect: 1,
+                write: 0,
+                read: 0
+            }
         );
     }
 

@@ -19,11 +19,12 @@ mod stats;
 
 use std::io::{IsTerminal, Write};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use anyhow::Context;
 use tokio::sync::Barrier;
+use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 pub use config::BlastConfig;
@@ -107,6 +108,7 @@ pub fn run_blast(config: &BlastConfig, progress: bool) -> anyhow::Result<BlastRe
     let elapsed = runtime.block_on(drive(shared.clone(), progress));
     // Dropping the runtime joins its threads, which run `on_thread_stop`.
     drop(runtime);
+    let elapsed = elapsed?;
 
     let mut total = stats::take_local().unwrap_or_default();
     let all = handed_over
@@ -133,6 +135,13 @@ pub fn run_blast(config: &BlastConfig, progress: bool) -> anyhow::Result<BlastRe
         "internal: {done} requests finished but {} were counted",
         report.connections
     );
+    if let Some(planned) = config.planned() {
+        anyhow::ensure!(
+            report.connections == planned,
+            "internal: {planned} requests planned but {} were made",
+            report.connections
+        );
+    }
     Ok(report)
 }
 
@@ -142,6 +151,11 @@ struct Shared {
     /// Requests finished, for the progress bar (one relaxed add per request).
     done: AtomicU64,
     failed: AtomicU64,
+    /// The instant the clients were released, set by the first task past the
+    /// start barrier: every client's `--duration` deadline and the elapsed
+    /// time count from it. A deadline each client took when it first ran let
+    /// clients that ran late (their worker busy) run late by as much.
+    release: OnceLock<Instant>,
 }
 
 impl Shared {
@@ -150,7 +164,13 @@ impl Shared {
             config: config.clone(),
             done: AtomicU64::new(0),
             failed: AtomicU64::new(0),
+            release: OnceLock::new(),
         }
+    }
+
+    /// The release instant (see `release`); the first caller sets it.
+    fn released(&self) -> Instant {
+        *self.release.get_or_init(Instant::now)
     }
 
     fn exchange(&self) -> Exchange<'_> {
@@ -166,8 +186,8 @@ impl Shared {
 }
 
 /// Spawns the clients, releases them together, waits for all; returns the time
-/// from the release to the last response.
-async fn drive(shared: Arc<Shared>, progress: bool) -> Duration {
+/// from the release to the last response, or an error when a client task died.
+async fn drive(shared: Arc<Shared>, progress: bool) -> anyhow::Result<Duration> {
     let clients = shared.config.clients;
     // +1: this task waits too, so the clock starts when the clients are released.
     let barrier = Arc::new(Barrier::new(
@@ -178,7 +198,7 @@ async fn drive(shared: Arc<Shared>, progress: bool) -> Duration {
         handles.push(tokio::spawn(client(shared.clone(), barrier.clone())));
     }
     barrier.wait().await;
-    let start = Instant::now();
+    let start = shared.released();
     let bar = progress.then(|| match shared.config.planned() {
         Some(total) => crate::report::blast::progress_bar(total),
         None => crate::report::blast::progress_spinner(),
@@ -186,11 +206,7 @@ async fn drive(shared: Arc<Shared>, progress: bool) -> Duration {
     let ticker = bar
         .clone()
         .map(|bar| tokio::spawn(show_progress(shared.clone(), bar, start)));
-    for handle in handles {
-        // A client task only fails by panicking, and the release profile
-        // aborts on panic; in tests the panic surfaces in the missing counts.
-        let _ = handle.await;
-    }
+    let joined = join_clients(handles).await;
     let elapsed = start.elapsed();
     if let Some(ticker) = ticker {
         ticker.abort();
@@ -200,8 +216,33 @@ async fn drive(shared: Arc<Shared>, progress: bool) -> Duration {
         // The summary follows on stdout; a finished bar would only repeat it.
         bar.finish_and_clear();
     }
-    elapsed
+    joined?;
+    Ok(elapsed)
 }
+
+/// Waits for every client task. One that panicked took its uncounted requests
+/// with it, so the report would be wrong: that is an internal error, returned
+/// once the others have ended (they are bounded by `--timeout`).
+async fn join_clients(handles: Vec<JoinHandle<()>>) -> anyhow::Result<()> {
+    let mut failure = None;
+    for handle in handles {
+        if let Err(e) = handle.await {
+            failure.get_or_insert(e);
+        }
+    }
+    match failure {
+        Some(e) => Err(anyhow::anyhow!("internal: a blast client failed: {e}")),
+        None => Ok(()),
+    }
+}
+
+/// First pause of a `--duration` client after a failure for want of local
+/// resources (fds, ephemeral ports); doubled on each one in a row up to
+/// [`BACKOFF_MAX`]. Retrying at once only fails again, and millions of
+/// instant failures drown the real counts and burn the CPU that the
+/// connections in flight need.
+const BACKOFF_MIN: Duration = Duration::from_millis(1);
+const BACKOFF_MAX: Duration = Duration::from_millis(10);
 
 /// One client: its requests one after another, each bounded by `--timeout`.
 async fn client(shared: Arc<Shared>, barrier: Arc<Barrier>) {
@@ -213,8 +254,9 @@ async fn client(shared: Arc<Shared>, barrier: Arc<Barrier>) {
     };
     barrier.wait().await;
     let ex = shared.exchange();
-    let end = config.duration.map(|d| Instant::now() + d);
+    let end = config.duration.map(|d| shared.released() + d);
     let mut made = 0u64;
+    let mut backoff = BACKOFF_MIN;
     loop {
         match end {
             Some(end) if Instant::now() >= end => break,
@@ -222,10 +264,24 @@ async fn client(shared: Arc<Shared>, barrier: Arc<Barrier>) {
             _ => {}
         }
         made += 1;
-        let ok = conn::run_one(&ex, &mut state).await;
+        let result = conn::run_one(&ex, &mut state).await;
         shared.done.fetch_add(1, Ordering::Relaxed);
-        if !ok {
+        if result.is_err() {
             shared.failed.fetch_add(1, Ordering::Relaxed);
+        }
+        match (result, end) {
+            (Err(ErrorKind::FdExhausted | ErrorKind::AddrNotAvailable), Some(end)) => {
+                tokio::time::sleep_until((Instant::now() + backoff).min(end)).await;
+                backoff = (backoff * 2).min(BACKOFF_MAX);
+            }
+            _ => {
+                backoff = BACKOFF_MIN;
+                // An attempt that fails synchronously (EMFILE from socket(),
+                // EADDRNOTAVAIL from connect) never reaches an await that
+                // yields; without this a client could hold its worker thread
+                // and starve the timers and sockets of every other client.
+                tokio::task::coop::consume_budget().await;
+            }
         }
     }
 }
@@ -258,8 +314,8 @@ pub(crate) fn sample_report() -> BlastReport {
     s.first_byte(Duration::from_millis(2));
     s.response(200, Duration::from_millis(3));
     s.response(503, Duration::from_millis(4));
-    s.error(ErrorKind::FdExhausted);
-    s.timeout(stats::Phase::Read);
+    s.failed(ErrorKind::FdExhausted, stats::Phase::Connect);
+    s.failed(ErrorKind::Timeout, stats::Phase::Read);
     let header = ReportHeader {
         url: "http://127.0.0.1:8888/hello".into(),
         clients: 2,
@@ -269,4 +325,30 @@ pub(crate) fn sample_report() -> BlastReport {
         keep_alive: false,
     };
     BlastReport::new(&s, header, Duration::from_millis(500))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Regression: a client task that panicked was dropped silently (`let _ =
+    /// handle.await`) and the run reported counts without its requests.
+    #[tokio::test]
+    async fn a_panicking_client_is_an_internal_error() {
+        let handles = vec![
+            tokio::spawn(async {}),
+            tokio::spawn(async { panic!("client bug") }),
+            tokio::spawn(async {}),
+        ];
+        let err = join_clients(handles)
+            .await
+            .expect_err("a panic is an error");
+        let msg = format!("{err:#}");
+        assert!(
+            msg.starts_with("internal: ") && msg.contains("panicked"),
+            "{msg}"
+        );
+        let handles = vec![tokio::spawn(async {}), tokio::spawn(async {})];
+        assert!(join_clients(handles).await.is_ok());
+    }
 }

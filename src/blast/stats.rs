@@ -163,17 +163,19 @@ impl Stats {
         if (200..300).contains(&status) {
             self.ok += 1;
         } else {
-            self.error(ErrorKind::HttpStatus);
+            self.errors[ErrorKind::HttpStatus as usize] += 1;
         }
     }
 
-    pub fn error(&mut self, kind: ErrorKind) {
+    /// A request that ended without a complete response. A timeout, ours or
+    /// the kernel's ETIMEDOUT, is also counted under the phase it struck in:
+    /// one entry point for both keeps `timeouts.connect + write + read` equal
+    /// to `errors.timeout`.
+    pub fn failed(&mut self, kind: ErrorKind, phase: Phase) {
         self.errors[kind as usize] += 1;
-    }
-
-    pub fn timeout(&mut self, phase: Phase) {
-        self.error(ErrorKind::Timeout);
-        self.timeouts[phase as usize] += 1;
+        if kind == ErrorKind::Timeout {
+            self.timeouts[phase as usize] += 1;
+        }
     }
 
     pub fn merge(&mut self, other: &Stats) {
@@ -365,7 +367,7 @@ mod tests {
         let mut b = Stats::default();
         b.connected(Duration::from_secs(1));
         b.response(500, Duration::from_millis(5));
-        b.timeout(Phase::Read);
+        b.failed(ErrorKind::Timeout, Phase::Read);
         a.merge(&b);
         let header = ReportHeader {
             url: "u".into(),
@@ -383,6 +385,34 @@ mod tests {
         assert_eq!(r.slow_connects, 1);
         assert_eq!(r.latency_ms.count, 2);
         assert!((r.latency_ms.min - 3.0).abs() < 0.01, "{:?}", r.latency_ms);
+    }
+
+    /// Regression: the kernel's ETIMEDOUT was counted in `errors.timeout`
+    /// without a phase, so the phases did not add up to the total.
+    #[test]
+    fn timeout_phases_add_up_to_the_timeout_count() {
+        let mut s = Stats::default();
+        for kind in ErrorKind::ALL {
+            for phase in [Phase::Connect, Phase::Write, Phase::Read] {
+                s.failed(kind, phase);
+            }
+        }
+        let header = ReportHeader {
+            url: "u".into(),
+            clients: 1,
+            conns_per_client: None,
+            duration: None,
+            threads: 1,
+            keep_alive: false,
+        };
+        let r = BlastReport::new(&s, header, Duration::from_secs(1));
+        let t = r.timeouts;
+        assert_eq!(
+            t.connect + t.write + t.read,
+            r.errors_of(ErrorKind::Timeout)
+        );
+        assert_eq!((t.connect, t.write, t.read), (1, 1, 1));
+        assert_eq!(r.errors_total(), 3 * ErrorKind::ALL.len() as u64);
     }
 
     #[test]
