@@ -132,13 +132,24 @@ fn fork_eagain_is_survived_and_failed_clients_are_closed() {
         eprintln!("skipped: needs root to run the server as `nobody` (root ignores RLIMIT_NPROC)");
         return;
     }
+    // `nobody` may not be able to reach the build directory (a checkout under
+    // /root is mode 700): run a copy from a directory anyone can enter.
+    use std::os::unix::fs::PermissionsExt;
+    let dir = std::env::temp_dir().join(format!("lsbaws-nproc-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).expect("chmod dir");
+    let copy = dir.join("lsbaws");
+    std::fs::copy(bin(), &copy).expect("copy binary");
+    std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o755)).expect("chmod binary");
+    let copy = copy.to_str().expect("utf-8 path").to_string();
     let server = Server::start_with(
         Command::new("setpriv")
+            .current_dir(&dir)
             .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
             .args([
                 "prlimit",
                 "--nproc=12:12",
-                bin(),
+                &copy,
                 "serve",
                 "--bind",
                 "127.0.0.1:0",
@@ -174,6 +185,7 @@ fn fork_eagain_is_survived_and_failed_clients_are_closed() {
         out.contains(&format!("{} fork failures", 40 - served)),
         "{out}"
     );
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Slowloris: 500 clients send half a request and stall. Each child gives up at
