@@ -120,23 +120,7 @@ fn status_and_location_headers_set_the_status() {
 
 #[test]
 fn a_program_past_the_timeout_gets_504_and_is_killed() {
-    let dir = std::env::temp_dir().join(format!("lsbaws-cgi-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    let pidfile = dir.join("pids");
-    let program = fixture("cgi/sleeper.sh");
-    let server = Server::start_with(
-        Command::new(bin())
-            .args([
-                "serve",
-                "--quiet",
-                "--bind",
-                "127.0.0.1:0",
-                "--cgi",
-                &program,
-            ])
-            .args(["--cgi-timeout", "1s", "--cgi-env", "LSBAWS_TEST_PIDFILE"])
-            .env("LSBAWS_TEST_PIDFILE", &pidfile),
-    );
+    let (server, pidfile) = cgi_server_with_pidfile("cgi/sleeper.sh", &["--cgi-timeout", "1s"]);
     let started = Instant::now();
     let reply = exchange(server.addr, b"GET / HTTP/1.1\r\n\r\n");
     let took = started.elapsed();
@@ -148,18 +132,15 @@ fn a_program_past_the_timeout_gets_504_and_is_killed() {
         took >= Duration::from_millis(900) && took < Duration::from_secs(5),
         "{took:?}"
     );
-    let pids = std::fs::read_to_string(&pidfile).expect("pidfile");
-    for pid in pids
-        .split_whitespace()
-        .map(|p| p.parse::<i32>().expect("pid"))
-    {
+    let pids = pids_in(&pidfile);
+    assert_eq!(pids.len(), 2, "{pids:?}");
+    for pid in pids {
         // Killed with its process group: the script and the sleep it started.
         assert!(
             eventually(Duration::from_secs(5), || !alive(pid)),
             "CGI process {pid} survived"
         );
     }
-    let _ = std::fs::remove_dir_all(&dir);
     let (status, _, _) = server.stop(Duration::from_secs(10));
     assert!(status.success());
 }

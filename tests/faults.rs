@@ -562,27 +562,37 @@ fn silent_acceptor(limit: Duration) -> (SocketAddr, std::thread::JoinHandle<usiz
     (addr, handle)
 }
 
+/// `lsbaws blast http://ADDR/ --max-clients N --timeout 1s --json`: exit status,
+/// the report, and the wall time it took.
+fn blast_with_1s_timeout(
+    addr: SocketAddr,
+    clients: u32,
+) -> (Option<i32>, serde_json::Value, Duration) {
+    let started = Instant::now();
+    let url = format!("http://{addr}/");
+    let clients = clients.to_string();
+    let args = [
+        "blast",
+        &url,
+        "--max-clients",
+        &clients,
+        "--timeout",
+        "1s",
+        "--json",
+    ];
+    let (status, out, err) = lsbaws(&args, Duration::from_secs(60));
+    let report =
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("blast JSON: {e}: {out}{err}"));
+    (status.code(), report, started.elapsed())
+}
+
 /// A server that accepts and never answers, 1000 clients, `--timeout 1s`: the run
 /// ends in about a second with 1000 read timeouts and exit 1.
 #[test]
 fn blast_against_a_silent_server_ends_at_the_timeout() {
     let (addr, acceptor) = silent_acceptor(Duration::from_secs(4));
-    let started = Instant::now();
-    let (status, out, err) = lsbaws(
-        &[
-            "blast",
-            &format!("http://{addr}/"),
-            "--max-clients",
-            "1000",
-            "--timeout",
-            "1s",
-            "--json",
-        ],
-        Duration::from_secs(60),
-    );
-    let took = started.elapsed();
-    assert_eq!(status.code(), Some(1), "{err}");
-    let report: serde_json::Value = serde_json::from_str(&out).expect("json");
+    let (code, report, took) = blast_with_1s_timeout(addr, 1000);
+    assert_eq!(code, Some(1), "{report}");
     assert_eq!(report["errors"]["timeout"], 1000, "{report}");
     assert!(took < Duration::from_secs(6), "took {took:?}");
     // Most were accepted; the rest sat completed in the backlog: silent either way.
@@ -604,22 +614,8 @@ fn blast_against_a_full_backlog_never_hangs() {
         .expect("addr")
         .as_socket()
         .expect("inet");
-    let started = Instant::now();
-    let (status, out, err) = lsbaws(
-        &[
-            "blast",
-            &format!("http://{addr}/"),
-            "--max-clients",
-            "200",
-            "--timeout",
-            "1s",
-            "--json",
-        ],
-        Duration::from_secs(60),
-    );
-    let took = started.elapsed();
-    assert_eq!(status.code(), Some(1), "{err}");
-    let report: serde_json::Value = serde_json::from_str(&out).expect("json");
+    let (code, report, took) = blast_with_1s_timeout(addr, 200);
+    assert_eq!(code, Some(1), "{report}");
     let timeouts = report["errors"]["timeout"].as_u64().unwrap_or(0);
     let refused = report["errors"]["refused"].as_u64().unwrap_or(0);
     assert_eq!(timeouts + refused, 200, "{report}");
