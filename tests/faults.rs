@@ -73,11 +73,7 @@ fn serve_under_ulimit_64_serves_500_simultaneous_clients() {
     let replies = burst(server.addr, 500);
     let ok = replies.iter().filter(|r| *r == HELLO).count();
     assert_eq!(ok, 500);
-    let pid = server.pid();
-    assert!(eventually(Duration::from_secs(10), || children_of(pid).is_empty()));
-    let (status, out, _) = server.stop(Duration::from_secs(10));
-    assert!(status.success());
-    assert!(out.contains("0 zombies left"), "{out}");
+    stop_clean(server);
 }
 
 /// EMFILE for real: the parent's fd limit is lowered to what it already holds, so
@@ -269,11 +265,15 @@ fn malformed_requests_get_400_431_or_a_close() {
     );
     assert_eq!(reply, HELLO);
     assert_eq!(exchange(server.addr, b"GET / HTTP/1.1\r\n\r\n"), HELLO);
-    let pid = server.pid();
-    assert!(eventually(Duration::from_secs(10), || children_of(pid).is_empty()));
-    let (status, out, _) = server.stop(Duration::from_secs(10));
-    assert!(status.success());
-    assert!(out.contains("0 zombies left"), "{out}");
+    let served = corpus.len() + 2;
+    assert!(eventually(Duration::from_secs(10), || {
+        server.stdout().matches(": exited with status 0").count() == served
+    }));
+    let (out, err) = stop_clean(server);
+    assert!(
+        !out.contains("abnormal") && !err.contains("killed by signal"),
+        "{out}{err}"
+    );
 }
 
 /// Clients that reset right after sending (SO_LINGER 0): the children's writes
@@ -421,6 +421,21 @@ fn orphans_adopted_as_subreaper_are_reaped() {
     );
     assert!(out.contains("5 foreign processes reaped"), "{out}");
     assert!(out.contains("0 zombies left"), "{out}");
+}
+
+/// Waits (bounded) until the server has no children, stops it, and checks that
+/// it exited 0 reporting no zombie; returns its stdout and stderr.
+fn stop_clean(server: Server) -> (String, String) {
+    let pid = server.pid();
+    assert!(
+        eventually(Duration::from_secs(10), || children_of(pid).is_empty()),
+        "children left: {:?}",
+        children_of(pid)
+    );
+    let (status, out, err) = server.stop(Duration::from_secs(10));
+    assert!(status.success(), "{status}: {err}");
+    assert!(out.contains("0 zombies left"), "{out}");
+    (out, err)
 }
 
 /// Resident memory of a process in KiB.
