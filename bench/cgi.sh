@@ -30,7 +30,8 @@ pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done; }
 trap cleanup EXIT
 
-# Starts `lsbaws serve --quiet ARGS` on a free port; prints its port.
+# Starts `lsbaws serve --quiet ARGS` on a free port and sets $port. Not run in a
+# command substitution: that subshell would keep the pid from the EXIT trap.
 start() {
   local ready
   ready=$(mktemp)
@@ -40,13 +41,17 @@ start() {
     [ -s "$ready" ] && break
     sleep 0.05
   done
-  sed -nE 's/^Serving HTTP on 127\.0\.0\.1:([0-9]+) .*/\1/p' "$ready"
+  port=$(sed -nE 's/^Serving HTTP on 127\.0\.0\.1:([0-9]+) .*/\1/p' "$ready")
+  rm -f "$ready"
+  [ -n "$port" ] || { echo "cgi.sh: lsbaws serve $* did not start" >&2; exit 1; }
 }
 
-plain_port=$(start)
+start
+plain_port=$port
 # The interpreter itself, not a version-manager shim (pyenv's costs ~100 ms a run).
 python=$(python3 -c 'import sys; print(sys.executable)')
-cgi_port=$(start --cgi "$python" --cgi-arg "$app")
+start --cgi "$python" --cgi-arg "$app"
+cgi_port=$port
 declare -A rates
 for round in $(seq 1 "$ROUNDS"); do
   for name in plain cgi; do
