@@ -26,13 +26,11 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run the forking reaper server: one child process per connection.
+    // No doc comments here: clap would let them hide each command's long help,
+    // which lives on its Args struct.
     Serve(ServeArgs),
-    /// Open many simultaneous connections and report what happened.
     Blast(BlastArgs),
-    /// Find defunct (zombie) children of a process in /proc.
     Audit(AuditArgs),
-    /// Start a server, blast it, audit it: the CI job in one command.
     Smoke(SmokeArgs),
 }
 
@@ -63,7 +61,7 @@ pub enum OnEintrArg {
     Fail,
 }
 
-/// Run the forking reaper server.
+/// Run the forking reaper server: one child process per connection.
 ///
 /// Prints one ready line on stdout, `Serving HTTP on <ip>:<port> (pid <pid>, reaper
 /// <mode>)`, then forks a child per connection. Each child reads one request, answers
@@ -149,6 +147,13 @@ pub struct ServeArgs {
 }
 
 /// Open many simultaneous connections and report what happened.
+///
+/// client3.py done right: --max-clients clients are released at the same instant,
+/// each makes --max-conns connections one after another (or loops for --duration),
+/// and every response is read and counted. Failures are counted by kind (refused,
+/// reset, timeout, bad response, HTTP status, fd or port exhaustion). Prints a table
+/// (or --json); exit 0 when failures are at most --max-errors, 1 when more, 2 on bad
+/// usage.
 #[derive(Debug, clap::Args)]
 pub struct BlastArgs {
     /// Target URL (http only). The host is resolved once, and every connection goes
@@ -288,9 +293,10 @@ pub struct AuditArgs {
 ///
 /// Without a command, starts the built-in `lsbaws serve` on a free port. With one
 /// (after `--`), runs it with `{port}` replaced by a free loopback port and waits
-/// until it accepts. Then blasts it, audits its whole process tree for zombies
-/// (re-scanning up to --settle, so a correct server's transient zombies pass),
-/// stops it (SIGTERM, --grace, SIGKILL) and prints PASS or FAIL with the reasons.
+/// until that port listens. Then blasts it, audits its process tree and that of the
+/// listening socket's owner for zombies (re-scanning up to --settle, so a correct
+/// server's transient zombies pass), stops it (SIGTERM, --grace, SIGKILL to its
+/// process group) and prints PASS or FAIL with the reasons.
 /// Exit 0 on PASS, 1 on FAIL, 2 when the server could not be started or reached.
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:\n  \
