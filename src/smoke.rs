@@ -13,6 +13,7 @@ use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -22,11 +23,42 @@ use anyhow::{Context, bail, ensure};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde::Serialize;
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
 
 use crate::Outcome;
 use crate::audit::{AuditConfig, AuditReport, Scope};
 use crate::blast::{BlastConfig, BlastReport};
 use crate::cli::{ReaperArg, SmokeArgs};
+
+/// The server's process group while it runs (0: none), for the signal thread.
+static SERVER_GROUP: AtomicI32 = AtomicI32::new(0);
+
+/// On SIGINT, SIGTERM or SIGHUP (Ctrl-C, a cancelled CI job), stops the server's
+/// process group and whatever escaped it, as smoke's normal end does, then exits
+/// 128 + the signal. (SIGKILL cannot be caught: then only PDEATHSIG reaches the
+/// server itself.)
+fn stop_on_signals() {
+    let Ok(mut signals) = Signals::new([SIGINT, SIGTERM, SIGHUP]) else {
+        return;
+    };
+    std::thread::spawn(move || {
+        if let Some(sig) = signals.forever().next() {
+            let group = SERVER_GROUP.load(Ordering::SeqCst);
+            if group > 0 {
+                let group = Pid::from_raw(-group);
+                let _ = kill(group, Signal::SIGTERM);
+                let deadline = Instant::now() + Duration::from_secs(1);
+                while kill(group, None).is_ok() && Instant::now() < deadline {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                let _ = kill(group, Signal::SIGKILL);
+            }
+            reap_escapees();
+            std::process::exit(128 + sig);
+        }
+    });
+}
 
 /// How many of the server's last output lines are kept for error messages.
 const TAIL_LINES: usize = 20;
@@ -138,8 +170,9 @@ impl SmokeConfig {
 }
 
 /// A free loopback port: bound, read, released. Another process could take it
-/// in between; the ready check then fails clearly rather than testing the wrong
-/// server, since the command's own bind fails.
+/// in between; [`ServerProcess::start`] checks again that the port is free right
+/// before it starts the command, so a clash is an error, not a test of the
+/// wrong server.
 fn free_port() -> anyhow::Result<u16> {
     let probe = TcpListener::bind("127.0.0.1:0").context("finding a free port")?;
     Ok(probe.local_addr().context("finding a free port")?.port())
@@ -220,6 +253,7 @@ pub fn smoke(config: &SmokeConfig) -> anyhow::Result<SmokeReport> {
     // Orphans of the server (daemons, children of a server that died) come to
     // smoke instead of init, so smoke can stop and reap them: it leaves nothing.
     let _ = nix::sys::prctl::set_child_subreaper(true);
+    stop_on_signals();
     let mut server = ServerProcess::start(config)?;
     let url = match &config.url {
         Some(url) => url.replace("{port}", &server.addr.port().to_string()),
@@ -253,11 +287,13 @@ pub fn smoke(config: &SmokeConfig) -> anyhow::Result<SmokeReport> {
     // listening socket: a launcher script may have daemonized the real server
     // out of its own tree.
     let mut roots = Vec::new();
-    if server.try_exit().is_none() {
+    let early_exit = server.try_exit();
+    if early_exit.is_none() {
         roots.push(server.pid as i32);
     }
     for owner in listener_owners(addr.port()) {
-        if !roots.contains(&owner) {
+        // An owner inside the server's own tree is audited with it already.
+        if !roots.contains(&owner) && !descends_from(owner, server.pid as i32) {
             roots.push(owner);
         }
     }
@@ -286,6 +322,15 @@ pub fn smoke(config: &SmokeConfig) -> anyhow::Result<SmokeReport> {
         None => reasons.push(format!(
             "the server exited during the run ({server_exit}): nothing to audit"
         )),
+    }
+    if let (Some(status), Some(_)) = (early_exit, &audit) {
+        // A launcher that daemonized the server exits 0; a crash does not.
+        if !status.success() {
+            reasons.push(format!(
+                "the server exited during the run ({})",
+                describe_exit(Some(status), true)
+            ));
+        }
     }
     let clean_exit = exit.is_some_and(|s| s.success()) && graceful;
     if audit.is_some() && !clean_exit && matches!(config.server, ServerSpec::BuiltIn { .. }) {
@@ -426,7 +471,14 @@ impl ServerProcess {
                 cmd.args(&argv);
                 (cmd, format!("lsbaws {}", argv.join(" ")), "hello")
             }
-            ServerSpec::Command { argv, .. } => {
+            ServerSpec::Command { argv, port } => {
+                // Anything already listening there would pass the ready check and
+                // be blasted and audited in the server's place.
+                if let Err(e) = TcpListener::bind(("127.0.0.1", *port)) {
+                    bail!(
+                        "port {port} on 127.0.0.1 is not free ({e}): another process would be tested in place of the server"
+                    );
+                }
                 let (program, rest) = argv.split_first().context("empty server command")?;
                 let mut cmd = Command::new(program);
                 cmd.args(rest);
@@ -444,6 +496,7 @@ impl ServerProcess {
             .spawn()
             .with_context(|| format!("cannot start the server `{argv_display}`"))?;
         let pid = child.id();
+        SERVER_GROUP.store(pid as i32, Ordering::SeqCst);
         let stdout = child.stdout.take().context("server stdout")?;
         let stderr = child.stderr.take().context("server stderr")?;
         let stdout_tail = Arc::new(Mutex::new(VecDeque::new()));
@@ -577,6 +630,7 @@ impl ServerProcess {
         }
         // The group outlives its leader: children it left running.
         let _ = kill(group, Signal::SIGKILL);
+        SERVER_GROUP.store(0, Ordering::SeqCst);
         reap_escapees();
         // A daemon that escaped with the server's stdout would keep a reader
         // blocked forever: wait a moment, then leave the readers be.
@@ -722,6 +776,39 @@ fn listener_owners(port: u16) -> Vec<i32> {
 /// orphans re-parented to smoke, which is a child subreaper. Safe to wait on any
 /// child now, since the server's own status has been collected.
 fn reap_escapees() {
+    // Killing one escapee (a daemonized master) re-parents its own children to
+    // smoke only afterwards: repeat until none is left, within a bound.
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        let pids = own_children();
+        if pids.is_empty() {
+            break;
+        }
+        if Instant::now() >= deadline {
+            eprintln!(
+                "lsbaws: could not stop {} processes the server left behind: {pids:?}",
+                pids.len()
+            );
+            break;
+        }
+        for pid in &pids {
+            let _ = kill(Pid::from_raw(*pid), Signal::SIGKILL);
+        }
+        for pid in pids {
+            let _ = nix::sys::wait::waitpid(Pid::from_raw(pid), None);
+        }
+    }
+    // And any that were already zombies when listed or exited since.
+    while let Ok(status) = nix::sys::wait::waitpid(None, Some(nix::sys::wait::WaitPidFlag::WNOHANG))
+    {
+        if status == nix::sys::wait::WaitStatus::StillAlive {
+            break;
+        }
+    }
+}
+
+/// This process's children, from every thread's `children` file.
+fn own_children() -> Vec<i32> {
     let mut pids = Vec::new();
     if let Ok(tasks) = std::fs::read_dir("/proc/self/task") {
         for task in tasks.flatten() {
@@ -732,17 +819,29 @@ fn reap_escapees() {
             );
         }
     }
-    for pid in &pids {
-        let _ = kill(Pid::from_raw(*pid), Signal::SIGKILL);
-    }
-    for pid in pids {
-        let _ = nix::sys::wait::waitpid(Pid::from_raw(pid), None);
-    }
-    // And any that were already zombies when listed or exited since.
-    while let Ok(status) = nix::sys::wait::waitpid(None, Some(nix::sys::wait::WaitPidFlag::WNOHANG))
-    {
-        if status == nix::sys::wait::WaitStatus::StillAlive {
-            break;
+    pids
+}
+
+/// Whether `pid` is a descendant of `ancestor`, following parent links in /proc.
+fn descends_from(pid: i32, ancestor: i32) -> bool {
+    let mut current = pid;
+    // Bounded: a chain of parents is short, and a vanished link ends the walk.
+    for _ in 0..64 {
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{current}/stat")) else {
+            return false;
+        };
+        let ppid = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_ascii_whitespace().nth(1))
+            .and_then(|p| p.parse::<i32>().ok())
+            .unwrap_or(0);
+        if ppid == ancestor {
+            return true;
         }
+        if ppid <= 1 {
+            return false;
+        }
+        current = ppid;
     }
+    false
 }

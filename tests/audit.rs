@@ -37,11 +37,7 @@ impl Drop for PidGuard {
         if self.0 <= 0 {
             return;
         }
-        let _ = Command::new("kill")
-            .arg("-9")
-            .arg(self.0.to_string())
-            .stderr(Stdio::null())
-            .status();
+        let _ = crate::common::send_signal(self.0, 9);
     }
 }
 

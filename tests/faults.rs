@@ -533,9 +533,7 @@ fn audit_survives_2000_zombies_vanishing_mid_scan() {
         let mut audit = ProcGuard::new(audit);
         // Kill at a different moment each round, from at once to well into the scan.
         std::thread::sleep(Duration::from_micros(round * 700));
-        let _ = Command::new("kill")
-            .args(["-9", &middle.to_string()])
-            .status();
+        send_signal(middle, 9).expect("kill the zombies' parent");
         let status = audit
             .wait_timeout(Duration::from_secs(30))
             .expect("audit finished");

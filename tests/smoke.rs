@@ -41,6 +41,21 @@ fn server_pid(out: &str) -> Option<i32> {
     line.rsplit_once("(pid ")?.1.split(')').next()?.parse().ok()
 }
 
+/// python3 processes whose command line holds `marker` (smoke's own command
+/// line holds it too, as an argument, and must not count).
+fn pythons_with(marker: &str) -> Vec<i32> {
+    processes_with(marker)
+        .into_iter()
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| {
+                c.split(|&b| b == 0)
+                    .next()
+                    .is_some_and(|arg0| arg0.ends_with(b"python3"))
+            })
+        })
+        .collect()
+}
+
 /// Processes whose command line holds `marker`: proof that nothing a test
 /// started is still running.
 fn processes_with(marker: &str) -> Vec<i32> {
@@ -337,11 +352,14 @@ fn a_server_that_daemonizes_is_still_audited_and_stopped() {
     );
 }
 
-/// smoke killed mid-run (a cancelled CI job): its server must not outlive it.
+/// smoke killed mid-run (a cancelled CI job): its server must not outlive it,
+/// even behind a launcher that does not `exec` it (so SIGTERM to the launcher
+/// alone would not reach it).
 #[test]
 fn killing_smoke_stops_its_server() {
     let marker = format!("lsbaws-orphan-check-{}", std::process::id());
     let program = format!("import sys\n# {marker}\n{PY_FORKING_SERVER}");
+    let launcher = "python3 -c \"$1\" {port}; echo done";
     let child = std::process::Command::new(bin())
         .args([
             "smoke",
@@ -351,10 +369,11 @@ fn killing_smoke_stops_its_server() {
             "--max-clients",
             "2",
             "--",
-            "python3",
+            "sh",
             "-c",
+            launcher,
+            "sh",
             &program,
-            "{port}",
         ])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
@@ -362,7 +381,7 @@ fn killing_smoke_stops_its_server() {
         .expect("spawn smoke");
     let mut guard = ProcGuard::new(child);
     assert!(
-        eventually(Duration::from_secs(10), || !processes_with(&marker)
+        eventually(Duration::from_secs(10), || !pythons_with(&marker)
             .is_empty()),
         "server never started"
     );
@@ -372,8 +391,19 @@ fn killing_smoke_stops_its_server() {
         "smoke ignored SIGTERM"
     );
     assert!(
-        eventually(Duration::from_secs(10), || processes_with(&marker)
-            .is_empty()),
+        eventually(Duration::from_secs(10), || pythons_with(&marker).is_empty()),
         "the server outlived smoke"
     );
+}
+
+/// A port someone else already listens on: smoke must refuse (exit 2), not blast
+/// and audit the other process in the server's place.
+#[test]
+fn a_port_already_in_use_is_exit_2() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = taken.local_addr().expect("addr").port().to_string();
+    let (code, out, err) = smoke(&["--port", &port, "--", "python3", "-m", "http.server", &port]);
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(err.contains("is not free"), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
 }

@@ -83,12 +83,7 @@ impl ProcGuard {
     pub fn signal(&self, sig: i32) {
         let pid = self.pid();
         assert!(pid > 0);
-        let status = Command::new("kill")
-            .arg(format!("-{sig}"))
-            .arg(pid.to_string())
-            .status()
-            .expect("run kill");
-        assert!(status.success(), "kill -{sig} {pid}");
+        send_signal(pid, sig).unwrap_or_else(|e| panic!("kill -{sig} {pid}: {e}"));
     }
 }
 
@@ -339,4 +334,11 @@ pub fn is_root() -> bool {
         .find_map(|l| l.strip_prefix("Uid:"))
         .and_then(|v| v.split_whitespace().nth(1).map(|e| e == "0"))
         .unwrap_or(false)
+}
+
+/// kill(2) by pid (no `kill` binary needed: minimal images lack procps).
+pub fn send_signal(pid: i32, sig: i32) -> nix::Result<()> {
+    assert!(pid > 0, "refusing to signal pid {pid}");
+    let sig = nix::sys::signal::Signal::try_from(sig)?;
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig)
 }
