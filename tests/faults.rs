@@ -73,7 +73,7 @@ fn serve_under_ulimit_64_serves_500_simultaneous_clients() {
     let replies = burst(server.addr, 500);
     let ok = replies.iter().filter(|r| *r == HELLO).count();
     assert_eq!(ok, 500);
-    stop_clean(server);
+    server.stop_clean();
 }
 
 /// EMFILE for real: the parent's fd limit is lowered to what it already holds, so
@@ -112,11 +112,8 @@ fn accept_emfile_is_survived_logged_once_and_not_spun_on() {
         1,
         "logged once per burst: {err}"
     );
-    assert!(eventually(Duration::from_secs(10), || children_of(pid).is_empty()));
-    let (status, out, _) = server.stop(Duration::from_secs(10));
-    assert!(status.success());
+    let (out, _) = server.stop_clean();
     assert!(out.contains("Shutdown: 100 connections served"), "{out}");
-    assert!(out.contains("0 zombies left"), "{out}");
 }
 
 /// fork fails with EAGAIN under RLIMIT_NPROC. Root ignores that limit, so the
@@ -211,12 +208,8 @@ fn slowloris_clients_time_out_while_others_are_served() {
         let _ = conn.read_to_string(&mut reply);
         assert!(reply.starts_with("HTTP/1.1 408 "), "{reply:?}");
     }
-    let pid = server.pid();
-    assert!(eventually(Duration::from_secs(10), || children_of(pid).is_empty()));
-    let (status, out, _) = server.stop(Duration::from_secs(10));
-    assert!(status.success());
+    let (out, _) = server.stop_clean();
     assert!(out.contains("Shutdown: 501 connections served"), "{out}");
-    assert!(out.contains("0 zombies left"), "{out}");
 }
 
 /// Malformed input: each request gets 400/431 or a close, within the read
@@ -269,7 +262,7 @@ fn malformed_requests_get_400_431_or_a_close() {
     assert!(eventually(Duration::from_secs(10), || {
         server.stdout().matches(": exited with status 0").count() == served
     }));
-    let (out, err) = stop_clean(server);
+    let (out, err) = server.stop_clean();
     assert!(
         !out.contains("abnormal") && !err.contains("killed by signal"),
         "{out}{err}"
@@ -343,30 +336,12 @@ fn clients_resetting_mid_stream_never_kill_a_child() {
 /// child gone, and the summary says so.
 #[test]
 fn sigterm_with_200_live_children_exits_within_grace() {
-    let server = Server::start(&["--quiet", "--delay", "5s", "--grace", "1s"]);
-    let conns: Vec<TcpStream> = (0..200)
-        .map(|_| {
-            let mut c = TcpStream::connect(server.addr).expect("connect");
-            c.write_all(b"GET / HTTP/1.1\r\n\r\n").expect("write");
-            c
-        })
-        .collect();
-    let pid = server.pid();
-    assert!(eventually(Duration::from_secs(10), || children_of(pid)
-        .len()
-        == 200));
-    let kids: Vec<i32> = children_of(pid).into_iter().map(|(p, _)| p).collect();
-    let started = Instant::now();
-    let (status, out, _) = server.stop(Duration::from_secs(10));
-    let took = started.elapsed();
-    assert!(status.success());
+    let (took, out, _) = sigterm_mid_delay(200, "5s");
     assert!(took < Duration::from_millis(2500), "took {took:?}");
     assert!(
         out.contains("0 zombies left") && out.contains("200 children killed after grace"),
         "{out}"
     );
-    assert!(kids.iter().all(|k| !alive(*k)), "a child survived");
-    drop(conns);
 }
 
 /// A child the server never forked: `sh` starts a `sleep` and then execs the
@@ -421,21 +396,6 @@ fn orphans_adopted_as_subreaper_are_reaped() {
     );
     assert!(out.contains("5 foreign processes reaped"), "{out}");
     assert!(out.contains("0 zombies left"), "{out}");
-}
-
-/// Waits (bounded) until the server has no children, stops it, and checks that
-/// it exited 0 reporting no zombie; returns its stdout and stderr.
-fn stop_clean(server: Server) -> (String, String) {
-    let pid = server.pid();
-    assert!(
-        eventually(Duration::from_secs(10), || children_of(pid).is_empty()),
-        "children left: {:?}",
-        children_of(pid)
-    );
-    let (status, out, err) = server.stop(Duration::from_secs(10));
-    assert!(status.success(), "{status}: {err}");
-    assert!(out.contains("0 zombies left"), "{out}");
-    (out, err)
 }
 
 /// Resident memory of a process in KiB.

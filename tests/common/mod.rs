@@ -199,6 +199,21 @@ impl Server {
         (status, out, err)
     }
 
+    /// Waits (bounded) until the server has no children, stops it, and checks
+    /// that it exited 0 reporting no zombie; returns its stdout and stderr.
+    pub fn stop_clean(self) -> (String, String) {
+        let pid = self.pid();
+        assert!(
+            eventually(Duration::from_secs(10), || children_of(pid).is_empty()),
+            "children left: {:?}",
+            children_of(pid)
+        );
+        let (status, out, err) = self.stop(Duration::from_secs(10));
+        assert!(status.success(), "{status}: {err}");
+        assert!(out.contains("0 zombies left"), "{out}");
+        (out, err)
+    }
+
     pub fn stdout(&self) -> String {
         self.stdout.lock().expect("lock").clone()
     }
@@ -341,4 +356,33 @@ pub fn send_signal(pid: i32, sig: i32) -> nix::Result<()> {
     assert!(pid > 0, "refusing to signal pid {pid}");
     let sig = nix::sys::signal::Signal::try_from(sig)?;
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig)
+}
+
+/// Starts `serve --quiet --delay DELAY --grace 1s`, gives it `n` connections (so
+/// `n` children sleep in their delay), then sends SIGTERM. Returns how long the
+/// server took to exit, its stdout, and the pids its children had, after checking
+/// that it exited 0 and that none of those children is still alive.
+pub fn sigterm_mid_delay(n: usize, delay: &str) -> (Duration, String, Vec<i32>) {
+    let server = Server::start(&["--quiet", "--delay", delay, "--grace", "1s"]);
+    let conns: Vec<TcpStream> = (0..n)
+        .map(|_| {
+            let mut c = TcpStream::connect(server.addr).expect("connect");
+            c.write_all(b"GET / HTTP/1.1\r\n\r\n").expect("write");
+            c
+        })
+        .collect();
+    let pid = server.pid();
+    assert!(eventually(Duration::from_secs(10), || children_of(pid)
+        .len()
+        == n));
+    let kids: Vec<i32> = children_of(pid).into_iter().map(|(p, _)| p).collect();
+    let started = Instant::now();
+    let (status, out, _) = server.stop(Duration::from_secs(10));
+    let took = started.elapsed();
+    assert!(status.success(), "{status}");
+    for kid in &kids {
+        assert!(!alive(*kid), "child {kid} survived shutdown");
+    }
+    drop(conns);
+    (took, out, kids)
 }
