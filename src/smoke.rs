@@ -89,21 +89,35 @@ pub struct SmokeConfig {
     pub max_zombies: u64,
     pub json: bool,
     pub junit: Option<PathBuf>,
-    /// Blast settings, resolved once the server's address is known.
-    pub clients: u64,
-    pub conns: u64,
-    pub duration: Option<Duration>,
-    pub timeout: Duration,
-    pub threads: Option<usize>,
+    /// `lsbaws blast` flags for the burst; the URL is added once the server's
+    /// address is known. Validated up front, before any server starts.
+    pub blast_flags: Vec<String>,
     pub max_errors: u64,
     pub quiet: bool,
 }
 
 impl SmokeConfig {
     pub fn from_args(args: &SmokeArgs) -> anyhow::Result<SmokeConfig> {
-        ensure!(args.max_clients > 0, "--max-clients must be at least 1");
-        ensure!(args.max_conns > 0, "--max-conns must be at least 1");
-        ensure!(!args.timeout.is_zero(), "--timeout must be more than 0");
+        let mut blast_flags = vec![
+            "--max-clients".to_string(),
+            args.max_clients.to_string(),
+            "--timeout".to_string(),
+            format!("{}ns", args.timeout.as_nanos()),
+            "--max-errors".to_string(),
+            args.max_errors.to_string(),
+        ];
+        match args.duration {
+            Some(d) => {
+                blast_flags.extend(["--duration".to_string(), format!("{}ns", d.as_nanos())])
+            }
+            None => blast_flags.extend(["--max-conns".to_string(), args.max_conns.to_string()]),
+        }
+        if let Some(t) = args.threads {
+            blast_flags.extend(["--threads".to_string(), t.to_string()]);
+        }
+        // The same checks as `lsbaws blast` (zero clients, --threads 0, ...), and
+        // before the server starts rather than after.
+        BlastConfig::for_url("http://127.0.0.1:1/", &blast_flags)?;
         ensure!(
             !args.ready_timeout.is_zero(),
             "--ready-timeout must be more than 0"
@@ -158,11 +172,7 @@ impl SmokeConfig {
             max_zombies: args.max_zombies,
             json: args.json,
             junit: args.junit.clone(),
-            clients: args.max_clients,
-            conns: args.max_conns,
-            duration: args.duration,
-            timeout: args.timeout,
-            threads: args.threads,
+            blast_flags,
             max_errors: args.max_errors,
             quiet: args.quiet,
         })
@@ -269,15 +279,7 @@ pub fn smoke(config: &SmokeConfig) -> anyhow::Result<SmokeReport> {
         server.wait_ready(addr, config.ready_timeout)?;
     }
 
-    let mut blast = BlastConfig::for_url(&url, config.clients)?;
-    blast.conns_per_client = config.conns;
-    blast.duration = config.duration;
-    blast.timeout = config.timeout;
-    blast.connect_timeout = blast.connect_timeout.min(config.timeout);
-    blast.max_errors = config.max_errors;
-    if let Some(threads) = config.threads {
-        blast.threads = threads;
-    }
+    let blast = BlastConfig::for_url(&url, &config.blast_flags)?;
     let progress =
         !config.json && !config.quiet && std::io::IsTerminal::is_terminal(&std::io::stderr());
     let blast_report = crate::blast::run_blast(&blast, progress)?;

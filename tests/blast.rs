@@ -435,6 +435,7 @@ fn blast_bad_usage_exits_2_with_one_line() {
         &["blast", "http://127.0.0.1:1/", "--max-clients", "0"],
         &["blast", "http://127.0.0.1:1/", "--max-conns", "0"],
         &["blast", "http://127.0.0.1:1/", "--threads", "0"],
+        &["blast", "http://127.0.0.1:1/", "--threads", "100000"],
         &["blast", "http://127.0.0.1:1/", "--timeout", "0s"],
         &["blast", "http://127.0.0.1:1/", "-H", "no colon"],
     ] {

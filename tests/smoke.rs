@@ -279,6 +279,10 @@ fn a_command_that_never_listens_is_exit_2_after_ready_timeout() {
 fn bad_usage_is_exit_2() {
     for args in [
         &["--max-clients", "0"][..],
+        // Used to reach tokio's builder unchecked and panic.
+        &["--threads", "0"],
+        &["--threads", "100000"],
+        &["--timeout", "0s"],
         &["--", "my-server", "--no-port-placeholder"],
         &["--port", "8080"],
         &["--cgi", "app.py", "--", "srv", "{port}"],

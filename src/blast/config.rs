@@ -15,6 +15,9 @@ use crate::cli::BlastArgs;
 /// for, low enough that a typo (an extra zero or three) is caught as nonsense.
 const MAX_CLIENTS: u64 = 1_000_000;
 
+/// Upper bound on `--threads`: far more workers than any machine has cores.
+const MAX_THREADS: usize = 1024;
+
 /// A validated blast run: everything the engine needs, nothing it must re-check.
 #[derive(Debug, Clone)]
 pub struct BlastConfig {
@@ -69,6 +72,9 @@ impl BlastConfig {
         };
         let threads = match args.threads {
             Some(0) => bail!("--threads must be at least 1"),
+            // Each is an OS thread started up front: a typo of 100000 would
+            // spend minutes creating threads before the first connect.
+            Some(t) if t > MAX_THREADS => bail!("--threads {t} is more than {MAX_THREADS}"),
             Some(t) => t,
             None => std::thread::available_parallelism().map_or(1, |n| n.get()),
         };
@@ -112,17 +118,25 @@ impl BlastConfig {
         })
     }
 
-    /// A GET burst of `clients` connections at `url` with the defaults of the
-    /// command line: what `smoke` and other callers start from.
-    pub fn for_url(url: &str, clients: u64) -> anyhow::Result<BlastConfig> {
+    /// A blast of `url` with `flags` as `lsbaws blast` would take them on its
+    /// command line, validated the same way: what `smoke` builds its blast from,
+    /// so no setting can bypass the checks.
+    pub fn for_url(url: &str, flags: &[String]) -> anyhow::Result<BlastConfig> {
         use clap::Parser;
-        let cli = crate::cli::Cli::try_parse_from([
-            "lsbaws",
-            "blast",
-            url,
-            "--max-clients",
-            &clients.to_string(),
-        ])?;
+        let argv = ["lsbaws", "blast", url]
+            .into_iter()
+            .map(String::from)
+            .chain(flags.iter().cloned());
+        let cli = crate::cli::Cli::try_parse_from(argv).map_err(|e| {
+            let text = e.render().to_string();
+            anyhow::anyhow!(
+                "{}",
+                text.lines()
+                    .next()
+                    .unwrap_or("bad blast settings")
+                    .trim_start_matches("error: ")
+            )
+        })?;
         match cli.command {
             crate::cli::Command::Blast(args) => BlastConfig::from_args(&args),
             _ => bail!("internal: blast arguments did not parse as blast"),
