@@ -10,9 +10,13 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-/// Path of the binary under test.
+/// Path of the binary under test: this build's, or `LSBAWS_TEST_BIN` (used to
+/// show that a regression test fails on an older build).
 pub fn bin() -> &'static str {
-    env!("CARGO_BIN_EXE_lsbaws")
+    static BIN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| {
+        std::env::var("LSBAWS_TEST_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_lsbaws").into())
+    })
 }
 
 /// Runs `lsbaws ARGS` to completion with a time bound; returns (status, stdout, stderr).
