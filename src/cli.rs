@@ -34,6 +34,19 @@ pub enum Command {
     Smoke(SmokeArgs),
 }
 
+impl Command {
+    /// Whether the command was asked for JSON output (errors then also print
+    /// a JSON object).
+    pub fn json(&self) -> bool {
+        match self {
+            Command::Serve(_) => false,
+            Command::Blast(a) => a.json,
+            Command::Audit(a) => a.json,
+            Command::Smoke(a) => a.json,
+        }
+    }
+}
+
 /// How the server reaps its children. Teaching modes are broken on purpose.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ReaperArg {
@@ -161,30 +174,8 @@ pub struct BlastArgs {
     #[arg(default_value = "http://127.0.0.1:8888/hello")]
     pub url: String,
 
-    /// Clients released at the same instant.
-    #[arg(long, default_value_t = 1, value_name = "N")]
-    pub max_clients: u64,
-
-    /// Connections each client makes, one after another (not with --duration).
-    #[arg(
-        long,
-        default_value_t = 1,
-        value_name = "M",
-        conflicts_with = "duration"
-    )]
-    pub max_conns: u64,
-
-    /// Loop each client until this much time has passed, instead of --max-conns.
-    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
-    pub duration: Option<Duration>,
-
-    /// Tokio worker threads (default: the number of cores).
-    #[arg(long, value_name = "T")]
-    pub threads: Option<usize>,
-
-    /// Bound on each connection: connect, write and read.
-    #[arg(long, default_value = "10s", value_parser = parse_duration, value_name = "DURATION")]
-    pub timeout: Duration,
+    #[command(flatten)]
+    pub load: LoadArgs,
 
     /// Bound on the connect alone (default: --timeout). A connect slower than 1s is
     /// a SYN retransmit, usually a full listen backlog.
@@ -299,31 +290,16 @@ pub struct AuditArgs {
 /// process group) and prints PASS or FAIL with the reasons.
 /// Exit 0 on PASS, 1 on FAIL, 2 when the server could not be started or reached.
 #[derive(Debug, clap::Args)]
+// The load flags are blast's; only the burst's size differs by default.
+#[command(mut_arg("max_clients", |a| a.default_value("128")))]
 #[command(after_help = "Examples:\n  \
     lsbaws smoke                                  the built-in server, 128 clients\n  \
     lsbaws smoke --reaper once --max-clients 256  the article's bug, end to end: FAIL\n  \
     lsbaws smoke -- ./my-server --port {port}     your server, on a free port\n  \
     lsbaws smoke --junit smoke.xml -- python3 app.py {port}")]
 pub struct SmokeArgs {
-    /// Clients released at the same instant.
-    #[arg(long, default_value_t = 128, value_name = "N")]
-    pub max_clients: u64,
-
-    /// Connections each client makes, one after another.
-    #[arg(long, default_value_t = 1, value_name = "M")]
-    pub max_conns: u64,
-
-    /// Loop each client until this much time has passed, instead of --max-conns.
-    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
-    pub duration: Option<Duration>,
-
-    /// Bound on each connection: connect, write and read.
-    #[arg(long, default_value = "10s", value_parser = parse_duration, value_name = "DURATION")]
-    pub timeout: Duration,
-
-    /// Tokio worker threads of the blast (default: the number of cores).
-    #[arg(long, value_name = "T")]
-    pub threads: Option<usize>,
+    #[command(flatten)]
+    pub load: LoadArgs,
 
     /// FAIL only when more requests than this fail.
     #[arg(long, default_value_t = 0, value_name = "K")]
@@ -337,6 +313,12 @@ pub struct SmokeArgs {
     /// FAIL only when more zombies than this are left.
     #[arg(long, default_value_t = 0, value_name = "Z")]
     pub max_zombies: u64,
+
+    /// FAIL only when the server leaves more processes than this behind:
+    /// descendants still running after it exited (daemons a CGI program
+    /// started, say), other than the server that owns the listening socket.
+    #[arg(long, default_value_t = 0, value_name = "O")]
+    pub max_orphans: u64,
 
     /// Reaper of the built-in server (default loop; see `lsbaws serve --help`).
     /// Not with a server command.
@@ -380,6 +362,36 @@ pub struct SmokeArgs {
     /// by a free loopback port.
     #[arg(last = true, value_name = "SERVER COMMAND")]
     pub command: Vec<String>,
+}
+
+/// The size and bounds of a burst: the flags `blast` and `smoke` share, so that
+/// smoke builds its blast from parsed values through blast's own validation.
+#[derive(Debug, Clone, clap::Args)]
+pub struct LoadArgs {
+    /// Clients released at the same instant.
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    pub max_clients: u64,
+
+    /// Connections each client makes, one after another (not with --duration).
+    #[arg(
+        long,
+        default_value_t = 1,
+        value_name = "M",
+        conflicts_with = "duration"
+    )]
+    pub max_conns: u64,
+
+    /// Loop each client until this much time has passed, instead of --max-conns.
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    pub duration: Option<Duration>,
+
+    /// Tokio worker threads (default: the number of cores).
+    #[arg(long, value_name = "T")]
+    pub threads: Option<usize>,
+
+    /// Bound on each connection: connect, write and read.
+    #[arg(long, default_value = "10s", value_parser = parse_duration, value_name = "DURATION")]
+    pub timeout: Duration,
 }
 
 /// Longest duration any flag takes: far beyond any sane timeout, and small enough

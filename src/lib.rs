@@ -1,60 +1,41 @@
 //! `lsbaws`: load-test and zombie-audit toolkit for servers that fork.
 //!
-//! Map of the crate:
-//! - [`cli`]: what clap parses, one `Args` struct per command.
-//! - [`serve`]: adapter from `ServeArgs` to the `lsbaws-server` crate, which
-//!   holds the forking server and all of the project's `unsafe` code.
-//! - `blast`, `audit`, `smoke`: the other commands, each `Args` → `Config` →
-//!   `run` → a plain-data report. [`audit::audit`], [`audit::settle`] and
-//!   [`audit::watch`] are also a library API (`smoke` audits its server with them).
-//! - `report`: rendering only (tables, JSON).
+//! Data flows one way: arguments ([`cli`]) → a command's config ([`cmd`]) → an
+//! engine that returns a report value → a renderer that writes it → an exit
+//! code ([`outcome`]). Map of the crate:
+//! - [`cli`]: what clap parses, one `Args` struct per command, shared groups.
+//! - [`cmd`]: one file per command; the only code that touches stdout, stderr,
+//!   the terminal, files and signal handlers.
+//! - Engines, each config → report, taking a [`shutdown::Shutdown`] as input:
+//!   [`blast`] (the tokio client), [`audit`] (zombies and leftovers in /proc),
+//!   [`smoke`] (the CI job's sequence). `serve` is the `lsbaws-server` crate,
+//!   which holds the forking server and all of the project's `unsafe` code.
+//! - [`proc`]: the one reader of /proc. [`render`]: tables, JSON, JUnit, the
+//!   progress bar's look; reads report types only. [`text`]: names from other
+//!   processes made safe to print.
 //!
-//! [`run`] dispatches and returns an [`Outcome`]; errors become exit code 2 in
-//! `main`. Nothing here may start a thread before `serve` forks.
+//! Rules: engines never import `cmd`, `cli` or `render`; nothing starts a
+//! thread before `serve` forks (`cmd::serve` runs on the main thread alone).
 
 pub mod audit;
 pub mod blast;
 pub mod cli;
-pub mod report;
-pub mod serve;
+pub mod cmd;
+pub mod outcome;
+pub mod proc;
+pub mod render;
+pub mod shutdown;
 pub mod smoke;
+pub mod text;
 
-use std::process::ExitCode;
+pub use outcome::Outcome;
 
-use cli::{Cli, Command};
-
-/// How a command that ran to completion ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    /// Nothing over the limits: exit 0.
-    Pass,
-    /// A finding over the limits (failed requests, zombies): exit 1.
-    Finding,
+/// Runs one parsed command; returns the process exit code.
+pub fn run(cli: cli::Cli) -> u8 {
+    cmd::run(cli)
 }
 
-impl Outcome {
-    pub fn exit_code(self) -> ExitCode {
-        match self {
-            Outcome::Pass => ExitCode::SUCCESS,
-            Outcome::Finding => ExitCode::from(1),
-        }
-    }
-}
-
-/// Runs one command.
-pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
-    match cli.command {
-        Command::Serve(args) => serve::run(&args),
-        Command::Blast(args) => blast::run(&args),
-        Command::Audit(args) => audit::run(&args),
-        Command::Smoke(args) => smoke::run(&args),
-    }
-}
-
-/// Whether the error chain ends in a broken pipe (stdout closed by the reader).
-pub fn is_broken_pipe(err: &anyhow::Error) -> bool {
-    err.chain().any(|e| {
-        e.downcast_ref::<std::io::Error>()
-            .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
-    })
+/// Reports a command line clap could not parse; returns the exit code.
+pub fn usage_error(err: &clap::Error) -> u8 {
+    cmd::usage_error(err)
 }

@@ -194,14 +194,14 @@ fn tree_finds_zombies_of_a_grandchild_and_children_mode_does_not() {
 
     let (code, out, err) = audit(&["--pid", &pid.to_string()]);
     assert_eq!(code, 0, "{out}{err}");
-    assert!(out.contains(": 0 zombies, 1 live children"), "{out}");
+    assert!(out.contains(": 0 zombies, 1 live child"), "{out}");
 
     let (code, out, _) = audit(&["--pid", &pid.to_string(), "--tree"]);
     assert_eq!(code, 1, "{out}");
     assert_eq!(table_pids(&out), zombies, "{out}");
     assert!(out.contains(&format!("| {middle} ")), "ppid column: {out}");
-    // The contract line says "live children" also with --tree (it counts descendants).
-    assert!(out.contains(": 2 zombies, 1 live children"), "{out}");
+    // The contract line says "live child(ren)" also with --tree (it counts descendants).
+    assert!(out.contains(": 2 zombies, 1 live child"), "{out}");
 
     let (_, out, _) = audit(&["--pid", &pid.to_string(), "--tree", "--json"]);
     let v = json(&out);

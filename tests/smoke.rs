@@ -111,21 +111,24 @@ fn once_reaper_fails_with_zombies() {
     let doc = roxmltree::Document::parse(&xml).expect("junit parses as XML");
     let suite = doc.root_element();
     assert_eq!(suite.tag_name().name(), "testsuite");
-    assert_eq!(suite.attribute("tests"), Some("2"));
+    assert_eq!(suite.attribute("tests"), Some("3"));
     assert_eq!(suite.attribute("failures"), Some("1"));
     let cases: Vec<_> = suite
         .children()
         .filter(|n| n.has_tag_name("testcase"))
         .collect();
     let names: Vec<_> = cases.iter().filter_map(|c| c.attribute("name")).collect();
-    assert_eq!(names, ["requests", "zombies"]);
+    assert_eq!(names, ["requests", "zombies", "orphans"]);
     let failed = |name: &str| {
         cases
             .iter()
             .find(|c| c.attribute("name") == Some(name))
             .is_some_and(|c| c.children().any(|n| n.has_tag_name("failure")))
     };
-    assert!(!failed("requests") && failed("zombies"), "{xml}");
+    assert!(
+        !failed("requests") && failed("zombies") && !failed("orphans"),
+        "{xml}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -1,32 +1,34 @@
-//! What an audit looks at and how it judges: [`AuditConfig`], validated once from
-//! [`AuditArgs`] or built by other commands (`smoke`) through [`AuditConfig::new`].
+//! What an audit looks at and how it judges: [`AuditConfig`] and [`WatchConfig`],
+//! plain values that `cmd::audit` validates from the flags and `smoke` builds
+//! for its server.
 //!
-//! Owns validation (a pid must be positive, a watch interval non-zero). Must never
-//! touch /proc: whether the pid exists is the scan's question, asked at scan time.
+//! Owns the meaning of each setting. Must never touch /proc (whether a pid
+//! exists is the scan's question, asked at scan time) or know about flags.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{Result, bail};
-
-use crate::cli::AuditArgs;
-
 /// Which processes are audited.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Scope {
     /// The direct children of a pid (the default).
     Children(i32),
     /// Every descendant of a pid (`--tree`).
     Tree(i32),
+    /// Every descendant of any of these pids, as one tree (`smoke`: the server
+    /// and whoever owns its listening socket). Roots that are gone are skipped;
+    /// when all are, the audit fails with [`super::Gone`].
+    Trees(Vec<i32>),
     /// Every zombie on the machine (`--all`).
     All,
 }
 
 impl Scope {
-    /// The audited pid, when there is one.
-    pub fn pid(self) -> Option<i32> {
+    /// The audited pid, when there is one (the first root of `Trees`).
+    pub fn pid(&self) -> Option<i32> {
         match self {
-            Scope::Children(pid) | Scope::Tree(pid) => Some(pid),
+            Scope::Children(pid) | Scope::Tree(pid) => Some(*pid),
+            Scope::Trees(roots) => roots.first().copied(),
             Scope::All => None,
         }
     }
@@ -61,100 +63,13 @@ impl AuditConfig {
             settle: Duration::ZERO,
         }
     }
-
-    /// Validates what clap parsed.
-    pub fn from_args(args: &AuditArgs) -> Result<Self> {
-        let scope = match (args.all, args.pid) {
-            (true, _) => Scope::All,
-            (false, Some(pid)) if pid <= 0 => {
-                bail!("--pid {pid}: a process id is a positive number")
-            }
-            (false, Some(pid)) if args.tree => Scope::Tree(pid),
-            (false, Some(pid)) => Scope::Children(pid),
-            // clap requires --pid unless --all; kept as an error, not a panic.
-            (false, None) => bail!("--pid is required unless --all is given"),
-        };
-        Ok(AuditConfig {
-            scope,
-            proc_root: args.proc_root.clone(),
-            min_age: args.min_age,
-            max_zombies: args.max_zombies,
-            settle: args.settle,
-        })
-    }
 }
 
-/// `--watch INTERVAL --count K`, validated.
+/// `--watch INTERVAL --count K`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct WatchConfig {
-    /// Time between the starts of two samples.
+    /// Time between the starts of two samples (more than zero).
     pub interval: Duration,
     /// How many samples; `None` runs until interrupted.
     pub count: Option<u64>,
-}
-
-impl WatchConfig {
-    /// `None` when `--watch` was not given.
-    pub fn from_args(args: &AuditArgs) -> Result<Option<Self>> {
-        let Some(interval) = args.watch else {
-            return Ok(None);
-        };
-        if interval.is_zero() {
-            bail!("--watch 0: the interval must be longer than zero");
-        }
-        Ok(Some(WatchConfig {
-            interval,
-            count: args.count,
-        }))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::cli::{Cli, Command};
-    use clap::Parser;
-
-    fn args(argv: &[&str]) -> AuditArgs {
-        let mut full = vec!["lsbaws", "audit"];
-        full.extend_from_slice(argv);
-        match Cli::try_parse_from(full).map(|c| c.command) {
-            Ok(Command::Audit(a)) => a,
-            other => panic!("{other:?}"),
-        }
-    }
-
-    #[test]
-    fn scope_follows_the_flags() {
-        let c = AuditConfig::from_args(&args(&["--pid", "7"])).unwrap();
-        assert_eq!(c.scope, Scope::Children(7));
-        let c = AuditConfig::from_args(&args(&["--pid", "7", "--tree"])).unwrap();
-        assert_eq!(c.scope, Scope::Tree(7));
-        let c = AuditConfig::from_args(&args(&["--all", "--min-age", "2s"])).unwrap();
-        assert_eq!(c.scope, Scope::All);
-        assert_eq!(c.min_age, Duration::from_secs(2));
-    }
-
-    #[test]
-    fn non_positive_pids_and_zero_intervals_are_refused() {
-        assert!(AuditConfig::from_args(&args(&["--pid", "0"])).is_err());
-        assert!(AuditConfig::from_args(&args(&["--pid=-3"])).is_err());
-        assert!(WatchConfig::from_args(&args(&["--pid", "1", "--watch", "0s"])).is_err());
-    }
-
-    #[test]
-    fn contradictory_flags_are_usage_errors() {
-        for argv in [
-            &["--pid", "abc"][..],
-            &["--all", "--pid", "1"],
-            &["--all", "--tree"],
-            &["--pid", "1", "--count", "3"],
-            &["--pid", "1", "--watch", "1s", "--count", "0"],
-            &["--pid", "1", "--watch", "1s", "--settle", "1s"],
-        ] {
-            let mut full = vec!["lsbaws", "audit"];
-            full.extend_from_slice(argv);
-            assert!(Cli::try_parse_from(&full).is_err(), "{argv:?}");
-        }
-    }
 }

@@ -1,100 +1,80 @@
-//! `lsbaws audit`: defunct children of a process, read from /proc.
+//! The audit engine: which processes of a tree are defunct, read from /proc.
 //!
-//! `AuditArgs` → [`AuditConfig`] (validated, in `config`) → [`audit`] (one scan,
-//! through `scan`) → [`AuditReport`] (plain data, in `report`) → rendering in
-//! `crate::report::audit`. [`settle`] and [`watch`] repeat [`audit`]; `smoke`
-//! calls them as a library. This module decides which processes count; it must
-//! never print (only [`run`], the CLI adapter, writes to stdout) and never treat a
-//! process that vanishes mid-scan as an error.
+//! [`AuditConfig`] → [`audit`] (one scan through `crate::proc`) → [`AuditReport`]
+//! (plain data). [`settle`] and [`watch`] repeat [`audit`] and take a
+//! [`Shutdown`] as an input; `smoke` calls them as a library. This module
+//! decides which processes count. It must never print (`cmd::audit` renders),
+//! never treat an unreadable entry as a vanished one, and never let a process
+//! that vanishes mid-scan fail the audit.
 
 mod config;
+pub mod leftovers;
 mod report;
-mod scan;
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::io::Write;
 use std::time::{Duration, Instant, SystemTime};
 
-use anyhow::Result;
+use anyhow::{Result, bail};
 
 pub use config::{AuditConfig, Scope, WatchConfig};
 pub use report::{AuditReport, Sample, ScanMethod, Zombie, ZombieGroup};
 
-use crate::Outcome;
-use crate::cli::AuditArgs;
+pub use crate::proc::Gone;
+use crate::proc::{ProcReader, ProcStat};
+use crate::shutdown::Shutdown;
 use report::round2;
-use scan::{ProcReader, ProcStat};
 
 /// Pause between the scans of [`settle`].
 const SETTLE_POLL: Duration = Duration::from_millis(50);
 
-/// Runs `lsbaws audit`: validates, scans (settling or watching), renders to stdout.
-pub fn run(args: &AuditArgs) -> Result<Outcome> {
-    let config = AuditConfig::from_args(args)?;
-    let watch_config = WatchConfig::from_args(args)?;
-    let stdout = std::io::stdout();
-    if let Some(w) = watch_config {
-        let last = watch(&config, &w, |sample| {
-            let mut out = stdout.lock();
-            if args.json {
-                crate::report::audit::sample_json(sample, &mut out)?;
-            } else {
-                crate::report::audit::sample_line(sample, &mut out)?;
-            }
-            out.flush()?; // one line per sample, as it happens
-            Ok(())
-        })?;
-        return Ok(last.map_or(Outcome::Pass, |r| r.outcome()));
-    }
-    let report = settle(&config)?;
-    // A report can hold thousands of rows; one buffer keeps that to a few writes.
-    let mut out = std::io::BufWriter::with_capacity(1 << 16, stdout.lock());
-    if args.json {
-        crate::report::audit::json(&report, &mut out)?;
-    } else {
-        crate::report::audit::table(&report, &mut out)?;
-    }
-    out.flush()?;
-    Ok(report.outcome())
-}
-
-/// One scan of `config.scope`. Errors only when the target pid does not exist or
-/// the proc root cannot be read.
+/// One scan of `config.scope`. Errors when the target pid does not exist
+/// ([`Gone`]), or /proc cannot be read.
 pub fn audit(config: &AuditConfig) -> Result<AuditReport> {
     let mut procs = ProcReader::new(&config.proc_root);
-    let ticks = procfs::ticks_per_second().max(1) as f64;
-    match config.scope {
-        Scope::Children(pid) => children(config, &mut procs, ticks, pid),
-        Scope::Tree(pid) => tree(config, &mut procs, ticks, pid),
+    let ticks = crate::proc::ticks_per_second() as f64;
+    match &config.scope {
+        Scope::Children(pid) => children(config, &mut procs, ticks, *pid),
+        Scope::Tree(pid) => tree(config, &mut procs, ticks, &[*pid]),
+        Scope::Trees(roots) => tree(config, &mut procs, ticks, roots),
         Scope::All => all(config, &mut procs, ticks),
     }
 }
 
-/// Re-scans until at most `config.max_zombies` count or `config.settle` has
-/// passed, and returns the last report: a correct reaper's zombies last an
-/// instant, a leak's stay. With a zero `settle` this is one [`audit`].
-pub fn settle(config: &AuditConfig) -> Result<AuditReport> {
+/// Re-scans until at most `config.max_zombies` count, `config.settle` has
+/// passed, or a stop is requested, and returns the last report: a correct
+/// reaper's zombies last an instant, a leak's stay. With a zero `settle` this
+/// is one [`audit`]. A stop request marks the report interrupted (no verdict).
+pub fn settle(config: &AuditConfig, shutdown: &Shutdown) -> Result<AuditReport> {
     let deadline = Instant::now() + config.settle;
     loop {
-        let report = audit(config)?;
+        let mut report = audit(config)?;
         let now = Instant::now();
-        if report.count <= config.max_zombies || now >= deadline {
+        let done = report.count <= config.max_zombies || now >= deadline;
+        if done || shutdown.sleep(SETTLE_POLL.min(deadline - now)) {
+            if let Some(signal) = shutdown.interruption() {
+                report.interrupted = true;
+                report.signal = Some(signal);
+            }
             return Ok(report);
         }
-        std::thread::sleep(SETTLE_POLL.min(deadline - now));
     }
 }
 
-/// Scans every `watch.interval` (`watch.count` times, or until an error) and
-/// hands each sample to `on_sample`; returns the last report, whose verdict is
-/// the command's.
+/// Scans every `watch.interval` (`watch.count` times, until a stop request,
+/// until `on_sample` returns false, or until an error) and hands each sample to
+/// `on_sample`; returns the last report, whose verdict is the command's
+/// (interrupted when a stop ended it).
+/// A target whose pid is taken over by another process (its start time
+/// changes) is an error: the samples would describe a stranger.
 pub fn watch(
     config: &AuditConfig,
     watch: &WatchConfig,
-    mut on_sample: impl FnMut(&Sample) -> Result<()>,
+    shutdown: &Shutdown,
+    mut on_sample: impl FnMut(&Sample) -> Result<bool>,
 ) -> Result<Option<AuditReport>> {
     let start = Instant::now();
-    let mut last = None;
+    let mut last: Option<AuditReport> = None;
+    let mut identity = None;
     let mut taken: u64 = 0;
     while watch.count.is_none_or(|k| taken < k) {
         // Samples are due at fixed times from the start, so a slow scan does not
@@ -103,16 +83,43 @@ pub fn watch(
             + watch
                 .interval
                 .saturating_mul(u32::try_from(taken).unwrap_or(u32::MAX));
-        if let Some(wait) = due.checked_duration_since(Instant::now()) {
-            std::thread::sleep(wait);
+        let wait = due.saturating_duration_since(Instant::now());
+        if shutdown.sleep(wait) {
+            break;
         }
         let report = audit(config)?;
+        if let Some(pid) = config.scope.pid() {
+            let now = target_identity(config, pid)?;
+            match &identity {
+                None => identity = Some(now),
+                Some(was) if *was != now => bail!(
+                    "pid {pid} ({}) exited and the pid was reused by another process ({}); stopping the watch",
+                    crate::text::escape(&was.1),
+                    crate::text::escape(&now.1)
+                ),
+                Some(_) => {}
+            }
+        }
         let sample = Sample::new(&report, SystemTime::now(), start.elapsed().as_secs_f64());
-        on_sample(&sample)?;
+        let more = on_sample(&sample)?;
         last = Some(report);
         taken += 1;
+        if !more {
+            break;
+        }
+    }
+    if let (Some(report), Some(signal)) = (last.as_mut(), shutdown.interruption()) {
+        report.interrupted = true;
+        report.signal = Some(signal);
     }
     Ok(last)
+}
+
+/// (start time, comm) of `pid`: what tells one process from a later one that
+/// got the same pid.
+fn target_identity(config: &AuditConfig, pid: i32) -> Result<(u64, String)> {
+    let stat = ProcReader::new(&config.proc_root).target(pid)?;
+    Ok((stat.starttime, stat.comm))
 }
 
 /// Direct children, fast path first.
@@ -165,8 +172,29 @@ fn children(
 }
 
 /// All descendants: one full scan, then a walk down the parent links.
-fn tree(config: &AuditConfig, procs: &mut ProcReader, ticks: f64, pid: i32) -> Result<AuditReport> {
-    let target = procs.target(pid)?;
+fn tree(
+    config: &AuditConfig,
+    procs: &mut ProcReader,
+    ticks: f64,
+    roots: &[i32],
+) -> Result<AuditReport> {
+    // The first root that exists names the report; the others (smoke's
+    // listener owners) may have gone meanwhile.
+    let mut target = None;
+    let mut live_roots = Vec::new();
+    for &root in roots {
+        match procs.target(root) {
+            Ok(stat) => {
+                target.get_or_insert(stat);
+                live_roots.push(root);
+            }
+            Err(e) if e.is::<Gone>() && roots.len() > 1 => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let Some(target) = target else {
+        return Err(Gone(roots.first().copied().unwrap_or(0)).into());
+    };
     let uptime = procs.uptime()?;
     let everyone = procs.scan(|_| true)?;
     let mut by_parent: HashMap<i32, Vec<usize>> = HashMap::new();
@@ -175,9 +203,10 @@ fn tree(config: &AuditConfig, procs: &mut ProcReader, ticks: f64, pid: i32) -> R
     }
     let mut descendants = Vec::new();
     // A scan is not atomic: a reused pid could close a loop of parent links, so
-    // each pid is visited once.
-    let mut seen = HashSet::from([pid]);
-    let mut queue = VecDeque::from([pid]);
+    // each pid is visited once; a root inside another root's tree is walked
+    // once too.
+    let mut seen: HashSet<i32> = live_roots.iter().copied().collect();
+    let mut queue: VecDeque<i32> = live_roots.into_iter().collect();
     while let Some(parent) = queue.pop_front() {
         for &i in by_parent.get(&parent).map_or(&[][..], Vec::as_slice) {
             let p = &everyone[i];
@@ -268,5 +297,7 @@ fn judge(
         max_zombies: config.max_zombies,
         groups: None,
         scan: ScanMethod::Full,
+        interrupted: false,
+        signal: None,
     }
 }

@@ -2,11 +2,12 @@
 //! [`Sample`] for one `--watch` line. `Serialize` gives the `--json` shapes.
 //!
 //! Owns the verdict ([`AuditReport::outcome`]). Must never read /proc or print:
-//! the scan fills these, `crate::report::audit` renders them.
+//! the scan fills these, `crate::render::audit` renders them.
 
 use serde::Serialize;
 
-use crate::Outcome;
+use crate::outcome::Outcome;
+use crate::shutdown::Signal;
 
 /// How the processes of a report were found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -48,6 +49,10 @@ pub struct AuditReport {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub groups: Option<Vec<ZombieGroup>>,
     pub scan: ScanMethod,
+    /// A stop signal ended the audit (during `--settle`) before its verdict:
+    /// the report is what the last scan saw.
+    pub interrupted: bool,
+    pub signal: Option<Signal>,
 }
 
 /// One defunct process.
@@ -71,12 +76,12 @@ pub struct ZombieGroup {
 }
 
 impl AuditReport {
-    /// Pass when at most `max_zombies` zombies count, a finding above.
+    /// Pass when at most `max_zombies` zombies count, a finding above; no
+    /// verdict when a stop signal cut the audit short.
     pub fn outcome(&self) -> Outcome {
-        if self.count > self.max_zombies {
-            Outcome::Finding
-        } else {
-            Outcome::Pass
+        match self.signal {
+            Some(Signal(sig)) => Outcome::Interrupted(sig),
+            None => Outcome::of(self.count > self.max_zombies),
         }
     }
 }

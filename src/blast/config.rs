@@ -1,15 +1,15 @@
-//! `BlastArgs` → `BlastConfig`: the one place where blast's flags are checked.
+//! [`BlastConfig`]: the one place where a blast's settings are checked, from
+//! plain values that `cmd` takes from the flags (`blast`'s, or `smoke`'s).
 //!
 //! Owns URL parsing (http only), address resolution, building the request bytes
 //! once, `--raw-request` escapes and every "nonsense" check that must end in exit
-//! 2. Must never touch the network beyond resolving the host, and never print.
+//! 2. Must never touch the network beyond resolving the host, never print, and
+//! never know about clap.
 
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::Duration;
 
 use anyhow::{Context, bail, ensure};
-
-use crate::cli::BlastArgs;
 
 /// Upper bound on `--max-clients`: far beyond what one host has ports or fds
 /// for, low enough that a typo (an extra zero or three) is caught as nonsense.
@@ -48,29 +48,73 @@ pub struct BlastConfig {
     pub max_errors: u64,
 }
 
+/// The size and bounds of a burst (the load flags `blast` and `smoke` share).
+#[derive(Debug, Clone)]
+pub struct Load {
+    pub clients: u64,
+    pub conns_per_client: u64,
+    pub duration: Option<Duration>,
+    /// Worker threads; None: one per core.
+    pub threads: Option<usize>,
+    pub timeout: Duration,
+}
+
+/// What each connection sends, and how (blast's request flags).
+#[derive(Debug, Clone)]
+pub struct RequestSpec {
+    pub method: String,
+    /// `Name: value` lines.
+    pub headers: Vec<String>,
+    pub body: Option<String>,
+    /// Bytes to send verbatim instead (escapes such as `\n` unescaped).
+    pub raw: Option<String>,
+    pub keep_alive: bool,
+    pub connect_timeout: Option<Duration>,
+}
+
+impl Default for RequestSpec {
+    /// A plain GET on a new connection: what `smoke` sends.
+    fn default() -> Self {
+        RequestSpec {
+            method: "GET".into(),
+            headers: Vec::new(),
+            body: None,
+            raw: None,
+            keep_alive: false,
+            connect_timeout: None,
+        }
+    }
+}
+
 impl BlastConfig {
-    /// Validates parsed flags. Every error here is bad usage (exit 2).
-    pub fn from_args(args: &BlastArgs) -> anyhow::Result<BlastConfig> {
-        let target = parse_url(&args.url)?;
-        ensure!(args.max_clients > 0, "--max-clients must be at least 1");
+    /// Validates a blast of `url`. Every error here is bad usage (exit 2), and
+    /// names the flag at fault.
+    pub fn new(
+        url: &str,
+        load: &Load,
+        req: &RequestSpec,
+        max_errors: u64,
+    ) -> anyhow::Result<BlastConfig> {
+        let target = parse_url(url)?;
+        ensure!(load.clients > 0, "--max-clients must be at least 1");
         ensure!(
-            args.max_clients <= MAX_CLIENTS,
+            load.clients <= MAX_CLIENTS,
             "--max-clients {} is more than {MAX_CLIENTS}",
-            args.max_clients
+            load.clients
         );
-        ensure!(args.max_conns > 0, "--max-conns must be at least 1");
-        if let Some(d) = args.duration {
+        ensure!(load.conns_per_client > 0, "--max-conns must be at least 1");
+        if let Some(d) = load.duration {
             ensure!(!d.is_zero(), "--duration must be more than 0");
         }
-        ensure!(!args.timeout.is_zero(), "--timeout must be more than 0");
-        let connect_timeout = match args.connect_timeout {
+        ensure!(!load.timeout.is_zero(), "--timeout must be more than 0");
+        let connect_timeout = match req.connect_timeout {
             Some(d) => {
                 ensure!(!d.is_zero(), "--connect-timeout must be more than 0");
-                d.min(args.timeout)
+                d.min(load.timeout)
             }
-            None => args.timeout,
+            None => load.timeout,
         };
-        let threads = match args.threads {
+        let threads = match load.threads {
             Some(0) => bail!("--threads must be at least 1"),
             // Each is an OS thread started up front: a typo of 100000 would
             // spend minutes creating threads before the first connect.
@@ -78,7 +122,7 @@ impl BlastConfig {
             Some(t) => t,
             None => std::thread::available_parallelism().map_or(1, |n| n.get()),
         };
-        let (request, head_request) = match &args.raw_request {
+        let (request, head_request) = match &req.raw {
             Some(raw) => {
                 let bytes = unescape(raw)?;
                 ensure!(!bytes.is_empty(), "--raw-request is empty");
@@ -86,61 +130,36 @@ impl BlastConfig {
                 (bytes, head)
             }
             None => {
-                let method = args.method.to_ascii_uppercase();
+                let method = req.method.to_ascii_uppercase();
                 ensure!(
                     !method.is_empty() && method.bytes().all(is_token_byte),
                     "--method {:?} is not an HTTP method",
-                    args.method
+                    req.method
                 );
-                let req = build_request(
+                let bytes = build_request(
                     &method,
                     &target,
-                    &args.headers,
-                    args.body.as_deref(),
-                    args.keep_alive,
+                    &req.headers,
+                    req.body.as_deref(),
+                    req.keep_alive,
                 )?;
-                (req, method == "HEAD")
+                (bytes, method == "HEAD")
             }
         };
         Ok(BlastConfig {
-            url: args.url.clone(),
+            url: url.to_string(),
             addr: target.addr,
             request,
             head_request,
-            clients: args.max_clients,
-            conns_per_client: args.max_conns,
-            duration: args.duration,
+            clients: load.clients,
+            conns_per_client: load.conns_per_client,
+            duration: load.duration,
             threads,
-            timeout: args.timeout,
+            timeout: load.timeout,
             connect_timeout,
-            keep_alive: args.keep_alive,
-            max_errors: args.max_errors,
+            keep_alive: req.keep_alive,
+            max_errors,
         })
-    }
-
-    /// A blast of `url` with `flags` as `lsbaws blast` would take them on its
-    /// command line, validated the same way: what `smoke` builds its blast from,
-    /// so no setting can bypass the checks.
-    pub fn for_url(url: &str, flags: &[String]) -> anyhow::Result<BlastConfig> {
-        use clap::Parser;
-        let argv = ["lsbaws", "blast", url]
-            .into_iter()
-            .map(String::from)
-            .chain(flags.iter().cloned());
-        let cli = crate::cli::Cli::try_parse_from(argv).map_err(|e| {
-            let text = e.render().to_string();
-            anyhow::anyhow!(
-                "{}",
-                text.lines()
-                    .next()
-                    .unwrap_or("bad blast settings")
-                    .trim_start_matches("error: ")
-            )
-        })?;
-        match cli.command {
-            crate::cli::Command::Blast(args) => BlastConfig::from_args(&args),
-            _ => bail!("internal: blast arguments did not parse as blast"),
-        }
     }
 
     /// Total connections planned, or None in `--duration` mode.
@@ -259,6 +278,13 @@ fn build_request(
         ensure!(
             !value.contains(['\r', '\n']),
             "--header {h:?}: line breaks in the value"
+        );
+        // RFC 9110 field values: visible characters, spaces and tabs. Any other
+        // control byte would go on the wire verbatim and test the server's
+        // parser instead of its reaping.
+        ensure!(
+            !value.bytes().any(|b| (b < b' ' && b != b'\t') || b == 0x7f),
+            "--header {h:?}: control characters in the value"
         );
         user.push((name, value.trim()));
     }
@@ -380,5 +406,13 @@ mod tests {
         let req = build_request("GET", &t, &["host: x".into()], None, true).expect("req");
         assert_eq!(req, b"GET /p HTTP/1.1\r\nhost: x\r\n\r\n");
         assert!(build_request("GET", &t, &["nocolon".into()], None, false).is_err());
+        // Regression: control bytes other than CR/LF went on the wire verbatim.
+        for bad in ["X-A: a\x01b", "X-A: a\x7fb", "X-A: \x1b[2J", "X\x01: v"] {
+            assert!(
+                build_request("GET", &t, &[bad.into()], None, false).is_err(),
+                "{bad:?}"
+            );
+        }
+        assert!(build_request("GET", &t, &["X-A: a\tb".into()], None, false).is_ok());
     }
 }

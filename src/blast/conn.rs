@@ -1,9 +1,9 @@
 //! One request: connect (or reuse), write, read the whole response, classify.
 //!
-//! Owns the per-connection syscall budget and the small HTTP/1.x response reader
-//! (status line, Content-Length, chunked, or until EOF). Must never allocate per
-//! request (reads go to a per-thread scratch buffer), set socket options the exchange
-//! does not need, or outlive its deadline.
+//! Owns the per-connection syscall budget and deadlines; the bytes of the
+//! response are `http1`'s to parse. Must never allocate per request (reads go
+//! to a per-thread scratch buffer), set socket options the exchange does not
+//! need, or outlive its deadline.
 
 use std::cell::RefCell;
 use std::io;
@@ -13,10 +13,9 @@ use std::time::Duration;
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::time::{Instant, timeout_at};
 
-use super::stats::{self, ErrorKind, Phase};
-
-/// Response heads larger than this are not what a load test expects.
-const MAX_HEAD: usize = 64 * 1024;
+use super::http1::Reader;
+use super::report::{ErrorKind, Phase};
+use super::stats;
 
 /// What the engine needs from the configuration for each request.
 pub struct Exchange<'a> {
@@ -177,34 +176,6 @@ async fn write_all(stream: &TcpStream, mut buf: &[u8]) -> io::Result<()> {
     Ok(())
 }
 
-fn bad(msg: &'static str) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidData, msg)
-}
-
-fn short() -> io::Error {
-    io::Error::new(io::ErrorKind::UnexpectedEof, "response ended early")
-}
-
-/// How the body of a response ends.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Body {
-    None,
-    Length(u64),
-    Chunked,
-    /// No length: the body ends when the server closes (HTTP/1.0 style, as the
-    /// article's servers answer). A normal completion, not an error.
-    Eof,
-}
-
-/// The parts of a response head that matter here.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Head {
-    status: u16,
-    body: Body,
-    /// The server allows another request on this connection.
-    reusable: bool,
-}
-
 /// Reads one whole response. Returns its status and whether the connection may
 /// carry another request.
 ///
@@ -257,337 +228,9 @@ thread_local! {
     static SCRATCH: RefCell<Box<[u8]>> = RefCell::new(vec![0; SCRATCH_LEN].into_boxed_slice());
 }
 
-/// Incremental response reader: head, then the body until its end.
-struct Reader {
-    head_request: bool,
-    head: Option<Head>,
-    /// Body bytes still expected (`Body::Length`).
-    left: u64,
-    chunked: Chunked,
-}
-
-impl Reader {
-    fn new(head_request: bool) -> Reader {
-        Reader {
-            head_request,
-            head: None,
-            left: 0,
-            chunked: Chunked::default(),
-        }
-    }
-
-    /// Consumes one read's bytes; returns (status, reusable) once complete.
-    fn feed(&mut self, data: &[u8], pending: &mut Vec<u8>) -> io::Result<Option<(u16, bool)>> {
-        let rest;
-        let body = match self.head {
-            Some(_) => data,
-            None => {
-                // Usual case: the whole head is in this one read, no copy.
-                let (head, body) = if pending.is_empty() {
-                    match head_end(data) {
-                        Some(end) => (parse_head(&data[..end], self.head_request)?, &data[end..]),
-                        None => {
-                            pending.extend_from_slice(data);
-                            return Ok(None);
-                        }
-                    }
-                } else {
-                    pending.extend_from_slice(data);
-                    match head_end(pending) {
-                        Some(end) => {
-                            let head = parse_head(&pending[..end], self.head_request)?;
-                            rest = pending.split_off(end);
-                            (head, &rest[..])
-                        }
-                        None if pending.len() > MAX_HEAD => {
-                            return Err(bad("response head too large"));
-                        }
-                        None => return Ok(None),
-                    }
-                };
-                if (100..200).contains(&head.status) && head.status != 101 {
-                    // An interim response (100 Continue, 103 Early Hints): the
-                    // real one follows on the same connection.
-                    let after = body.to_vec();
-                    pending.clear();
-                    return self.feed(&after, pending);
-                }
-                if let Body::Length(n) = head.body {
-                    self.left = n;
-                }
-                self.head = Some(head);
-                body
-            }
-        };
-        let Some(head) = self.head else {
-            return Ok(None);
-        };
-        let done = match head.body {
-            Body::None => true,
-            Body::Length(_) => {
-                self.left = self.left.saturating_sub(body.len() as u64);
-                self.left == 0
-            }
-            Body::Chunked => self.chunked.feed(body)?,
-            Body::Eof => false,
-        };
-        Ok(done.then_some((head.status, head.reusable)))
-    }
-
-    /// The server closed: complete only for a body that ends at EOF.
-    fn eof(&mut self) -> io::Result<Option<(u16, bool)>> {
-        match self.head {
-            Some(Head {
-                status,
-                body: Body::Eof,
-                ..
-            }) => Ok(Some((status, false))),
-            _ => Err(short()),
-        }
-    }
-}
-
-/// Length of the head including its blank line; bare LF line ends accepted.
-fn head_end(buf: &[u8]) -> Option<usize> {
-    let i = buf.windows(2).position(|w| w == b"\n\n" || w == b"\n\r")?;
-    if buf[i + 1] == b'\n' {
-        return Some(i + 2);
-    }
-    // "\n\r": a CRLF blank line needs the "\n" after it.
-    match buf.get(i + 2) {
-        Some(b'\n') => Some(i + 3),
-        Some(_) => head_end(&buf[i + 1..]).map(|e| e + i + 1),
-        None => None,
-    }
-}
-
-fn parse_head(head: &[u8], head_request: bool) -> io::Result<Head> {
-    let text = std::str::from_utf8(head).map_err(|_| bad("response head is not UTF-8"))?;
-    let mut lines = text.split('\n').map(|l| l.trim_end_matches('\r'));
-    let status_line = lines.next().unwrap_or("");
-    let mut parts = status_line.splitn(3, ' ');
-    let version = parts.next().unwrap_or("");
-    let http11 = match version {
-        "HTTP/1.1" => true,
-        "HTTP/1.0" => false,
-        _ => return Err(bad("not an HTTP/1.x status line")),
-    };
-    let code = parts.next().unwrap_or("");
-    if code.len() != 3 {
-        return Err(bad("bad status code"));
-    }
-    let status: u16 = code.parse().map_err(|_| bad("bad status code"))?;
-    if !(100..1000).contains(&status) {
-        return Err(bad("bad status code"));
-    }
-    let mut length = None;
-    let mut chunked = false;
-    let mut close = !http11;
-    for line in lines.filter(|l| !l.is_empty()) {
-        let (name, value) = line.split_once(':').ok_or_else(|| bad("bad header line"))?;
-        let value = value.trim();
-        if name.eq_ignore_ascii_case("content-length") {
-            let n: u64 = value.parse().map_err(|_| bad("bad Content-Length"))?;
-            if length.is_some_and(|l| l != n) {
-                return Err(bad("conflicting Content-Length"));
-            }
-            length = Some(n);
-        } else if name.eq_ignore_ascii_case("transfer-encoding") {
-            chunked = value
-                .rsplit(',')
-                .next()
-                .is_some_and(|v| v.trim().eq_ignore_ascii_case("chunked"));
-        } else if name.eq_ignore_ascii_case("connection") {
-            for token in value.split(',').map(str::trim) {
-                if token.eq_ignore_ascii_case("close") {
-                    close = true;
-                } else if token.eq_ignore_ascii_case("keep-alive") && !http11 {
-                    close = false;
-                }
-            }
-        }
-    }
-    // RFC 9112 §6.3: these never have a body, whatever the headers say.
-    let body = if head_request || status < 200 || status == 204 || status == 304 {
-        Body::None
-    } else if chunked {
-        Body::Chunked
-    } else if let Some(n) = length {
-        if n == 0 { Body::None } else { Body::Length(n) }
-    } else {
-        Body::Eof
-    };
-    Ok(Head {
-        status,
-        body,
-        reusable: !close && body != Body::Eof,
-    })
-}
-
-/// Streaming chunked-body decoder that only finds the end; data is discarded.
-#[derive(Debug, Default)]
-struct Chunked {
-    state: ChunkState,
-}
-
-#[derive(Debug, Default, Clone, Copy)]
-enum ChunkState {
-    /// Reading the hex size (`digits` seen so far).
-    #[default]
-    Start,
-    Size {
-        size: u64,
-    },
-    /// After `;` up to the end of the size line.
-    Ext {
-        size: u64,
-    },
-    Data {
-        left: u64,
-    },
-    /// The CRLF after chunk data.
-    DataEnd,
-    /// Trailer section: `len` bytes of the current line so far.
-    Trailer {
-        len: usize,
-    },
-    Done,
-}
-
-impl Chunked {
-    /// Consumes bytes; returns true once the last chunk and trailers are read.
-    fn feed(&mut self, mut input: &[u8]) -> io::Result<bool> {
-        use ChunkState::*;
-        while let Some((&b, rest)) = input.split_first() {
-            self.state = match self.state {
-                Done => return Ok(true),
-                Data { left } => {
-                    let take = (left.min(input.len() as u64)) as usize;
-                    input = &input[take..];
-                    let left = left - take as u64;
-                    self.state = if left == 0 { DataEnd } else { Data { left } };
-                    continue;
-                }
-                Start | Size { .. } if b.is_ascii_hexdigit() => {
-                    let size = match self.state {
-                        Size { size } => size,
-                        _ => 0,
-                    };
-                    let digit = u64::from((b as char).to_digit(16).unwrap_or(0));
-                    let size = size
-                        .checked_mul(16)
-                        .and_then(|s| s.checked_add(digit))
-                        .ok_or_else(|| bad("chunk size overflow"))?;
-                    Size { size }
-                }
-                Size { size } | Ext { size } if b == b'\n' => {
-                    if size == 0 {
-                        Trailer { len: 0 }
-                    } else {
-                        Data { left: size }
-                    }
-                }
-                Size { size } if b == b';' || b == b'\r' || b == b' ' || b == b'\t' => Ext { size },
-                Ext { size } => Ext { size },
-                DataEnd if b == b'\r' => DataEnd,
-                DataEnd if b == b'\n' => Start,
-                Trailer { len } if b == b'\n' => {
-                    if len == 0 {
-                        Done
-                    } else {
-                        Trailer { len: 0 }
-                    }
-                }
-                Trailer { len } if b == b'\r' => Trailer { len },
-                Trailer { len } => Trailer { len: len + 1 },
-                _ => return Err(bad("bad chunked body")),
-            };
-            input = rest;
-        }
-        Ok(matches!(self.state, Done))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn head_end_accepts_crlf_and_bare_lf() {
-        assert_eq!(head_end(b"HTTP/1.1 200 OK\r\n\r\nbody"), Some(19));
-        assert_eq!(head_end(b"HTTP/1.1 200 OK\n\nbody"), Some(17));
-        assert_eq!(head_end(b"HTTP/1.1 200 OK\r\nA: b\r\n"), None);
-        assert_eq!(head_end(b"HTTP/1.1 200 OK\r\nA: b\r\n\r"), None);
-        assert_eq!(head_end(b"HTTP/1.1 200 OK\r\nA: b\r\n\r\n"), Some(25));
-    }
-
-    #[test]
-    fn heads_say_how_the_body_ends() {
-        let h = |s: &str| parse_head(s.as_bytes(), false).expect(s);
-        let r = h("HTTP/1.1 200 OK\r\nContent-Length: 14\r\nConnection: close\r\n\r\n");
-        assert_eq!(
-            (r.status, r.body, r.reusable),
-            (200, Body::Length(14), false)
-        );
-        let r = h("HTTP/1.1 500 Oops\r\ncontent-length: 0\r\n\r\n");
-        assert_eq!((r.status, r.body, r.reusable), (500, Body::None, true));
-        let r = h("HTTP/1.0 200 OK\n\n");
-        assert_eq!((r.body, r.reusable), (Body::Eof, false));
-        let r = h("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n");
-        assert_eq!(r.body, Body::Chunked);
-        let r = h("HTTP/1.1 204 No Content\r\nContent-Length: 5\r\n\r\n");
-        assert_eq!(r.body, Body::None);
-        let r = parse_head(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n", true).expect("head");
-        assert_eq!(r.body, Body::None);
-        for badh in [
-            "SSH-2.0-OpenSSH\r\n\r\n",
-            "HTTP/1.1 2000 OK\r\n\r\n",
-            "HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n",
-            "HTTP/1.1 200 OK\r\nnocolon\r\n\r\n",
-        ] {
-            assert!(parse_head(badh.as_bytes(), false).is_err(), "{badh}");
-        }
-    }
-
-    #[test]
-    fn reader_completes_at_content_length_across_any_split() {
-        let resp = b"HTTP/1.1 200 OK\r\nContent-Length: 14\r\n\r\nHello, World!\n";
-        for split in 1..resp.len() {
-            let mut r = Reader::new(false);
-            let mut pending = Vec::new();
-            assert_eq!(r.feed(&resp[..split], &mut pending).expect("first"), None);
-            let done = r.feed(&resp[split..], &mut pending).expect("second");
-            assert_eq!(done, Some((200, true)), "split at {split}");
-        }
-        // Short: the server closed before the promised body.
-        let mut r = Reader::new(false);
-        let mut pending = Vec::new();
-        assert_eq!(r.feed(&resp[..40], &mut pending).expect("part"), None);
-        assert!(r.eof().is_err());
-        // No length: EOF completes it, and the connection cannot be reused.
-        let mut r = Reader::new(false);
-        assert_eq!(
-            r.feed(b"HTTP/1.0 200 OK\n\nhi", &mut pending)
-                .expect("eof body"),
-            None
-        );
-        assert_eq!(r.eof().expect("eof"), Some((200, false)));
-    }
-
-    #[test]
-    fn interim_responses_are_skipped() {
-        let resp =
-            b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\nok";
-        let mut r = Reader::new(false);
-        let mut pending = Vec::new();
-        assert_eq!(r.feed(resp, &mut pending).expect("feed"), Some((201, true)));
-        let mut r = Reader::new(false);
-        assert_eq!(r.feed(&resp[..30], &mut pending).expect("feed"), None);
-        assert_eq!(
-            r.feed(&resp[30..], &mut pending).expect("feed"),
-            Some((201, true))
-        );
-    }
 
     /// Regression: when a kept-alive connection turned out closed and the
     /// request was retried on a new one, a timeout in that new connect was
@@ -624,7 +267,7 @@ mod tests {
         let _ = stats::take_local();
         assert_eq!(run_one(&ex, &mut st).await, Err(ErrorKind::Timeout));
         let s = stats::take_local().expect("recorded on this thread");
-        let header = stats::ReportHeader {
+        let header = crate::blast::report::ReportHeader {
             url: "u".into(),
             clients: 1,
             conns_per_client: Some(1),
@@ -632,30 +275,14 @@ mod tests {
             threads: 1,
             keep_alive: true,
         };
-        let r = stats::BlastReport::new(&s, header, Duration::from_secs(1));
+        let r = s.report(header, Duration::from_secs(1), 0, None);
         assert_eq!(
             r.timeouts,
-            stats::Timeouts {
+            crate::blast::report::Timeouts {
                 connect: 1,
                 write: 0,
                 read: 0
             }
         );
-    }
-
-    #[test]
-    fn chunked_decoder_finds_the_end_across_reads() {
-        let body = b"5\r\nhello\r\n1a;ext=1\r\nabcdefghijklmnopqrstuvwxyz\r\n0\r\nX-T: 1\r\n\r\n";
-        for split in 0..body.len() {
-            let mut d = Chunked::default();
-            let first = d.feed(&body[..split]).expect("first part");
-            assert!(!first, "done too early at {split}");
-            assert!(
-                d.feed(&body[split..]).expect("second part"),
-                "split {split}"
-            );
-        }
-        let mut d = Chunked::default();
-        assert!(d.feed(b"zz\r\n").is_err());
     }
 }

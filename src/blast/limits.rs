@@ -1,9 +1,9 @@
 //! Host limits a burst runs into: open files and ephemeral ports.
 //!
 //! Owns raising RLIMIT_NOFILE's soft limit to the hard limit and the one-line
-//! warnings when a run needs more than the host allows. Must never lower a
-//! limit, touch system-wide settings, or fail the run: a limit that cannot be
-//! read or raised only means no warning.
+//! warnings when a run needs more than the host allows (returned, for `cmd` to
+//! print). Must never lower a limit, touch system-wide settings, or fail the
+//! run: a limit that cannot be read or raised only means no warning.
 
 use nix::sys::resource::{Resource, getrlimit, setrlimit};
 
@@ -21,18 +21,13 @@ pub fn raise_nofile() -> Option<(u64, u64)> {
     Some((soft, hard))
 }
 
-/// Descriptors open right now (None when /proc is not readable).
-fn open_fds() -> Option<u64> {
-    Some(std::fs::read_dir("/proc/self/fd").ok()?.count() as u64)
-}
-
 /// The warning to print when `sockets` simultaneous connections need more
 /// descriptors than the limit leaves.
 pub fn fd_warning(sockets: u64, soft: u64) -> Option<String> {
-    let available = soft.saturating_sub(open_fds().unwrap_or(0) + FD_RESERVE);
+    let available = soft.saturating_sub(crate::proc::open_fds().unwrap_or(0) + FD_RESERVE);
     (sockets > available).then(|| {
         format!(
-            "lsbaws: {sockets} simultaneous connections need more file descriptors than the \
+            "{sockets} simultaneous connections need more file descriptors than the \
              {available} available (open-file limit {soft}); raise it with `ulimit -n` \
              (failures will be counted as fd_exhausted)"
         )
@@ -42,13 +37,11 @@ pub fn fd_warning(sockets: u64, soft: u64) -> Option<String> {
 /// The warning to print when more simultaneous connections are asked for than
 /// there are ephemeral ports for one destination.
 pub fn port_warning(sockets: u64) -> Option<String> {
-    let range = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").ok()?;
-    let mut it = range.split_whitespace().map(|s| s.parse::<u64>().ok());
-    let (lo, hi) = (it.next()??, it.next()??);
+    let (lo, hi) = crate::proc::local_port_range()?;
     let ports = hi.checked_sub(lo)? + 1;
     (sockets > ports).then(|| {
         format!(
-            "lsbaws: {sockets} simultaneous connections are more than the {ports} ephemeral ports \
+            "{sockets} simultaneous connections are more than the {ports} ephemeral ports \
              (net.ipv4.ip_local_port_range); failures will be counted as addr_not_available"
         )
     })

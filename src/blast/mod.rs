@@ -1,24 +1,28 @@
-//! `lsbaws blast`: N simultaneous connections on tokio, with honest accounting.
+//! The blast engine: N simultaneous connections on tokio, with honest accounting.
 //!
 //! Owns the run: the runtime it builds for itself (main stays synchronous, so
-//! `serve` can fork), the start barrier, the client loops, progress, and the
-//! merge of per-thread stats into a [`BlastReport`]. [`run_blast`] is the
-//! reusable engine (`smoke` calls it); [`run`] is the command around it.
-//! Must never print results (rendering is `report::blast`), keep per-request
-//! records, or let a run outlive its bounds.
+//! `serve` can fork), the start barrier, the client loops, and the merge of
+//! per-thread stats into a [`BlastReport`]. [`run`] takes the stop request as an
+//! input and returns the report; `cmd::blast` and `smoke` call it. Must never
+//! print (warnings are returned by [`preflight`], progress is read from
+//! [`Progress`] by whoever shows it), keep per-request records, let a run outlive
+//! its bounds, or lose a planned request: each ends ok, failed or `unfinished`.
 //!
-//! - `config`: flags → validated [`BlastConfig`].
-//! - `conn`: one request, the response reader, error classification.
-//! - `stats`: per-thread histograms and counters, the report shape.
+//! - `config`: settings → validated [`BlastConfig`].
+//! - `conn`: one request on a connection, its deadline, error classification.
+//! - `http1`: the response reader.
+//! - `stats`: per-thread histograms and counters.
+//! - `report`: the report's shape and error kinds.
 //! - `limits`: open-file limit and ephemeral-port warnings.
 
 mod config;
 mod conn;
+mod http1;
 mod limits;
+mod report;
 mod stats;
 
-use std::io::{IsTerminal, Write};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -27,53 +31,51 @@ use tokio::sync::Barrier;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-pub use config::BlastConfig;
-pub use stats::{BlastReport, ErrorKind, LatencyMs, SLOW_CONNECT, Timeouts};
+pub use config::{BlastConfig, Load, RequestSpec};
+pub use report::{BlastReport, ErrorKind, LatencyMs, Timeouts};
+pub use stats::SLOW_CONNECT;
 
-use crate::Outcome;
-use crate::cli::BlastArgs;
+use crate::shutdown::Shutdown;
 use conn::{ClientState, Exchange};
-use stats::{ReportHeader, Stats};
+use report::ReportHeader;
+use stats::Stats;
 
-/// The `blast` command: validate, run, render, judge.
-pub fn run(args: &BlastArgs) -> anyhow::Result<Outcome> {
-    let config = BlastConfig::from_args(args)?;
-    // Decided once here: progress only for a person watching a terminal.
-    let progress = !args.quiet && !args.json && std::io::stderr().is_terminal();
-    let report = run_blast(&config, progress)?;
-    let mut out = std::io::stdout().lock();
-    if args.json {
-        crate::report::blast::json(&report, &mut out)?;
-    } else {
-        crate::report::blast::summary(&report, &mut out)?;
-    }
-    out.flush()?;
-    Ok(outcome(&report, config.max_errors))
+/// Live counters of a run, for a progress display: relaxed atomics the clients
+/// bump once per request, read by whoever draws the bar.
+#[derive(Debug, Default)]
+pub struct Progress {
+    /// Requests finished.
+    pub done: AtomicU64,
+    /// Of those, failed.
+    pub failed: AtomicU64,
+    /// Set when the clients are released: the display's clock starts there.
+    pub released: AtomicBool,
 }
 
-/// Pass when the failures are within `max_errors`, a finding above.
-pub fn outcome(report: &BlastReport, max_errors: u64) -> Outcome {
-    if report.errors_total() > max_errors {
-        Outcome::Finding
-    } else {
-        Outcome::Pass
-    }
-}
-
-/// Runs a blast to completion and returns what happened. Failed connections
-/// are data in the report; an `Err` means the run itself could not happen.
-/// Prints nothing on stdout; a limit warning (one line) and the progress bar,
-/// when `progress` is set, go to stderr.
-pub fn run_blast(config: &BlastConfig, progress: bool) -> anyhow::Result<BlastReport> {
+/// Prepares the host for `config` (raises the soft open-file limit to the hard
+/// one) and returns one-line warnings about what it still lacks: file
+/// descriptors or ephemeral ports for this many simultaneous connections.
+pub fn preflight(config: &BlastConfig) -> Vec<String> {
+    let mut warnings = Vec::new();
     if let Some((soft, _hard)) = limits::raise_nofile()
         && let Some(warning) = limits::fd_warning(config.clients, soft)
     {
-        eprintln!("{warning}");
+        warnings.push(warning);
     }
-    if let Some(warning) = limits::port_warning(config.clients) {
-        eprintln!("{warning}");
-    }
+    warnings.extend(limits::port_warning(config.clients));
+    warnings
+}
 
+/// Runs a blast until every planned request has ended, its deadline, or a stop
+/// request, and returns what happened. Failed connections are data in the
+/// report; an `Err` means the run itself could not happen (or lost count).
+/// A stop request aborts the requests in flight (they count as `unfinished`)
+/// and marks the report interrupted.
+pub fn run(
+    config: &BlastConfig,
+    shutdown: &Shutdown,
+    progress: &Arc<Progress>,
+) -> anyhow::Result<BlastReport> {
     // Each runtime thread hands its stats over here once, when it stops.
     let handed_over: Arc<Mutex<Vec<Stats>>> = Arc::default();
     let runtime = {
@@ -104,11 +106,12 @@ pub fn run_blast(config: &BlastConfig, progress: bool) -> anyhow::Result<BlastRe
     };
     // A previous run on this thread (current-thread mode) must not leak in.
     let _ = stats::take_local();
-    let shared = Arc::new(Shared::new(config));
-    let elapsed = runtime.block_on(drive(shared.clone(), progress));
-    // Dropping the runtime joins its threads, which run `on_thread_stop`.
+    let shared = Arc::new(Shared::new(config, progress.clone()));
+    let ran = runtime.block_on(drive(shared.clone(), shutdown.clone()));
+    // Dropping the runtime cancels what was aborted and joins its threads,
+    // which run `on_thread_stop`: every count is in `handed_over` after this.
     drop(runtime);
-    let elapsed = elapsed?;
+    let elapsed = ran?;
 
     let mut total = stats::take_local().unwrap_or_default();
     let all = handed_over
@@ -117,6 +120,9 @@ pub fn run_blast(config: &BlastConfig, progress: bool) -> anyhow::Result<BlastRe
     for stats in all.iter() {
         total.merge(stats);
     }
+    // Whether the run was cut short is read once, after the last request
+    // ended, so the report and the verdict agree.
+    let signal = shutdown.interruption();
     let header = ReportHeader {
         url: config.url.clone(),
         clients: config.clients,
@@ -125,17 +131,18 @@ pub fn run_blast(config: &BlastConfig, progress: bool) -> anyhow::Result<BlastRe
         threads: config.threads,
         keep_alive: config.keep_alive,
     };
-    let report = BlastReport::new(&total, header, elapsed);
+    let unfinished = unfinished(config, &total, &shared);
+    let report = total.report(header, elapsed, unfinished, signal);
     // The per-thread hand-over rests on the runtime running `on_thread_stop`
     // for every worker; if that ever changed, counts would go missing silently.
     // Honest accounting means failing loudly instead.
-    let done = shared.done.load(Ordering::Relaxed);
+    let done = progress.done.load(Ordering::Relaxed);
     anyhow::ensure!(
         report.connections == done,
         "internal: {done} requests finished but {} were counted",
         report.connections
     );
-    if let Some(planned) = config.planned() {
+    if let (Some(planned), None) = (config.planned(), signal) {
         anyhow::ensure!(
             report.connections == planned,
             "internal: {planned} requests planned but {} were made",
@@ -145,12 +152,28 @@ pub fn run_blast(config: &BlastConfig, progress: bool) -> anyhow::Result<BlastRe
     Ok(report)
 }
 
-/// What every client task shares: the settings and the progress counters.
+/// Requests that neither succeeded nor failed: begun and cut off, plus those
+/// never begun. In count mode that is every planned request not finished; with
+/// `--duration`, a client that never got to begin one (its task ran only after
+/// the deadline, or a signal came first) counts one, so that every client
+/// shows up in the report.
+fn unfinished(config: &BlastConfig, total: &Stats, shared: &Shared) -> u64 {
+    let cut_off = total.begun().saturating_sub(total.finished());
+    let never_begun = match config.planned() {
+        Some(planned) => planned.saturating_sub(total.begun()),
+        None => config
+            .clients
+            .saturating_sub(shared.clients_begun.load(Ordering::Relaxed)),
+    };
+    cut_off + never_begun
+}
+
+/// What every client task shares: the settings and the counters.
 struct Shared {
     config: BlastConfig,
-    /// Requests finished, for the progress bar (one relaxed add per request).
-    done: AtomicU64,
-    failed: AtomicU64,
+    progress: Arc<Progress>,
+    /// Clients that began at least one request (`--duration` accounting).
+    clients_begun: AtomicU64,
     /// The instant the clients were released, set by the first task past the
     /// start barrier: every client's `--duration` deadline and the elapsed
     /// time count from it. A deadline each client took when it first ran let
@@ -159,11 +182,11 @@ struct Shared {
 }
 
 impl Shared {
-    fn new(config: &BlastConfig) -> Shared {
+    fn new(config: &BlastConfig, progress: Arc<Progress>) -> Shared {
         Shared {
             config: config.clone(),
-            done: AtomicU64::new(0),
-            failed: AtomicU64::new(0),
+            progress,
+            clients_begun: AtomicU64::new(0),
             release: OnceLock::new(),
         }
     }
@@ -185,9 +208,10 @@ impl Shared {
     }
 }
 
-/// Spawns the clients, releases them together, waits for all; returns the time
-/// from the release to the last response, or an error when a client task died.
-async fn drive(shared: Arc<Shared>, progress: bool) -> anyhow::Result<Duration> {
+/// Spawns the clients, releases them together, waits for all (or aborts them
+/// on a stop request); returns the time from the release to the end, or an
+/// error when a client task died.
+async fn drive(shared: Arc<Shared>, shutdown: Shutdown) -> anyhow::Result<Duration> {
     let clients = shared.config.clients;
     // +1: this task waits too, so the clock starts when the clients are released.
     let barrier = Arc::new(Barrier::new(
@@ -197,26 +221,27 @@ async fn drive(shared: Arc<Shared>, progress: bool) -> anyhow::Result<Duration> 
     for _ in 0..clients {
         handles.push(tokio::spawn(client(shared.clone(), barrier.clone())));
     }
-    barrier.wait().await;
+    let aborts: Vec<_> = handles.iter().map(JoinHandle::abort_handle).collect();
+    let stopped = tokio::select! {
+        _ = barrier.wait() => false,
+        _ = shutdown.requested_async() => true,
+    };
     let start = shared.released();
-    let bar = progress.then(|| match shared.config.planned() {
-        Some(total) => crate::report::blast::progress_bar(total),
-        None => crate::report::blast::progress_spinner(),
-    });
-    let ticker = bar
-        .clone()
-        .map(|bar| tokio::spawn(show_progress(shared.clone(), bar, start)));
-    let joined = join_clients(handles).await;
+    shared.progress.released.store(true, Ordering::Relaxed);
+    let joined = if stopped {
+        None
+    } else {
+        tokio::select! {
+            joined = join_clients(handles) => Some(joined),
+            _ = shutdown.requested_async() => None,
+        }
+    };
     let elapsed = start.elapsed();
-    if let Some(ticker) = ticker {
-        ticker.abort();
-        let _ = ticker.await;
+    match joined {
+        Some(joined) => joined?,
+        // In-flight requests end here, uncounted: `unfinished` accounts for them.
+        None => aborts.iter().for_each(tokio::task::AbortHandle::abort),
     }
-    if let Some(bar) = bar {
-        // The summary follows on stdout; a finished bar would only repeat it.
-        bar.finish_and_clear();
-    }
-    joined?;
     Ok(elapsed)
 }
 
@@ -263,11 +288,15 @@ async fn client(shared: Arc<Shared>, barrier: Arc<Barrier>) {
             None if made >= config.conns_per_client => break,
             _ => {}
         }
+        if made == 0 {
+            shared.clients_begun.fetch_add(1, Ordering::Relaxed);
+        }
         made += 1;
+        stats::record(Stats::started);
         let result = conn::run_one(&ex, &mut state).await;
-        shared.done.fetch_add(1, Ordering::Relaxed);
+        shared.progress.done.fetch_add(1, Ordering::Relaxed);
         if result.is_err() {
-            shared.failed.fetch_add(1, Ordering::Relaxed);
+            shared.progress.failed.fetch_add(1, Ordering::Relaxed);
         }
         match (result, end) {
             (Err(ErrorKind::FdExhausted | ErrorKind::AddrNotAvailable), Some(end)) => {
@@ -286,25 +315,6 @@ async fn client(shared: Arc<Shared>, barrier: Arc<Barrier>) {
     }
 }
 
-/// Updates the progress bar ten times a second until aborted.
-async fn show_progress(shared: Arc<Shared>, bar: indicatif::ProgressBar, start: Instant) {
-    let config = &shared.config;
-    let mut tick = tokio::time::interval(Duration::from_millis(100));
-    loop {
-        tick.tick().await;
-        let done = shared.done.load(Ordering::Relaxed);
-        let failed = shared.failed.load(Ordering::Relaxed);
-        let secs = start.elapsed().as_secs_f64().max(1e-3);
-        bar.set_position(done);
-        bar.set_message(format!("{:.0} conn/s, {failed} errors", done as f64 / secs));
-        if let Some(end) = config.duration
-            && start.elapsed() >= end
-        {
-            bar.set_message(format!("{failed} errors, finishing"));
-        }
-    }
-}
-
 /// A report with one of everything, for rendering tests.
 #[cfg(test)]
 pub(crate) fn sample_report() -> BlastReport {
@@ -314,8 +324,8 @@ pub(crate) fn sample_report() -> BlastReport {
     s.first_byte(Duration::from_millis(2));
     s.response(200, Duration::from_millis(3));
     s.response(503, Duration::from_millis(4));
-    s.failed(ErrorKind::FdExhausted, stats::Phase::Connect);
-    s.failed(ErrorKind::Timeout, stats::Phase::Read);
+    s.failed(ErrorKind::FdExhausted, report::Phase::Connect);
+    s.failed(ErrorKind::Timeout, report::Phase::Read);
     let header = ReportHeader {
         url: "http://127.0.0.1:8888/hello".into(),
         clients: 2,
@@ -324,7 +334,7 @@ pub(crate) fn sample_report() -> BlastReport {
         threads: 1,
         keep_alive: false,
     };
-    BlastReport::new(&s, header, Duration::from_millis(500))
+    s.report(header, Duration::from_millis(500), 0, None)
 }
 
 #[cfg(test)]

@@ -8,6 +8,8 @@
 use std::io::{self, Write};
 
 use crate::audit::{AuditReport, Sample};
+use crate::text::count;
+use crate::text::escape;
 
 /// The human form: a table of zombies (or a line saying there are none), an
 /// optional note on uncounted young zombies, then the summary line last so that
@@ -31,14 +33,31 @@ pub fn table(report: &AuditReport, w: &mut impl Write) -> io::Result<()> {
         writeln!(w, "{}", comfy_zombie_table(&report.zombies))?;
     }
     young_note(report, w)?;
+    interrupted_note(report, w)?;
     // Always "live children", also with --tree (where the number counts all live
-    // descendants, as `live_children` does in JSON): scripts grep this exact shape.
+    // descendants, as `live_children` does in JSON): scripts grep this shape.
     writeln!(
         w,
-        "pid {pid} ({comm}): {} zombies, {} live children",
-        report.count,
-        report.live_children.unwrap_or(0)
+        "pid {pid} ({}): {}, {}",
+        escape(comm),
+        count(report.count, "zombie", "zombies"),
+        count(
+            report.live_children.unwrap_or(0),
+            "live child",
+            "live children"
+        )
     )
+}
+
+/// Said before the summary line (which stays last, for `tail -1`).
+fn interrupted_note(report: &AuditReport, w: &mut impl Write) -> io::Result<()> {
+    if let Some(signal) = report.signal {
+        writeln!(
+            w,
+            "(interrupted by {signal}: this is the last scan; no verdict)"
+        )?;
+    }
+    Ok(())
 }
 
 /// From this many zombie rows on, the table is written directly instead of by
@@ -127,11 +146,12 @@ fn all_table(
         writeln!(w, "{t}")?;
     }
     young_note(report, w)?;
+    interrupted_note(report, w)?;
     writeln!(
         w,
-        "all: {} zombies under {} parents",
-        report.count,
-        groups.len()
+        "all: {} under {}",
+        count(report.count, "zombie", "zombies"),
+        count(groups.len() as u64, "parent", "parents")
     )
 }
 
@@ -149,8 +169,7 @@ fn young_note(report: &AuditReport, w: &mut impl Write) -> io::Result<()> {
 
 /// One JSON object and a newline.
 pub fn json(report: &AuditReport, w: &mut impl Write) -> io::Result<()> {
-    serde_json::to_writer(&mut *w, report)?;
-    writeln!(w)
+    super::json::line(report, w)
 }
 
 /// One `--watch` line: time, live children, zombies.
@@ -164,17 +183,14 @@ pub fn sample_line(sample: &Sample, w: &mut impl Write) -> io::Result<()> {
 
 /// One `--watch --json` line.
 pub fn sample_json(sample: &Sample, w: &mut impl Write) -> io::Result<()> {
-    serde_json::to_writer(&mut *w, sample)?;
-    writeln!(w)
+    super::json::line(sample, w)
 }
 
 /// A command name as a table cell: any process can name itself anything
 /// (`prctl(PR_SET_NAME)`), and a newline or escape sequence in a cell would
-/// forge rows or garble the terminal. JSON escapes them instead.
+/// forge rows or garble the terminal.
 fn printable(comm: &str) -> String {
-    comm.chars()
-        .map(|c| if c.is_control() { '?' } else { c })
-        .collect()
+    escape(comm).into_owned()
 }
 
 /// `0.42s`, `12.00s`, `3m05s`, `2h07m`, `3d04h`.
@@ -210,6 +226,8 @@ mod tests {
             max_zombies: 0,
             groups: None,
             scan: ScanMethod::Full,
+            interrupted: false,
+            signal: None,
         }
     }
 
@@ -239,7 +257,7 @@ mod tests {
         );
         assert_eq!(
             out.lines().last(),
-            Some("pid 10 (server): 1 zombies, 3 live children")
+            Some("pid 10 (server): 1 zombie, 3 live children")
         );
     }
 
@@ -302,7 +320,7 @@ mod tests {
             comm: "evil\n| 99 | 1 |\x1b[2J".into(),
         }]);
         let out = render(&r);
-        assert!(out.contains("| evil?| 99 | 1 |?[2J |"), "{out}");
+        assert!(out.contains("| evil\\n| 99 | 1 |\\x1b[2J |"), "{out}");
         assert_eq!(out.lines().count(), 4, "{out}");
     }
 

@@ -1,19 +1,15 @@
-//! Rendering of `blast` reports: the summary tables, the JSON object and the
-//! progress bar's style.
+//! Rendering of `blast` reports: the summary tables and the JSON object.
 //!
 //! Pure functions of a [`BlastReport`]. Must never compute results, read the
 //! clock or decide whether progress is shown (the command decides once).
 
 use std::io::{self, Write};
 
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-
 use crate::blast::{BlastReport, ErrorKind, LatencyMs};
 
 /// One JSON object on one line, newline-terminated.
 pub fn json(report: &BlastReport, out: &mut impl Write) -> io::Result<()> {
-    serde_json::to_writer(&mut *out, report)?;
-    writeln!(out)
+    super::json::line(report, out)
 }
 
 /// The human summary: totals, errors by kind, status codes, latency, and a
@@ -21,7 +17,16 @@ pub fn json(report: &BlastReport, out: &mut impl Write) -> io::Result<()> {
 pub fn summary(report: &BlastReport, out: &mut impl Write) -> io::Result<()> {
     let mut t = super::table();
     t.set_header(["blast", "value"]);
-    t.add_row(["url".to_string(), report.url.clone()]);
+    if let Some(signal) = report.signal {
+        t.add_row([
+            "interrupted".to_string(),
+            format!("by {signal}: partial results, no verdict"),
+        ]);
+    }
+    t.add_row([
+        "url".to_string(),
+        crate::text::escape(&report.url).into_owned(),
+    ]);
     let shape = match (report.conns_per_client, report.duration_s) {
         (Some(m), _) => format!("{} clients × {m} requests", report.clients),
         (None, Some(d)) => format!("{} clients for {d:.1}s", report.clients),
@@ -50,6 +55,20 @@ pub fn summary(report: &BlastReport, out: &mut impl Write) -> io::Result<()> {
             n.to_string()
         };
         t.add_row([format!("  {kind}"), detail]);
+    }
+    if report.unfinished > 0 {
+        t.add_row([
+            "unfinished".to_string(),
+            format!(
+                "{} (cut off by {})",
+                report.unfinished,
+                if report.interrupted {
+                    "the signal"
+                } else {
+                    "the deadline"
+                }
+            ),
+        ]);
     }
     if !report.status.is_empty() {
         let codes: Vec<String> = report
@@ -132,25 +151,6 @@ fn hints(report: &BlastReport) -> Vec<String> {
         );
     }
     hints
-}
-
-/// The progress bar of a run with a known number of requests, on stderr.
-pub fn progress_bar(total: u64) -> ProgressBar {
-    let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
-    let style = ProgressStyle::with_template("{elapsed_precise} [{bar:40}] {pos}/{len} {msg}")
-        .map(|s| s.progress_chars("=> "))
-        .unwrap_or_else(|_| ProgressStyle::default_bar());
-    bar.set_style(style);
-    bar
-}
-
-/// The progress display of a `--duration` run, on stderr.
-pub fn progress_spinner() -> ProgressBar {
-    let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
-    let style = ProgressStyle::with_template("{elapsed_precise} {spinner} {pos} done, {msg}")
-        .unwrap_or_else(|_| ProgressStyle::default_spinner());
-    bar.set_style(style);
-    bar
 }
 
 #[cfg(test)]

@@ -1,7 +1,9 @@
 //! `lsbaws serve`: turns `ServeArgs` into `lsbaws_server::Config`, binds,
 //! prints the ready line, runs the server and prints its summary.
 //!
-//! Must never start a thread or an async runtime: the server forks.
+//! Owns serve's flags and its two lines of output (the request log is the
+//! server crate's, written by its children). Must never start a thread or an
+//! async runtime: the server forks.
 
 use std::io::Write;
 
@@ -11,8 +13,8 @@ use std::path::Path;
 
 use lsbaws_server::{Cgi, Config, OnEintr, Reaper};
 
-use crate::Outcome;
 use crate::cli::{OnEintrArg, ReaperArg, ServeArgs};
+use crate::outcome::Outcome;
 
 impl From<ReaperArg> for Reaper {
     fn from(arg: ReaperArg) -> Self {
@@ -78,10 +80,10 @@ fn cgi(program: &Path, args: &ServeArgs) -> Cgi {
         Ok(_) => None,
     };
     if let Some(problem) = problem {
-        eprintln!(
-            "lsbaws: warning: CGI program {} {problem}; requests will get 502",
+        super::diag(&format!(
+            "warning: CGI program {} {problem}; requests will get 502",
             program.display()
-        );
+        ));
     }
     let path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into());
     let mut env = vec![(OsString::from("PATH"), path)];
@@ -119,14 +121,4 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<Outcome> {
         .and_then(|()| out.flush())
         .context("writing the summary")?;
     Ok(Outcome::Pass)
-}
-
-/// The address in serve's ready line,
-/// `Serving HTTP on 127.0.0.1:41234 (pid 99, reaper loop)`.
-pub fn parse_ready_line(line: &str) -> Option<std::net::SocketAddr> {
-    line.strip_prefix("Serving HTTP on ")?
-        .split(' ')
-        .next()?
-        .parse()
-        .ok()
 }

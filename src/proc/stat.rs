@@ -1,10 +1,12 @@
-//! The /proc scan: reads `PID/stat` files (and, on the fast path, the `children`
-//! files) under an injectable proc root and returns plain [`ProcStat`] values.
+//! `PID/stat` files (and, on the fast path, the `children` files) under an
+//! injectable proc root, read into plain [`ProcStat`] values.
 //!
 //! Owns the per-entry cost, so it reads one small file per process and nothing
 //! else (no `status`, `cmdline` or directory `stat()`), into one reused buffer.
-//! Must never treat a process that vanishes mid-scan as an error, never panic on
-//! what a file contains, and never decide what counts as a finding.
+//! A process that is gone (ENOENT, ESRCH) is skipped; any other failure to read
+//! (EMFILE, EACCES, EIO) is an error, because skipping it would shrink a count
+//! that a verdict rests on. Must never panic on what a file contains, and never
+//! decide what counts as a finding.
 
 use std::ffi::OsStr;
 use std::fs::{self, File};
@@ -68,6 +70,19 @@ pub fn parse_stat(bytes: &[u8]) -> Option<ProcStat> {
     })
 }
 
+/// The audited process does not exist: an error a caller can tell apart from
+/// an unreadable /proc (`err.is::<Gone>()`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Gone(pub i32);
+
+impl std::fmt::Display for Gone {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "no process with pid {}", self.0)
+    }
+}
+
+impl std::error::Error for Gone {}
+
 /// Reads a proc tree; one per audit, so its buffers are reused across entries.
 pub struct ProcReader {
     root: PathBuf,
@@ -99,12 +114,16 @@ impl ProcReader {
         }
     }
 
-    /// Reads one process's `stat`; `None` when it vanished or is malformed.
-    pub fn stat(&mut self, pid: i32) -> Option<ProcStat> {
-        // Any error here means the process is gone (ENOENT, ESRCH between open
-        // and read) or unreadable; either way it is not part of this scan.
-        let len = self.read_stat(pid).ok()?;
-        parse_stat(&self.buf[..len])
+    /// Reads one process's `stat`: `None` when the process is gone (ENOENT, or
+    /// ESRCH between open and read) or the file is malformed (a fixture; the
+    /// kernel's never is). Any other error is returned: an unreadable entry may
+    /// be a zombie, and a scan that skipped it would under-count.
+    pub fn stat(&mut self, pid: i32) -> io::Result<Option<ProcStat>> {
+        match self.read_stat(pid) {
+            Ok(len) => Ok(parse_stat(&self.buf[..len])),
+            Err(err) if is_gone(&err) => Ok(None),
+            Err(err) => Err(err),
+        }
     }
 
     fn read_stat(&mut self, pid: i32) -> io::Result<usize> {
@@ -129,10 +148,10 @@ impl ProcReader {
                     _ => Ok(stat),
                 }
             }
-            Err(err) if matches!(err.kind(), io::ErrorKind::NotFound) || is_esrch(&err) => {
+            Err(err) if is_gone(&err) => {
                 fs::read_dir(&self.root)
                     .with_context(|| format!("cannot read {}", self.root.display()))?;
-                Err(anyhow!("no process with pid {pid}"))
+                Err(Gone(pid).into())
             }
             Err(err) => {
                 Err(err).with_context(|| format!("cannot read {}/{pid}/stat", self.root.display()))
@@ -197,17 +216,24 @@ impl ProcReader {
                 .min(n),
         };
         if workers == 1 {
-            return Ok(self.stat_each(pids, &keep));
+            return self.stat_each(pids, &keep);
         }
         let chunk = pids.len().div_ceil(workers);
         let root = &self.root;
         let keep = &keep;
         std::thread::scope(|scope| {
-            let handles: Vec<_> = pids
-                .chunks(chunk)
-                .map(|pids| scope.spawn(move || ProcReader::new(root).stat_each(pids, keep)))
-                .collect();
             let mut all = Vec::new();
+            let mut handles = Vec::new();
+            for part in pids.chunks(chunk) {
+                let spawned = std::thread::Builder::new()
+                    .spawn_scoped(scope, move || ProcReader::new(root).stat_each(part, keep));
+                match spawned {
+                    Ok(handle) => handles.push(handle),
+                    // No thread to be had (RLIMIT_NPROC, memory): read this
+                    // share here instead; slower, never less.
+                    Err(_) => all.extend(ProcReader::new(root).stat_each(part, keep)?),
+                }
+            }
             for handle in handles {
                 // A worker only reads files and parses, so a panic is a bug; its
                 // share is unknown, not vanished (it may hold zombies), and a
@@ -215,17 +241,25 @@ impl ProcReader {
                 let part = handle
                     .join()
                     .map_err(|_| anyhow!("internal error: a /proc scan thread panicked"))?;
-                all.extend(part);
+                all.extend(part?);
             }
             Ok(all)
         })
     }
 
-    fn stat_each(&mut self, pids: &[i32], keep: impl Fn(&ProcStat) -> bool) -> Vec<ProcStat> {
-        pids.iter()
-            .filter_map(|&pid| self.stat(pid))
-            .filter(|s| keep(s))
-            .collect()
+    fn stat_each(
+        &mut self,
+        pids: &[i32],
+        keep: impl Fn(&ProcStat) -> bool,
+    ) -> Result<Vec<ProcStat>> {
+        let mut kept = Vec::new();
+        for &pid in pids {
+            let stat = self
+                .stat(pid)
+                .with_context(|| format!("cannot read {}/{pid}/stat", self.root.display()))?;
+            kept.extend(stat.filter(|s| keep(s)));
+        }
+        Ok(kept)
     }
 
     /// The pids listed in `PID/task/*/children`, or `None` when a file could not
@@ -283,9 +317,10 @@ fn parse_pid(name: &[u8]) -> Option<i32> {
     std::str::from_utf8(name).ok()?.parse().ok()
 }
 
-fn is_esrch(err: &io::Error) -> bool {
-    // ESRCH (3): the process exited between open and read.
-    err.raw_os_error() == Some(3)
+/// Whether a read failed because the process is gone: ENOENT (exited and
+/// reaped before the open) or ESRCH (exited between open and read).
+pub fn is_gone(err: &io::Error) -> bool {
+    err.kind() == io::ErrorKind::NotFound || err.raw_os_error() == Some(3)
 }
 
 /// Reads a file into `buf` (grown as needed); returns the length read.

@@ -1,0 +1,209 @@
+//! What a blast run did, as plain data: [`BlastReport`] and its parts, the
+//! error kinds and their JSON keys.
+//!
+//! Owns the report's shape: its field names are the JSON contract
+//! (`connections`, `ok`, `errors`, `status`, `elapsed_s`, `conns_per_s`,
+//! `latency_ms`, `unfinished`, `interrupted`). Must never measure or print:
+//! `stats` fills it, `crate::render::blast` draws it.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+use serde::Serialize;
+
+use crate::outcome::Outcome;
+use crate::shutdown::Signal;
+
+/// Why a connection failed. Failures are data, not errors of the run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// Nothing listens (RST to the SYN).
+    Refused,
+    /// The peer reset the connection (or closed it under our write).
+    Reset,
+    /// `--timeout` or `--connect-timeout` passed, or the kernel gave up connecting.
+    Timeout,
+    /// A response that is not HTTP, or shorter than it said.
+    BadResponse,
+    /// A complete response whose status is not 2xx.
+    HttpStatus,
+    /// EADDRNOTAVAIL: the ephemeral ports are used up (TIME_WAIT).
+    AddrNotAvailable,
+    /// EMFILE/ENFILE: out of file descriptors here, not a fault of the server.
+    FdExhausted,
+    /// Anything else (unreachable network, ENOBUFS...).
+    Other,
+}
+
+impl ErrorKind {
+    pub const ALL: [ErrorKind; 8] = [
+        ErrorKind::Refused,
+        ErrorKind::Reset,
+        ErrorKind::Timeout,
+        ErrorKind::BadResponse,
+        ErrorKind::HttpStatus,
+        ErrorKind::AddrNotAvailable,
+        ErrorKind::FdExhausted,
+        ErrorKind::Other,
+    ];
+
+    /// The JSON key and table label.
+    pub fn key(self) -> &'static str {
+        match self {
+            ErrorKind::Refused => "refused",
+            ErrorKind::Reset => "reset",
+            ErrorKind::Timeout => "timeout",
+            ErrorKind::BadResponse => "bad_response",
+            ErrorKind::HttpStatus => "http_status",
+            ErrorKind::AddrNotAvailable => "addr_not_available",
+            ErrorKind::FdExhausted => "fd_exhausted",
+            ErrorKind::Other => "other",
+        }
+    }
+
+    /// Classifies an I/O error by errno first: std's `ErrorKind` has no name
+    /// for EMFILE, and fd exhaustion must never pass for a connect error
+    /// (wrk's bug, wg/wrk#47).
+    pub fn of_io(err: &std::io::Error) -> ErrorKind {
+        use nix::errno::Errno;
+        use std::io::ErrorKind as K;
+        if let Some(code) = err.raw_os_error() {
+            match Errno::from_raw(code) {
+                Errno::EMFILE | Errno::ENFILE => return ErrorKind::FdExhausted,
+                Errno::EADDRNOTAVAIL => return ErrorKind::AddrNotAvailable,
+                _ => {}
+            }
+        }
+        match err.kind() {
+            K::ConnectionRefused => ErrorKind::Refused,
+            K::ConnectionReset | K::ConnectionAborted | K::BrokenPipe => ErrorKind::Reset,
+            K::TimedOut => ErrorKind::Timeout,
+            K::UnexpectedEof | K::InvalidData => ErrorKind::BadResponse,
+            K::AddrNotAvailable => ErrorKind::AddrNotAvailable,
+            _ => ErrorKind::Other,
+        }
+    }
+}
+
+/// Where in a connection a timeout struck.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    Connect,
+    Write,
+    Read,
+}
+
+/// Min, percentiles and max of one histogram, in milliseconds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct LatencyMs {
+    pub count: u64,
+    pub min: f64,
+    pub mean: f64,
+    pub p50: f64,
+    pub p90: f64,
+    pub p99: f64,
+    pub max: f64,
+}
+
+impl LatencyMs {
+    pub(crate) fn of(h: &Histogram<u64>) -> LatencyMs {
+        if h.is_empty() {
+            return LatencyMs::default();
+        }
+        let ms = |us: u64| us as f64 / 1000.0;
+        LatencyMs {
+            count: h.len(),
+            min: ms(h.min()),
+            mean: h.mean() / 1000.0,
+            p50: ms(h.value_at_quantile(0.50)),
+            p90: ms(h.value_at_quantile(0.90)),
+            p99: ms(h.value_at_quantile(0.99)),
+            max: ms(h.max()),
+        }
+    }
+}
+
+/// Timeouts by the phase they struck in.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Timeouts {
+    pub connect: u64,
+    pub write: u64,
+    pub read: u64,
+}
+
+/// What a blast run did: plain data, rendered by `render::blast`. Field names are
+/// the JSON contract (connections, ok, errors, status, elapsed_s, conns_per_s,
+/// latency_ms); the others are additions.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BlastReport {
+    pub url: String,
+    pub clients: u64,
+    /// Requests per client, or null with `--duration`.
+    pub conns_per_client: Option<u64>,
+    pub duration_s: Option<f64>,
+    pub threads: usize,
+    pub keep_alive: bool,
+    /// Requests attempted (a new connection each, unless `--keep-alive`).
+    pub connections: u64,
+    /// Complete responses with a 2xx status.
+    pub ok: u64,
+    /// Failed connections by kind; every kind is present, zero or not.
+    pub errors: BTreeMap<&'static str, u64>,
+    /// Where the timeouts among `errors.timeout` struck.
+    pub timeouts: Timeouts,
+    /// Complete responses by status code.
+    pub status: BTreeMap<String, u64>,
+    pub elapsed_s: f64,
+    pub conns_per_s: f64,
+    /// Total time per request, from connect to the last byte read.
+    pub latency_ms: LatencyMs,
+    /// Time to establish each connection.
+    pub connect_ms: LatencyMs,
+    /// Time from the start of the request to the first response byte.
+    pub first_byte_ms: LatencyMs,
+    /// Connects that took at least 1 s: SYN retransmits, usually a full backlog.
+    pub slow_connects: u64,
+    /// TCP connections established (fewer than `connections` with keep-alive).
+    pub sockets_opened: u64,
+    /// Requests that were planned (or, with `--duration`, a client that never
+    /// got to start one) but cut off by the deadline or a stop signal: neither
+    /// ok nor failed. `connections + unfinished` is every planned request.
+    pub unfinished: u64,
+    /// A stop signal ended the run early: the figures are what was measured
+    /// until then, and there is no verdict.
+    pub interrupted: bool,
+    pub signal: Option<Signal>,
+}
+
+impl BlastReport {
+    /// Failed connections of every kind: what `--max-errors` is compared with.
+    pub fn errors_total(&self) -> u64 {
+        self.errors.values().sum()
+    }
+
+    /// Failures of one kind.
+    pub fn errors_of(&self, kind: ErrorKind) -> u64 {
+        self.errors.get(kind.key()).copied().unwrap_or(0)
+    }
+
+    /// Pass when the failures are within `max_errors`, a finding above; no
+    /// verdict when a stop signal cut the run short.
+    pub fn outcome(&self, max_errors: u64) -> Outcome {
+        match self.signal {
+            Some(Signal(sig)) => Outcome::Interrupted(sig),
+            None => Outcome::of(self.errors_total() > max_errors),
+        }
+    }
+}
+
+/// The run's settings echoed in the report.
+#[derive(Debug, Clone)]
+pub(crate) struct ReportHeader {
+    pub url: String,
+    pub clients: u64,
+    pub conns_per_client: Option<u64>,
+    pub duration: Option<Duration>,
+    pub threads: usize,
+    pub keep_alive: bool,
+}

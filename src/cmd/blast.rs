@@ -1,0 +1,63 @@
+//! `lsbaws blast`: flags → [`BlastConfig`], the run, the table or JSON, the
+//! verdict.
+//!
+//! Owns the translation of blast's flags (the shared load flags are also
+//! `smoke`'s: [`load`]) and the blast's output. Must never measure: the engine
+//! does.
+
+use std::io::Write;
+use std::sync::Arc;
+
+use crate::blast::{self, BlastConfig, Load, Progress, RequestSpec};
+use crate::cli::{BlastArgs, LoadArgs};
+use crate::outcome::Outcome;
+
+/// The burst's size and bounds from the shared load flags.
+pub fn load(args: &LoadArgs) -> Load {
+    Load {
+        clients: args.max_clients,
+        conns_per_client: args.max_conns,
+        duration: args.duration,
+        threads: args.threads,
+        timeout: args.timeout,
+    }
+}
+
+/// Validates blast's flags.
+pub fn config(args: &BlastArgs) -> anyhow::Result<BlastConfig> {
+    let request = RequestSpec {
+        method: args.method.clone(),
+        headers: args.headers.clone(),
+        body: args.body.clone(),
+        raw: args.raw_request.clone(),
+        keep_alive: args.keep_alive,
+        connect_timeout: args.connect_timeout,
+    };
+    BlastConfig::new(&args.url, &load(&args.load), &request, args.max_errors)
+}
+
+/// The `blast` command.
+pub fn run(args: &BlastArgs) -> anyhow::Result<Outcome> {
+    let config = config(args)?;
+    let shutdown = super::stop_signals()?;
+    for warning in blast::preflight(&config) {
+        super::diag(&warning);
+    }
+    let progress = Arc::new(Progress::default());
+    let display = super::show_progress(args.json, args.quiet).then(|| {
+        super::progress::Display::start(progress.clone(), config.planned(), config.duration)
+    });
+    let report = blast::run(&config, &shutdown, &progress);
+    if let Some(display) = display {
+        display.finish();
+    }
+    let report = report?;
+    let mut out = super::stdout();
+    if args.json {
+        crate::render::blast::json(&report, &mut out)?;
+    } else {
+        crate::render::blast::summary(&report, &mut out)?;
+    }
+    out.flush()?;
+    Ok(report.outcome(config.max_errors))
+}

@@ -1,0 +1,224 @@
+//! The commands as the user meets them: flags in, output out, an exit code.
+//!
+//! Owns everything that touches the outside world: stdout (through [`Out`],
+//! which stops quietly when the reader goes away), stderr ([`diag`]), the
+//! terminal (whether progress is shown, decided once per command), files
+//! (opened before any work), and the stop signals (turned into a
+//! [`Shutdown`] for the engines). Each command turns its `Args` into the
+//! engine's config, calls the engine, renders the report and returns the
+//! [`Outcome`]. Must never measure or judge: engines do.
+
+pub mod audit;
+pub mod blast;
+pub mod serve;
+pub mod smoke;
+
+mod progress;
+
+use std::io::{self, IsTerminal, Write};
+
+use crate::cli::{Cli, Command};
+use crate::outcome::ERROR;
+use crate::shutdown::Shutdown;
+
+/// Runs one command; returns the process exit code.
+pub fn run(cli: Cli) -> u8 {
+    let json = cli.command.json();
+    let result = match cli.command {
+        Command::Serve(args) => serve::run(&args),
+        Command::Blast(args) => blast::run(&args),
+        Command::Audit(args) => audit::run(&args),
+        Command::Smoke(args) => smoke::run(&args),
+    };
+    match result {
+        Ok(outcome) => outcome.code(),
+        Err(err) => {
+            error(&format!("{err:#}"), json);
+            ERROR
+        }
+    }
+}
+
+/// `--help` and `--version` print as clap made them. Usage errors become one
+/// line, `lsbaws: <what is wrong>`, like every other error of the tool, so CI
+/// logs and scripts see one line and exit 2 (and, with `--json`, one JSON
+/// object on stdout).
+pub fn usage_error(err: &clap::Error) -> u8 {
+    use clap::error::ErrorKind;
+    match err.kind() {
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
+            let _ = err.print();
+            0
+        }
+        ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            let _ = err.print();
+            ERROR
+        }
+        _ => {
+            let text = err.render().to_string();
+            let lines: Vec<&str> = text
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .take_while(|l| !l.starts_with("Usage:") && !l.starts_with("For more information"))
+                .collect();
+            let mut line = String::new();
+            for l in lines.iter().filter(|l| !l.starts_with("tip: ")) {
+                let l = l.strip_prefix("error: ").unwrap_or(l);
+                if !line.is_empty() {
+                    line.push(' ');
+                }
+                line.push_str(l);
+            }
+            // Keep clap's "similar argument" tips; drop its advice to pass a
+            // negative number after `--`, which would make it a positional.
+            for tip in lines.iter().filter_map(|l| l.strip_prefix("tip: ")) {
+                if !tip.contains("'-- ") {
+                    line.push_str(&format!(" ({tip})"));
+                }
+            }
+            line.push_str("; see --help");
+            error(&line, json_in_argv());
+            ERROR
+        }
+    }
+}
+
+/// Whether `--json` is among the arguments before `--` (clap could not tell us:
+/// the parse failed).
+fn json_in_argv() -> bool {
+    std::env::args_os()
+        .skip(1)
+        .take_while(|a| a != "--")
+        .any(|a| a == "--json")
+}
+
+/// Reports an error: one line on stderr, and with `--json` one object on stdout.
+fn error(message: &str, json: bool) {
+    diag(message);
+    if json {
+        #[derive(serde::Serialize)]
+        struct Error<'a> {
+            error: &'a str,
+        }
+        let mut out = stdout();
+        let _ = crate::render::json::line(&Error { error: message }, &mut out);
+        let _ = out.flush();
+    }
+}
+
+/// One diagnostic line on stderr, `lsbaws: <msg>`. Never fails and never
+/// panics (`eprintln!` would, on a closed stderr): a diagnostic that cannot be
+/// written must not change the exit code.
+pub fn diag(msg: &str) {
+    let line = format!("lsbaws: {msg}\n");
+    let _ = io::stderr().write_all(line.as_bytes());
+}
+
+/// Standard output for results: buffered, and when the reader goes away
+/// (EPIPE: `| head -1`), silently discarding the rest, so that a closed pipe
+/// stops the output and never changes the exit code (as ripgrep treats it).
+/// Other write errors (a full disk) are errors.
+pub fn stdout() -> io::BufWriter<Out<io::StdoutLock<'static>>> {
+    io::BufWriter::with_capacity(1 << 16, Out::new(io::stdout().lock()))
+}
+
+/// A writer that turns EPIPE into "the rest goes nowhere".
+pub struct Out<W: Write> {
+    inner: W,
+    closed: bool,
+}
+
+impl<W: Write> Out<W> {
+    pub fn new(inner: W) -> Self {
+        Out {
+            inner,
+            closed: false,
+        }
+    }
+
+    /// Whether the reader went away.
+    pub fn closed(&self) -> bool {
+        self.closed
+    }
+}
+
+impl<W: Write> Write for Out<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if self.closed {
+            return Ok(buf.len());
+        }
+        match self.inner.write(buf) {
+            Err(e) if e.kind() == io::ErrorKind::BrokenPipe => {
+                self.closed = true;
+                Ok(buf.len())
+            }
+            other => other,
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        if self.closed {
+            return Ok(());
+        }
+        match self.inner.flush() {
+            Err(e) if e.kind() == io::ErrorKind::BrokenPipe => {
+                self.closed = true;
+                Ok(())
+            }
+            other => other,
+        }
+    }
+}
+
+/// Turns SIGINT, SIGTERM and SIGHUP into a stop request the engines see, from
+/// now on (a thread waits for them: never call this before `serve` forks).
+pub fn stop_signals() -> anyhow::Result<Shutdown> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let shutdown = Shutdown::new();
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])
+        .map_err(|e| anyhow::anyhow!("cannot install the signal handlers: {e}"))?;
+    let trigger = shutdown.clone();
+    // Without this thread the handlers would swallow every stop signal: a
+    // failure to start it is an error, before any work is done.
+    std::thread::Builder::new()
+        .name("lsbaws-signals".into())
+        .spawn(move || {
+            for signal in signals.forever() {
+                trigger.trigger(signal);
+            }
+        })
+        .map_err(|e| anyhow::anyhow!("cannot start the signal thread: {e}"))?;
+    Ok(shutdown)
+}
+
+/// Whether a live progress display is wanted: a person watching a terminal,
+/// no machine-readable output, no `--quiet`.
+pub fn show_progress(json: bool, quiet: bool) -> bool {
+    !json && !quiet && io::stderr().is_terminal()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A writer whose reader has gone away.
+    struct Closed;
+
+    impl Write for Closed {
+        fn write(&mut self, _: &[u8]) -> io::Result<usize> {
+            Err(io::ErrorKind::BrokenPipe.into())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Err(io::ErrorKind::BrokenPipe.into())
+        }
+    }
+
+    #[test]
+    fn a_closed_pipe_swallows_the_rest() {
+        let mut out = Out::new(Closed);
+        assert!(writeln!(out, "a line").is_ok());
+        assert!(out.closed());
+        assert!(out.flush().is_ok());
+    }
+}

@@ -1,0 +1,76 @@
+//! What a smoke run found, as plain data for the table, JSON and JUnit
+//! renderers, with its verdict.
+//!
+//! Owns the verdict's wording (`PASS`, `FAIL: reasons`, `INTERRUPTED by
+//! SIGINT`) and the exit outcome. Must never run anything or print.
+
+use serde::Serialize;
+
+use crate::audit::AuditReport;
+use crate::audit::leftovers::Leftover;
+use crate::blast::BlastReport;
+use crate::outcome::Outcome;
+use crate::shutdown::Signal;
+
+/// The whole job's findings.
+#[derive(Debug, Clone, Serialize)]
+pub struct SmokeReport {
+    /// The server command line as run.
+    pub server: String,
+    pub server_pid: u32,
+    /// The URL blasted; empty when a stop came before the server announced it.
+    pub url: String,
+    /// None when a stop came before the blast.
+    pub blast: Option<BlastReport>,
+    /// None when the server died before it could be audited, or a stop came first.
+    pub audit: Option<AuditReport>,
+    /// Processes the server left behind: still running after it exited, other
+    /// than the server that owns the listening socket. Stopped by smoke since.
+    pub orphans: Vec<Leftover>,
+    /// How the server ended: `exit status 0`, `killed by SIGKILL after the grace period`.
+    pub server_exit: String,
+    /// The built-in server's own summary line, when it printed one.
+    pub server_summary: Option<String>,
+    pub max_errors: u64,
+    pub max_zombies: u64,
+    pub max_orphans: u64,
+    /// The verdict; None (null) when a stop signal ended the run first.
+    pub pass: Option<bool>,
+    /// Why it failed; empty on PASS.
+    pub reasons: Vec<String>,
+    /// Wall-clock seconds of the whole job.
+    pub elapsed_s: f64,
+    /// A stop signal ended the run: the figures are what was measured until then.
+    pub interrupted: bool,
+    pub signal: Option<Signal>,
+    /// Children of smoke that could not be stopped within the clean-up's bound
+    /// (a process in uninterruptible sleep): said, not waited for.
+    pub unstopped: Vec<i32>,
+}
+
+impl SmokeReport {
+    /// `PASS`, `FAIL: reason; reason`, or `INTERRUPTED by SIGINT`.
+    pub fn verdict(&self) -> String {
+        match (self.signal, self.pass) {
+            (Some(signal), _) => format!("INTERRUPTED by {signal}"),
+            (None, Some(true)) => "PASS".to_string(),
+            (None, _) => format!("FAIL: {}", self.reasons.join("; ")),
+        }
+    }
+
+    pub fn outcome(&self) -> Outcome {
+        match (self.signal, self.pass) {
+            (Some(Signal(sig)), _) => Outcome::Interrupted(sig),
+            (None, Some(true)) => Outcome::Pass,
+            (None, _) => Outcome::Finding,
+        }
+    }
+
+    pub fn failed_requests(&self) -> u64 {
+        self.blast.as_ref().map_or(0, BlastReport::errors_total)
+    }
+
+    pub fn zombies(&self) -> Option<u64> {
+        self.audit.as_ref().map(|a| a.count)
+    }
+}
