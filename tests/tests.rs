@@ -8,3 +8,6 @@ mod common;
 mod faults;
 mod serve;
 mod smoke;
+mod verdicts;
+mod verdicts_audit;
+mod verdicts_smoke;

@@ -390,3 +390,232 @@ pub fn sigterm_mid_delay(n: usize, delay: &str) -> (Duration, String, Vec<i32>) 
     drop(conns);
     (took, out, kids)
 }
+
+// ---- Helpers of the verdict tests (tests/verdicts*.rs) ----
+
+/// The real python3 interpreter (`sys.executable`), resolved once: `python3` on
+/// PATH may be a shim script (pyenv) that is slow to start and forks helpers.
+pub fn python3() -> &'static str {
+    static PY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    PY.get_or_init(|| {
+        let out = Command::new("python3")
+            .args(["-c", "import sys; print(sys.executable)"])
+            .stdin(Stdio::null())
+            .output()
+            .expect("python3 is needed by these tests");
+        let path = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        assert!(!path.is_empty(), "python3 did not name its executable");
+        path
+    })
+}
+
+/// Sends `sig` to every process of group `pgid` (killpg(2)).
+pub fn signal_group(pgid: i32, sig: i32) -> nix::Result<()> {
+    assert!(pgid > 1, "refusing to signal group {pgid}");
+    let sig = nix::sys::signal::Signal::try_from(sig)?;
+    nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pgid), sig)
+}
+
+/// Pids of the processes whose command line holds `marker` (never this test
+/// process): proof that nothing a test started is still running.
+pub fn pids_with_arg(marker: &str) -> Vec<i32> {
+    let me = std::process::id() as i32;
+    std::fs::read_dir("/proc")
+        .expect("read /proc")
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|&pid| pid != me)
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|c| String::from_utf8_lossy(&c).contains(marker))
+        })
+        .collect()
+}
+
+/// A process started in its own process group, with stdout and stderr captured
+/// as bytes while it runs. On drop (also when the test fails) it kills the
+/// group and every descendant it has (found before the kill, as the tree comes
+/// apart after it), then reaps it.
+pub struct Spawned {
+    pub pid: i32,
+    guard: ProcGuard,
+    out: Arc<Mutex<Vec<u8>>>,
+    err: Arc<Mutex<Vec<u8>>>,
+    readers: Vec<JoinHandle<()>>,
+}
+
+fn pump_bytes(mut stream: impl Read + Send + 'static, sink: Arc<Mutex<Vec<u8>>>) -> JoinHandle<()> {
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 8192];
+        loop {
+            match stream.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => sink.lock().expect("lock").extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+}
+
+impl Spawned {
+    pub fn start(cmd: &mut Command) -> Spawned {
+        use std::os::unix::process::CommandExt;
+        let mut child = cmd
+            .process_group(0)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
+        let (out, err) = (Arc::default(), Arc::default());
+        let readers = vec![
+            pump_bytes(child.stdout.take().expect("stdout"), Arc::clone(&out)),
+            pump_bytes(child.stderr.take().expect("stderr"), Arc::clone(&err)),
+        ];
+        let guard = ProcGuard::new(child);
+        Spawned {
+            pid: guard.pid(),
+            guard,
+            out,
+            err,
+            readers,
+        }
+    }
+
+    /// `lsbaws ARGS`, started as above.
+    pub fn lsbaws(args: &[&str]) -> Spawned {
+        Self::start(Command::new(bin()).args(args))
+    }
+
+    pub fn stdout(&self) -> Vec<u8> {
+        self.out.lock().expect("lock").clone()
+    }
+
+    pub fn stderr(&self) -> Vec<u8> {
+        self.err.lock().expect("lock").clone()
+    }
+
+    /// Sends `sig` to this process alone (not its group).
+    pub fn signal(&self, sig: i32) {
+        self.guard.signal(sig);
+    }
+
+    pub fn wait_timeout(&mut self, limit: Duration) -> Option<ExitStatus> {
+        self.guard.wait_timeout(limit)
+    }
+
+    /// Waits up to `limit` for exit, then (bounded) for the end of its output;
+    /// returns the status, stdout and stderr.
+    pub fn finish(mut self, limit: Duration) -> (ExitStatus, Vec<u8>, Vec<u8>) {
+        let status = self
+            .guard
+            .wait_timeout(limit)
+            .unwrap_or_else(|| panic!("pid {} did not exit within {limit:?}", self.pid));
+        // A process it left behind could hold its pipes open: bounded.
+        let ended = eventually(Duration::from_secs(10), || {
+            self.readers.iter().all(|r| r.is_finished())
+        });
+        assert!(
+            ended,
+            "pid {} exited but its stdout/stderr stayed open (a process it started holds them)",
+            self.pid
+        );
+        (status, self.stdout(), self.stderr())
+    }
+}
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        if self.guard.wait_timeout(Duration::ZERO).is_none() {
+            let tree = descendants_of(self.pid);
+            let _ = signal_group(self.pid, 9);
+            for (pid, _) in tree {
+                let _ = send_signal(pid, 9);
+            }
+        }
+        // The guard (a field) then kills the process itself and reaps it.
+    }
+}
+
+/// Which output of a process the reader closes early.
+#[derive(Clone, Copy, Debug)]
+pub enum Closed {
+    /// stdout, after reading its first line (as `| head -1`).
+    StdoutAfterOneLine,
+    /// stdout, before anything was read.
+    Stdout,
+    /// stderr, before anything was read.
+    Stderr,
+    /// both, before anything was read.
+    Both,
+}
+
+/// Runs `cmd` with stdout and stderr piped, closes the read end(s) as `closed`
+/// says, drains the other one, and returns the exit status (bounded).
+pub fn exit_with_closed_output(cmd: &mut Command, closed: Closed, limit: Duration) -> ExitStatus {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
+    let stdout = child.stdout.take().expect("stdout");
+    let stderr = child.stderr.take().expect("stderr");
+    let mut guard = ProcGuard::new(child);
+    let drain = |mut r: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let _ = std::io::copy(&mut r, &mut std::io::sink());
+        })
+    };
+    match closed {
+        Closed::StdoutAfterOneLine => {
+            // Read the line on a thread, so a process that prints nothing cannot
+            // hang the test; the pipe closes when that thread ends.
+            let (tx, rx) = std::sync::mpsc::channel();
+            std::thread::spawn(move || {
+                let mut line = String::new();
+                let _ = BufReader::new(stdout).read_line(&mut line);
+                let _ = tx.send(line);
+            });
+            let _ = rx.recv_timeout(limit);
+            drain(Box::new(stderr));
+        }
+        Closed::Stdout => {
+            drop(stdout);
+            drain(Box::new(stderr));
+        }
+        Closed::Stderr => {
+            drop(stderr);
+            drain(Box::new(stdout));
+        }
+        Closed::Both => {
+            drop(stdout);
+            drop(stderr);
+        }
+    }
+    guard
+        .wait_timeout(limit)
+        .unwrap_or_else(|| panic!("{cmd:?} did not exit within {limit:?} ({closed:?})"))
+}
+
+/// Byte sequences that must never reach output raw when a name from another
+/// process holds them: C0 controls that move or clear the screen, DEL, C1 NEL,
+/// the right-to-left override U+202E and the non-character U+FFFF.
+pub const RAW_CONTROLS: [(&str, &[u8]); 6] = [
+    ("ESC", b"\x1b"),
+    ("BEL", b"\x07"),
+    ("DEL", b"\x7f"),
+    ("U+0085", "\u{85}".as_bytes()),
+    ("U+202E", "\u{202e}".as_bytes()),
+    ("U+FFFF", "\u{ffff}".as_bytes()),
+];
+
+/// Panics when `bytes` holds any of `RAW_CONTROLS`.
+pub fn assert_no_raw_controls(bytes: &[u8], what: &str) {
+    for (name, seq) in RAW_CONTROLS {
+        assert!(
+            !bytes.windows(seq.len()).any(|w| w == seq),
+            "{what} holds a raw {name}: {}",
+            String::from_utf8_lossy(bytes).escape_debug()
+        );
+    }
+}
