@@ -276,7 +276,7 @@ pub struct AuditArgs {
     pub count: Option<u64>,
 
     /// Read this directory instead of /proc (tests point it at a fake tree).
-    #[arg(long, hide = true, default_value = "/proc", value_name = "DIR")]
+    #[arg(long, hide = true, default_value = crate::proc::ROOT, value_name = "DIR")]
     pub proc_root: PathBuf,
 }
 

@@ -57,7 +57,7 @@ impl AuditConfig {
     pub fn new(scope: Scope) -> Self {
         AuditConfig {
             scope,
-            proc_root: PathBuf::from("/proc"),
+            proc_root: PathBuf::from(crate::proc::ROOT),
             min_age: Duration::ZERO,
             max_zombies: 0,
             settle: Duration::ZERO,

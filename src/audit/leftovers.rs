@@ -39,7 +39,7 @@ pub struct Leftover {
 /// exited on their own and are ours to reap.
 pub fn below_self(keep: &[i32]) -> Result<Vec<Leftover>> {
     let me = std::process::id() as i32;
-    let mut procs = ProcReader::new(Path::new("/proc"));
+    let mut procs = ProcReader::new(Path::new(crate::proc::ROOT));
     let uptime = procs.uptime()?;
     let ticks = crate::proc::ticks_per_second() as f64;
     let everyone = procs.scan(|_| true)?;

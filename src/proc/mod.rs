@@ -10,6 +10,9 @@
 mod net;
 mod stat;
 
+/// Where procfs is mounted: the default root of every reader here.
+pub const ROOT: &str = "/proc";
+
 use std::io;
 
 pub use net::{listener_owners, listening};
@@ -69,7 +72,7 @@ pub fn local_port_range() -> Option<(u64, u64)> {
 /// Whether `pid` descends from `ancestor`, following parent links. A link that
 /// cannot be read ends the walk (false).
 pub fn descends_from(pid: i32, ancestor: i32) -> bool {
-    let mut reader = ProcReader::new(std::path::Path::new("/proc"));
+    let mut reader = ProcReader::new(std::path::Path::new(ROOT));
     let mut current = pid;
     // Bounded: a chain of parents is short, and a reused pid could close a loop.
     for _ in 0..64 {
@@ -89,5 +92,5 @@ pub fn descends_from(pid: i32, ancestor: i32) -> bool {
 
 /// Seconds since boot (the clock of `starttime`).
 pub fn uptime() -> anyhow::Result<f64> {
-    ProcReader::new(std::path::Path::new("/proc")).uptime()
+    ProcReader::new(std::path::Path::new(ROOT)).uptime()
 }

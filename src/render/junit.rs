@@ -89,9 +89,15 @@ pub fn smoke(report: &SmokeReport, out: &mut impl Write) -> io::Result<()> {
                     out,
                     r#"  <testcase classname="lsbaws.smoke" name="{case_name}" time="{time:.3}">"#
                 )?;
+                // What kind of problem: the check's name, or why there is none.
+                let kind = if report.interrupted {
+                    "interrupted"
+                } else {
+                    case_name
+                };
                 writeln!(
                     out,
-                    r#"    <{tag} type="{case_name}" message="{}">{}</{tag}>"#,
+                    r#"    <{tag} type="{kind}" message="{}">{}</{tag}>"#,
                     xml_escape(message),
                     name(detail)
                 )?;
