@@ -6,6 +6,7 @@
 use std::io::{self, Write};
 
 use crate::blast::{BlastReport, ErrorKind, LatencyMs};
+use crate::text::count;
 
 /// One JSON object on one line, newline-terminated.
 pub fn json(report: &BlastReport, out: &mut impl Write) -> io::Result<()> {
@@ -28,9 +29,13 @@ pub fn summary(report: &BlastReport, out: &mut impl Write) -> io::Result<()> {
         crate::text::escape(&report.url).into_owned(),
     ]);
     let shape = match (report.conns_per_client, report.duration_s) {
-        (Some(m), _) => format!("{} clients × {m} requests", report.clients),
-        (None, Some(d)) => format!("{} clients for {d:.1}s", report.clients),
-        (None, None) => format!("{} clients", report.clients),
+        (Some(m), _) => format!(
+            "{} × {}",
+            count(report.clients, "client", "clients"),
+            count(m, "request", "requests")
+        ),
+        (None, Some(d)) => format!("{} for {d:.1}s", count(report.clients, "client", "clients")),
+        (None, None) => count(report.clients, "client", "clients"),
     };
     let reuse = if report.keep_alive {
         ", keep-alive"
@@ -39,7 +44,10 @@ pub fn summary(report: &BlastReport, out: &mut impl Write) -> io::Result<()> {
     };
     t.add_row([
         "run".to_string(),
-        format!("{shape}, {} threads{reuse}", report.threads),
+        format!(
+            "{shape}, {}{reuse}",
+            count(report.threads as u64, "thread", "threads")
+        ),
     ]);
     t.add_row(["connections".to_string(), report.connections.to_string()]);
     t.add_row(["ok".to_string(), report.ok.to_string()]);
