@@ -206,7 +206,8 @@ pub struct BlastArgs {
     #[arg(long)]
     pub keep_alive: bool,
 
-    /// Exit 1 only when more connections than this fail.
+    /// Exit 1 only when more requests than this fail (with --duration, a client
+    /// that never got to start one counts too).
     #[arg(long, default_value_t = 0, value_name = "K")]
     pub max_errors: u64,
 

@@ -8,7 +8,6 @@
 //! pid could be recycled; our children's cannot until we reap them), and never
 //! wait without a bound.
 
-use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -18,7 +17,7 @@ use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
 use serde::Serialize;
 
-use crate::proc::{ProcReader, ProcStat};
+use crate::proc::ProcReader;
 
 /// A process left behind.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -43,7 +42,7 @@ pub fn below_self(keep: &[i32]) -> Result<Vec<Leftover>> {
     let uptime = procs.uptime()?;
     let ticks = crate::proc::ticks_per_second() as f64;
     let everyone = procs.scan(|_| true)?;
-    let found = below(&everyone, me, keep);
+    let found = crate::proc::walk(&everyone, &[me], keep);
     let mut left: Vec<Leftover> = found
         .into_iter()
         .filter(|p| p.state != 'Z')
@@ -60,36 +59,19 @@ pub fn below_self(keep: &[i32]) -> Result<Vec<Leftover>> {
     Ok(left)
 }
 
-/// The descendants of `root` in `everyone`, skipping the subtrees of `keep`.
-fn below<'a>(everyone: &'a [ProcStat], root: i32, keep: &[i32]) -> Vec<&'a ProcStat> {
-    let mut by_parent: HashMap<i32, Vec<&ProcStat>> = HashMap::new();
-    for p in everyone {
-        by_parent.entry(p.ppid).or_default().push(p);
-    }
-    let mut seen: HashSet<i32> = keep.iter().copied().collect();
-    seen.insert(root);
-    let mut queue = VecDeque::from([root]);
-    let mut out = Vec::new();
-    while let Some(parent) = queue.pop_front() {
-        for p in by_parent.get(&parent).map_or(&[][..], Vec::as_slice) {
-            if seen.insert(p.pid) {
-                queue.push_back(p.pid);
-                out.push(*p);
-            }
-        }
-    }
-    out
-}
-
 /// Stops every child of this process and reaps it, until none is left or
-/// `limit` passes: SIGTERM, up to `grace` for them to exit, then SIGKILL.
+/// `limit` passes: SIGTERM and up to `grace` for them to exit, then SIGKILL.
 /// Killing a re-parented daemon re-parents its own children to us only then,
-/// so this repeats. Returns the children that could not be stopped in time.
+/// so this repeats; later rounds (processes that already outlived a SIGTERM
+/// to their parent) get SIGKILL at once, so a deep chain of processes that
+/// ignore SIGTERM costs one grace, not one per level. Returns every process
+/// still below us when the bound ran out.
 ///
 /// Call it only once every child whose exit status matters has been reaped:
 /// it reaps any child.
 pub fn stop_children(grace: Duration, limit: Duration) -> Vec<i32> {
     let deadline = Instant::now() + limit;
+    let mut first = true;
     loop {
         reap_exited();
         let pids = match crate::proc::own_children() {
@@ -100,14 +82,19 @@ pub fn stop_children(grace: Duration, limit: Duration) -> Vec<i32> {
             return pids;
         }
         if Instant::now() >= deadline {
-            return pids;
+            let me = std::process::id() as i32;
+            return crate::proc::descendants(me)
+                .map(|d| d.iter().map(|p| p.pid).collect())
+                .unwrap_or(pids);
         }
-        for &pid in &pids {
-            let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
-        }
-        let grace_end = (Instant::now() + grace).min(deadline);
-        while Instant::now() < grace_end && !pids.iter().all(|&p| gone(p)) {
-            std::thread::sleep(Duration::from_millis(10));
+        if std::mem::take(&mut first) {
+            for &pid in &pids {
+                let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
+            }
+            let grace_end = (Instant::now() + grace).min(deadline);
+            while Instant::now() < grace_end && !pids.iter().all(|&p| gone(p)) {
+                std::thread::sleep(Duration::from_millis(10));
+            }
         }
         for &pid in &pids {
             let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
@@ -116,7 +103,7 @@ pub fn stop_children(grace: Duration, limit: Duration) -> Vec<i32> {
         // poll within the bound instead of blocking in waitpid.
         while Instant::now() < deadline && !pids.iter().all(|&p| gone(p)) {
             reap_exited();
-            std::thread::sleep(Duration::from_millis(5));
+            std::thread::sleep(Duration::from_millis(2));
         }
     }
 }
@@ -143,7 +130,7 @@ pub fn reap_exited() -> usize {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use crate::proc::{ProcStat, walk};
 
     fn p(pid: i32, ppid: i32) -> ProcStat {
         ProcStat {
@@ -168,7 +155,7 @@ mod tests {
             p(21, 20),
             p(30, 1),
         ];
-        let mut found: Vec<i32> = below(&all, 10, &[11]).iter().map(|p| p.pid).collect();
+        let mut found: Vec<i32> = walk(&all, &[10], &[11]).iter().map(|p| p.pid).collect();
         found.sort_unstable();
         assert_eq!(found, [20, 21]);
     }

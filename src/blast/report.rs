@@ -187,12 +187,14 @@ impl BlastReport {
         self.errors.get(kind.key()).copied().unwrap_or(0)
     }
 
-    /// Pass when the failures are within `max_errors`, a finding above; no
-    /// verdict when a stop signal cut the run short.
+    /// Pass when the requests that did not succeed are within `max_errors`, a
+    /// finding above; no verdict when a stop signal cut the run short.
+    /// Requests that never ran (a `--duration` client that never got to start
+    /// one) count with the failures: a run that tested nothing must not pass.
     pub fn outcome(&self, max_errors: u64) -> Outcome {
         match self.signal {
             Some(Signal(sig)) => Outcome::Interrupted(sig),
-            None => Outcome::of(self.errors_total() > max_errors),
+            None => Outcome::of(self.errors_total() + self.unfinished > max_errors),
         }
     }
 }

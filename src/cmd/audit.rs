@@ -49,9 +49,12 @@ pub fn watch_config(args: &AuditArgs) -> Result<Option<WatchConfig>> {
 
 /// The `audit` command.
 pub fn run(args: &AuditArgs) -> Result<Outcome> {
+    let shutdown = super::stop_signals()?;
     let config = config(args)?;
     let watch = watch_config(args)?;
-    let shutdown = super::stop_signals()?;
+    // An audit starts and stops nothing: all of it is output, which a stop
+    // signal may end (after a grace) even when nobody reads it.
+    super::output_phase(&shutdown);
     let mut out = super::stdout();
     if let Some(w) = watch {
         let last = audit::watch(&config, &w, &shutdown, |sample| {
@@ -65,6 +68,15 @@ pub fn run(args: &AuditArgs) -> Result<Outcome> {
             // for no one. The last sample's verdict stands.
             Ok(!out.get_ref().closed())
         })?;
+        if let Some(signal) = shutdown.interruption() {
+            // The samples were the output; this line says they end early.
+            if args.json {
+                crate::render::audit::watch_interrupted_json(signal, &mut out)?;
+            } else {
+                crate::render::audit::watch_interrupted(signal, &mut out)?;
+            }
+            out.flush()?;
+        }
         return Ok(match (last, shutdown.interruption()) {
             (_, Some(signal)) => Outcome::Interrupted(signal.0),
             (Some(report), None) => report.outcome(),

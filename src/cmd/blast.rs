@@ -38,8 +38,9 @@ pub fn config(args: &BlastArgs) -> anyhow::Result<BlastConfig> {
 
 /// The `blast` command.
 pub fn run(args: &BlastArgs) -> anyhow::Result<Outcome> {
-    let config = config(args)?;
+    // Before the host is resolved: a stop signal then is reported like any other.
     let shutdown = super::stop_signals()?;
+    let config = config(args)?;
     for warning in blast::preflight(&config) {
         super::diag(&warning);
     }
@@ -52,6 +53,7 @@ pub fn run(args: &BlastArgs) -> anyhow::Result<Outcome> {
         display.finish();
     }
     let report = report?;
+    super::output_phase(&shutdown);
     let mut out = super::stdout();
     if args.json {
         crate::render::blast::json(&report, &mut out)?;

@@ -109,6 +109,7 @@ fn free_port() -> anyhow::Result<u16> {
 
 /// The `smoke` command.
 pub fn run(args: &SmokeArgs) -> anyhow::Result<Outcome> {
+    let shutdown = super::stop_signals()?;
     let config = config(args)?;
     // Output files first (as hyperfine's exporters do): a path that cannot be
     // written fails now, not after the whole job.
@@ -121,7 +122,6 @@ pub fn run(args: &SmokeArgs) -> anyhow::Result<Outcome> {
                 .map(|file| (path, file))
         })
         .transpose()?;
-    let shutdown = super::stop_signals()?;
     let progress = Arc::new(Progress::default());
     let planned = config.load.duration.is_none().then(|| {
         config
@@ -147,6 +147,12 @@ pub fn run(args: &SmokeArgs) -> anyhow::Result<Outcome> {
             return Err(err);
         }
     };
+    // The server and all it left behind are stopped and reaped: only output
+    // remains.
+    super::output_phase(&shutdown);
+    for warning in &report.warnings {
+        super::diag(warning);
+    }
     // The JUnit file first: a failure to write it is exit 2, and must not
     // follow a verdict already printed.
     if let Some((path, file)) = junit.as_mut() {

@@ -144,6 +144,13 @@ fn hints(report: &BlastReport) -> Vec<String> {
             report.slow_connects
         ));
     }
+    if report.unfinished > 0 && !report.interrupted {
+        hints.push(format!(
+            "note: {} never got to start a request before --duration ended; they count \
+             against --max-errors (fewer clients, or a longer --duration)",
+            count(report.unfinished, "client", "clients")
+        ));
+    }
     if report.errors_of(ErrorKind::FdExhausted) > 0 {
         hints.push(
             "note: fd_exhausted: this process ran out of file descriptors (not a server \

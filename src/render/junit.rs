@@ -92,6 +92,8 @@ pub fn smoke(report: &SmokeReport, out: &mut impl Write) -> io::Result<()> {
                 // What kind of problem: the check's name, or why there is none.
                 let kind = if report.interrupted {
                     "interrupted"
+                } else if report.inconclusive.is_some() {
+                    "inconclusive"
                 } else {
                     case_name
                 };
@@ -136,9 +138,13 @@ pub fn error(message: &str, out: &mut impl Write) -> io::Result<()> {
 
 /// (name, seconds, outcome) of each check.
 fn cases(report: &SmokeReport) -> Vec<(&'static str, f64, Case)> {
-    if let Some(signal) = report.signal {
+    let no_verdict = match (report.signal, &report.inconclusive) {
+        (Some(signal), _) => Some(format!("interrupted by {signal} before a verdict")),
+        (None, Some(why)) => Some(why.clone()),
+        (None, None) => None,
+    };
+    if let Some(why) = no_verdict {
         // No verdict: every check is an error, so no CI reads it as a pass.
-        let why = format!("interrupted by {signal} before a verdict");
         return ["requests", "zombies", "orphans"]
             .into_iter()
             .map(|n| (n, 0.0, Case::Error(why.clone(), report.verdict())))
