@@ -2,9 +2,10 @@
 //!
 //! Owns the request → meta-variables mapping, feeding the body to the program,
 //! parsing its CGI response, and always reaping it (timeouts kill its whole
-//! process group). Runs only in a child, never in the server's parent. Must never
-//! pass the server's whole environment, nor set HTTP_PROXY from a `Proxy:` header
-//! (httpoxy).
+//! process group). Runs only in a child, never in the server's parent; the one
+//! thread it starts (feeding the body) is started after the program is spawned
+//! and the child never forks again. Must never pass the server's whole
+//! environment, nor set HTTP_PROXY from a `Proxy:` header (httpoxy).
 
 use std::ffi::OsString;
 use std::io::{self, Read, Write};

@@ -1,8 +1,11 @@
 //! Thin, safe wrappers over the few system calls the server needs.
 //!
 //! Owns every `unsafe` block of the server except the signal handlers (which live
-//! in `signals.rs`). Each wrapper returns `io::Result` and never allocates, so the
-//! child may call them freely. Must never hide a system call's failure.
+//! in `signals.rs`). A wrapper that can fail says so in its result (`io::Result`,
+//! or `Option` where "nothing" is the only failure; the log writers drop what
+//! they cannot write, on purpose); the ones a child calls per connection do not
+//! allocate ([`thread_count`] and [`die_with_parent`] do, and run only at
+//! start-up or before an `exec`). Must never hide a system call's failure.
 
 use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
@@ -200,9 +203,10 @@ pub fn reap_one() -> Option<(libc::pid_t, libc::c_int)> {
     (pid > 0).then_some((pid, status))
 }
 
-/// `kill(pid, sig)`; errors (the process is already gone) are ignored by callers.
+/// `kill(pid, sig)`. Callers signal only their own children (or a process
+/// group they made), and must not have reaped them: a reaped pid can be reused.
 pub fn kill(pid: libc::pid_t, sig: libc::c_int) -> io::Result<()> {
-    // SAFETY: plain system call; pid is one of our own children.
+    // SAFETY: plain system call, no memory involved.
     cvt(unsafe { libc::kill(pid, sig) }).map(drop)
 }
 
@@ -241,9 +245,12 @@ pub fn write_stderr(bytes: &[u8]) {
     write_fd(libc::STDERR_FILENO, bytes);
 }
 
-/// Makes a program started by `cmd` receive `signal` when the process that
-/// started it dies, however it dies (PR_SET_PDEATHSIG): a backstop so that no
+/// Makes a program started by `cmd` receive `signal` when the thread that
+/// spawned it ends, however it ends (PR_SET_PDEATHSIG): a backstop so that no
 /// program outlives its supervisor (a CGI program its child, a server `smoke`).
+/// The kernel ties it to the spawning *thread*, not the process: spawn from a
+/// thread that lives as long as the supervisor (its main thread), or the
+/// program is killed when a short-lived thread exits.
 pub fn die_with_parent(cmd: &mut std::process::Command, signal: libc::c_int) {
     use std::os::unix::process::CommandExt;
     // SAFETY: the closure runs between fork and exec and calls only prctl,

@@ -1,0 +1,287 @@
+//! The parent's serving loop: accept, fork one child per connection, back off
+//! on resource errors, pause at `--max-children`, and (signalfd mode) reap.
+//!
+//! Owns the [`Server`] state that the shutdown then finishes with. Must never
+//! block on anything but its poll, and never die of an error that belongs to
+//! one connection.
+
+use std::io;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use crate::signals::{self, REAPED, SHUTDOWN, WAKE_ON_CHILD};
+use crate::{Config, Error, Reaper, child, http, procs, sys};
+
+/// How long the parent waits before retrying after EMFILE, ENOBUFS or a failed fork.
+const BACKOFF: Duration = Duration::from_millis(10);
+/// In signalfd mode, reap after this many forks even if accept never runs dry, so
+/// that a sustained load cannot starve reaping.
+const REAP_EVERY: u32 = 32;
+
+pub(crate) struct Server<'a> {
+    pub(crate) config: &'a Config,
+    /// None once shutdown began (closing it refuses new connections).
+    pub(crate) listener: Option<TcpListener>,
+    /// `--on-eintr fail`: blocking accept, EINTR is fatal.
+    blocking: bool,
+    /// Read end of the pipe the signal handlers write to, to wake `poll`.
+    wake_r: OwnedFd,
+    /// Kept open for the handlers; never read here.
+    _wake_w: OwnedFd,
+    /// Signalfd mode: SIGCHLD arrives here instead of a handler.
+    pub(crate) sigfd: Option<OwnedFd>,
+    pub(crate) forked: u64,
+    pub(crate) fork_failures: u64,
+    pub(crate) peak: u64,
+    /// Signalfd mode: own children that exited non-zero or died of a signal.
+    pub(crate) abnormal: u64,
+    /// An accept failure was logged and no accept has succeeded since: log once
+    /// per burst, not once per failure.
+    accept_failing: bool,
+    /// The same for fork.
+    fork_failing: bool,
+    /// The cap was logged as filled by zombies (once per run).
+    cap_logged: bool,
+}
+
+impl<'a> Server<'a> {
+    pub(crate) fn new(
+        config: &'a Config,
+        listener: TcpListener,
+        blocking: bool,
+        wake_r: OwnedFd,
+        wake_w: OwnedFd,
+        sigfd: Option<OwnedFd>,
+    ) -> Self {
+        Server {
+            config,
+            listener: Some(listener),
+            blocking,
+            wake_r,
+            _wake_w: wake_w,
+            sigfd,
+            forked: 0,
+            fork_failures: 0,
+            peak: 0,
+            abnormal: 0,
+            accept_failing: false,
+            fork_failing: false,
+            cap_logged: false,
+        }
+    }
+
+    pub(crate) fn reaped(&self) -> u64 {
+        REAPED.load(Ordering::Relaxed)
+    }
+
+    /// Children forked and not yet reaped (alive or zombie).
+    pub(crate) fn unreaped(&self) -> u64 {
+        self.forked.saturating_sub(self.reaped())
+    }
+
+    fn at_cap(&self) -> bool {
+        let Some(cap) = self.config.max_children else {
+            return false;
+        };
+        let cap = u64::from(cap);
+        if self.config.reaper == Reaper::Ignore {
+            // No counter can see the kernel's reaping; /proc can, and is read only
+            // once the forks alone could have reached the cap.
+            self.forked >= cap && procs::children().len() as u64 >= cap
+        } else {
+            self.unreaped() >= cap
+        }
+    }
+
+    pub(crate) fn accept_loop(&mut self) -> Result<(), Error> {
+        let mut since_reap = 0;
+        while !SHUTDOWN.load(Ordering::SeqCst) {
+            if self.at_cap() {
+                WAKE_ON_CHILD.store(true, Ordering::SeqCst);
+                // Re-check after arming the wake-up, or an exit in between is missed.
+                if self.at_cap() {
+                    self.note_stuck_at_cap();
+                    self.wait(false, Some(Duration::from_millis(50)));
+                }
+                continue;
+            }
+            if WAKE_ON_CHILD.load(Ordering::Relaxed) {
+                // Below the cap again: exits need not wake the loop any more.
+                WAKE_ON_CHILD.store(false, Ordering::Relaxed);
+            }
+            let Some(listener) = &self.listener else {
+                break;
+            };
+            match sys::accept(listener.as_fd()) {
+                Ok((conn, peer)) => {
+                    self.accept_failing = false;
+                    self.spawn(conn, peer);
+                    since_reap += 1;
+                    if self.sigfd.is_some() && since_reap >= REAP_EVERY {
+                        since_reap = 0;
+                        self.reap_main();
+                    }
+                }
+                Err(e) => match e.raw_os_error().unwrap_or(0) {
+                    libc::EAGAIN => {
+                        since_reap = 0;
+                        self.wait(true, None);
+                    }
+                    libc::EINTR if self.blocking && !SHUTDOWN.load(Ordering::SeqCst) => {
+                        return Err(Error::AcceptInterrupted);
+                    }
+                    libc::EINTR => {}
+                    // The client gave up before we accepted it: not our problem.
+                    libc::ECONNABORTED | libc::EPROTO | libc::EPERM => {}
+                    libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM => {
+                        let logged = std::mem::replace(&mut self.accept_failing, true);
+                        self.back_off("accept", &e, logged);
+                    }
+                    _ => return Err(Error::Accept(e)),
+                },
+            }
+        }
+        Ok(())
+    }
+
+    /// In `none`/`once` modes zombies are never (or not all) reaped, so they fill
+    /// the cap as they fill the process table: say so once instead of going
+    /// silently deaf.
+    fn note_stuck_at_cap(&mut self) {
+        if self.cap_logged
+            || self.config.reaper.counts_exactly()
+            || self.config.reaper == Reaper::Ignore
+        {
+            return;
+        }
+        self.cap_logged = true;
+        let msg = format!(
+            "lsbaws: at --max-children {}: {} children are unreaped (zombies count, as they do against RLIMIT_NPROC); accept paused until one is reaped\n",
+            self.config.max_children.unwrap_or(0),
+            self.unreaped()
+        );
+        sys::write_stderr(msg.as_bytes());
+    }
+
+    fn spawn(&mut self, conn: OwnedFd, peer: SocketAddr) {
+        let accepted = Instant::now();
+        // When foreign children are possible, SIGCHLD stays blocked from fork until
+        // the pid is marked as ours, or a child that exits at once could be reaped
+        // first and counted as foreign. The signal is held, not lost.
+        let counting = signals::FOREIGN_POSSIBLE.load(Ordering::Relaxed)
+            && self.config.reaper != Reaper::Ignore
+            && self.sigfd.is_none();
+        if counting {
+            let _ = signals::block_sigchld(true);
+        }
+        let forked = sys::fork();
+        if let (Ok(sys::Fork::Parent(pid)), true) =
+            (&forked, signals::FOREIGN_POSSIBLE.load(Ordering::Relaxed))
+        {
+            signals::mark_own(*pid);
+        }
+        if counting {
+            let _ = signals::block_sigchld(false);
+        }
+        match forked {
+            Ok(sys::Fork::Child) => {
+                // The child must not keep the port open after the parent is gone.
+                drop(self.listener.take());
+                let code = child::serve(TcpStream::from(conn), peer, accepted, self.config);
+                sys::exit_now(code);
+            }
+            Ok(sys::Fork::Parent(_)) => {
+                self.fork_failing = false;
+                drop(conn);
+                self.forked += 1;
+                self.peak = self.peak.max(self.unreaped());
+            }
+            Err(e) => {
+                // Best effort: a client told 503 knows to retry; one that reset
+                // already just gets the close.
+                let mut conn = TcpStream::from(conn);
+                let _ = std::io::Write::write_all(&mut conn, http::UNAVAILABLE);
+                drop(conn);
+                self.fork_failures += 1;
+                let logged = std::mem::replace(&mut self.fork_failing, true);
+                self.back_off("fork", &e, logged);
+            }
+        }
+    }
+
+    /// Logs a resource failure once per burst and pauses briefly, so a full fd
+    /// table or process table does not turn the parent into a busy loop.
+    fn back_off(&mut self, what: &str, e: &io::Error, logged: bool) {
+        if !logged {
+            let msg = format!(
+                "lsbaws: {what} failed: {e}; backing off and retrying (logged once per burst)\n"
+            );
+            sys::write_stderr(msg.as_bytes());
+        }
+        self.wait(false, Some(BACKOFF));
+    }
+
+    /// Sleeps in poll until a signal handler writes to the wake pipe, SIGCHLD
+    /// arrives on the signalfd, the listener is readable (`listen`), or `timeout`.
+    pub(crate) fn wait(&mut self, listen: bool, timeout: Option<Duration>) {
+        let entry = |fd: BorrowedFd<'_>| libc::pollfd {
+            fd: fd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        let mut fds = [
+            entry(self.wake_r.as_fd()),
+            entry(self.wake_r.as_fd()),
+            entry(self.wake_r.as_fd()),
+        ];
+        let mut n = 1;
+        if let Some(sigfd) = &self.sigfd {
+            fds[n] = entry(sigfd.as_fd());
+            n += 1;
+        }
+        if let (true, Some(listener)) = (listen, &self.listener) {
+            fds[n] = entry(listener.as_fd());
+            n += 1;
+        }
+        if sys::poll(&mut fds[..n], timeout).is_err() {
+            return; // EINTR: the caller re-checks its flags.
+        }
+        if fds[0].revents != 0 {
+            sys::drain(self.wake_r.as_fd());
+        }
+        if self.sigfd.is_some() && fds[1].revents != 0 {
+            self.reap_main();
+        }
+    }
+
+    /// Signalfd mode: drain the signalfd, reap every exited child, log statuses.
+    pub(crate) fn reap_main(&mut self) {
+        if let Some(sigfd) = &self.sigfd {
+            sys::drain(sigfd.as_fd());
+        }
+        while let Some((pid, status)) = sys::reap_one() {
+            let own = signals::record_reap(pid);
+            let clean = libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0;
+            if !clean && own {
+                self.abnormal += 1;
+            }
+            if clean && self.config.quiet {
+                continue;
+            }
+            let what = if libc::WIFSIGNALED(status) {
+                format!("killed by signal {}", libc::WTERMSIG(status))
+            } else {
+                format!("exited with status {}", libc::WEXITSTATUS(status))
+            };
+            let who = if own { "child" } else { "foreign process" };
+            let line = format!("reaped {who} {pid}: {what}\n");
+            if clean {
+                sys::write_stdout(line.as_bytes());
+            } else {
+                sys::write_stderr(line.as_bytes());
+            }
+        }
+    }
+}

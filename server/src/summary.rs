@@ -1,0 +1,103 @@
+//! What the server did, reported once at shutdown.
+//!
+//! Owns [`Summary`], plain data with public fields, and (for now) its one-line
+//! rendering. Smoke and the tests parse that line ("Shutdown: N connections
+//! served", "N zombies left"): its existing clauses must never change wording;
+//! new ones are appended. Must never compute anything: the shutdown fills it.
+
+use std::fmt;
+
+use crate::Reaper;
+
+/// What the server did, reported once at shutdown.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Summary {
+    pub reaper: Option<Reaper>,
+    /// Connections handed to a child.
+    pub connections: u64,
+    /// Connections closed unserved because fork failed.
+    pub fork_failures: u64,
+    /// Children this process reaped; None when the kernel reaped them (ignore).
+    pub reaped: Option<u64>,
+    /// Most children alive or unreaped at once; None when unknown (ignore).
+    pub peak_children: Option<u64>,
+    /// SIGCHLD signals handled (loop/once): fewer than exits shows coalescing.
+    pub sigchld: u64,
+    /// Children still running after `--grace` that were sent SIGTERM (then
+    /// SIGKILL if that was not enough). Counts every child /proc lists, so
+    /// foreign processes (orphans adopted with `--subreaper`) too.
+    pub killed: u64,
+    /// Children that exited non-zero or died of a signal (signalfd logs them).
+    pub abnormal_exits: u64,
+    /// Reaped processes this server never forked: children inherited across
+    /// `exec`, or orphans re-parented to it (`--subreaper`, PID 1).
+    pub foreign_reaped: u64,
+    /// Defunct children at exit: 0 unless the mode is `none` or `once`.
+    pub zombies_left: u64,
+}
+
+/// `1 connection`, `2 connections`.
+fn count(n: u64, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+impl fmt::Display for Summary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "Shutdown: {} served, ",
+            count(self.connections, "connection", "connections")
+        )?;
+        match self.reaped {
+            Some(n) => write!(f, "{} reaped, ", count(n, "child", "children"))?,
+            None => write!(f, "children reaped by the kernel, ")?,
+        }
+        match (self.peak_children, self.reaper) {
+            // In none/once modes the count includes zombies: call it what it is.
+            (Some(n), Some(Reaper::None | Reaper::Once)) => write!(
+                f,
+                "peak {} at once, ",
+                count(n, "unreaped child", "unreaped children")
+            )?,
+            (Some(n), _) => write!(f, "peak {}, ", count(n, "live child", "live children"))?,
+            (None, _) => write!(f, "peak live children unknown, ")?,
+        }
+        write!(f, "{} left", count(self.zombies_left, "zombie", "zombies"))?;
+        if self.fork_failures > 0 {
+            write!(
+                f,
+                ", {}",
+                count(self.fork_failures, "fork failure", "fork failures")
+            )?;
+        }
+        if self.killed > 0 {
+            write!(
+                f,
+                ", {} after grace",
+                count(self.killed, "child killed", "children killed")
+            )?;
+        }
+        if self.abnormal_exits > 0 {
+            write!(
+                f,
+                ", {}",
+                count(self.abnormal_exits, "abnormal exit", "abnormal exits")
+            )?;
+        }
+        if self.foreign_reaped > 0 {
+            write!(
+                f,
+                ", {} reaped",
+                count(self.foreign_reaped, "foreign process", "foreign processes")
+            )?;
+        }
+        if self.sigchld > 0 {
+            write!(
+                f,
+                " ({})",
+                count(self.sigchld, "SIGCHLD signal", "SIGCHLD signals")
+            )?;
+        }
+        Ok(())
+    }
+}
