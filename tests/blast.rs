@@ -376,8 +376,7 @@ fn blast_duration_mode_loops_until_the_duration() {
 fn blast_2000_clients_against_serve_all_ok() {
     let hard = hard_nofile();
     if hard < 2100 {
-        eprintln!("skipped: hard open-file limit {hard} is below 2100");
-        return;
+        return skip(&format!("hard open-file limit {hard} is below 2100"));
     }
     let server = Server::start(&["--quiet"]);
     let (code, r, err) = blast_json(
@@ -542,8 +541,7 @@ fn blast_duration_under_a_low_fd_limit_ends_on_time() {
 fn blast_raises_the_soft_fd_limit_to_the_hard_one() {
     let hard = hard_nofile();
     if hard < 400 {
-        eprintln!("skipped: hard open-file limit {hard} is below 400");
-        return;
+        return skip(&format!("hard open-file limit {hard} is below 400"));
     }
     let server = hello_server();
     let url = server.url();
@@ -579,8 +577,7 @@ fn blast_keep_alive_retries_a_connection_closed_while_idle() {
 #[test]
 fn blast_ipv6_loopback_url() {
     let Ok(probe) = TcpListener::bind("[::1]:0") else {
-        eprintln!("skipped: no IPv6 loopback");
-        return;
+        return skip("no IPv6 loopback");
     };
     drop(probe);
     let server = TestServer::start_on("[::1]:0", |_, mut conn, _| {

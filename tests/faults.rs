@@ -1,6 +1,7 @@
 //! The fault suite: `lsbaws serve` under resource exhaustion, hostile clients,
 //! bad input, shutdown under load and foreign children. Every loop is bounded and
-//! every process is owned by a guard that kills and reaps it by pid.
+//! every process is owned by a guard that kills and reaps it (with its process
+//! group, for servers).
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -122,8 +123,7 @@ fn accept_emfile_is_survived_logged_once_and_not_spun_on() {
 #[test]
 fn fork_eagain_is_survived_and_failed_clients_are_closed() {
     if !is_root() {
-        eprintln!("skipped: needs root to run the server as `nobody` (root ignores RLIMIT_NPROC)");
-        return;
+        return skip("needs root to run the server as `nobody` (root ignores RLIMIT_NPROC)");
     }
     // `nobody` may not be able to reach the build directory (a checkout under
     // /root is mode 700): run a copy from a directory anyone can enter.

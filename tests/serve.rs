@@ -296,7 +296,7 @@ fn bad_flags_exit_2() {
 #[test]
 fn ipv6_loopback_works() {
     if std::net::TcpListener::bind("[::1]:0").is_err() {
-        return; // no IPv6 on this machine
+        return skip("no IPv6 loopback on this machine");
     }
     let server = Server::start_with(
         std::process::Command::new(bin()).args(["serve", "--quiet", "--bind", "[::1]:0"]),

@@ -7,4 +7,5 @@ mod cgi;
 mod common;
 mod faults;
 mod serve;
+mod serve_faults;
 mod smoke;
