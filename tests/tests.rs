@@ -8,4 +8,5 @@ mod common;
 mod faults;
 mod serve;
 mod serve_faults;
+mod serve_limits;
 mod smoke;

@@ -378,6 +378,22 @@ pub fn exchange(addr: SocketAddr, request: &[u8]) -> String {
     String::from_utf8_lossy(&response).into_owned()
 }
 
+/// Sends `request` (tolerating a server that stops reading) and returns what came
+/// back before the close, and how long that took.
+pub fn try_exchange(addr: SocketAddr, request: &[u8]) -> (String, Duration) {
+    let started = Instant::now();
+    let mut conn = TcpStream::connect(addr).expect("connect");
+    conn.set_read_timeout(Some(Duration::from_secs(15)))
+        .expect("timeout");
+    let _ = conn.write_all(request);
+    let mut response = Vec::new();
+    let _ = conn.read_to_end(&mut response);
+    (
+        String::from_utf8_lossy(&response).into_owned(),
+        started.elapsed(),
+    )
+}
+
 /// The contract's reply to a valid request.
 pub const HELLO: &str = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 14\r\nConnection: close\r\n\r\nHello, World!\n";
 
