@@ -238,7 +238,9 @@ fn blast_refused_port_ends_fast_with_all_refused() {
     assert_eq!(code, Some(1), "{r}");
     assert_eq!(errors_of(&r, "refused"), 64, "{r}");
     assert_eq!(errors_total(&r), 64, "{r}");
-    assert!(r["elapsed_s"].as_f64().expect("elapsed") < 1.0, "{r}");
+    // Refusals are immediate; the bound only tells them from waiting out a
+    // timeout (seconds), with room for a loaded 2-core host.
+    assert!(r["elapsed_s"].as_f64().expect("elapsed") < 5.0, "{r}");
     // The whole process, start-up included, on a noisy machine.
     assert!(wall < Duration::from_secs(10), "{wall:?}");
 }

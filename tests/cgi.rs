@@ -205,10 +205,11 @@ fn pids_in(file: &std::path::Path) -> Vec<i32> {
 /// and the program is still killed at `--cgi-timeout` (no child waits forever).
 #[test]
 fn a_program_that_lingers_after_answering_is_killed_at_the_timeout() {
-    let (server, pidfile) = cgi_server_with_pidfile("cgi/linger.sh", &["--cgi-timeout", "1s"]);
-    let started = Instant::now();
+    let (server, pidfile) = cgi_server_with_pidfile("cgi/linger.sh", &["--cgi-timeout", "3s"]);
     let mut conn = std::net::TcpStream::connect(server.addr).expect("connect");
     use std::io::{Read, Write};
+    conn.set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("timeout");
     conn.write_all(b"GET / HTTP/1.1\r\n\r\n").expect("write");
     let mut head = [0u8; 64];
     let n = conn.read(&mut head).expect("read");
@@ -217,13 +218,15 @@ fn a_program_that_lingers_after_answering_is_killed_at_the_timeout() {
         "{:?}",
         String::from_utf8_lossy(&head[..n])
     );
-    assert!(
-        started.elapsed() < Duration::from_millis(900),
-        "the answer waited for the program"
-    );
+    // The answer came while the program still ran: it did not wait for it.
+    // (An event, not a wall-clock bound, which a loaded host would break.)
     let pid = pids_in(&pidfile)[0];
     assert!(
-        eventually(Duration::from_secs(5), || !alive(pid)),
+        alive(pid),
+        "the answer waited until the program {pid} was gone"
+    );
+    assert!(
+        eventually(Duration::from_secs(10), || !alive(pid)),
         "program {pid} outlived --cgi-timeout"
     );
     let (status, _, _) = server.stop(Duration::from_secs(10));

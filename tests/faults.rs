@@ -14,7 +14,7 @@ use crate::common::*;
 /// `--read-timeout` (408), and the parent serves others meanwhile.
 #[test]
 fn slowloris_clients_time_out_while_others_are_served() {
-    let server = Server::start(&["--quiet", "--read-timeout", "2s"]);
+    let server = Server::start(&["--quiet", "--read-timeout", "5s"]);
     let mut stalled: Vec<TcpStream> = (0..500)
         .map(|_| {
             let mut c = TcpStream::connect(server.addr).expect("connect");
@@ -23,12 +23,22 @@ fn slowloris_clients_time_out_while_others_are_served() {
             c
         })
         .collect();
-    let started = Instant::now();
     assert_eq!(exchange(server.addr, b"GET / HTTP/1.1\r\n\r\n"), HELLO);
-    assert!(
-        started.elapsed() < Duration::from_secs(2),
-        "served only after the stall: {:?}",
-        started.elapsed()
+    // Served while the stallers still wait: none has had its 408 yet. (An
+    // event, not a wall-clock bound, which a loaded 2-core host would break.)
+    let answered = stalled
+        .iter()
+        .filter(|c| {
+            c.set_nonblocking(true).expect("nonblocking");
+            let mut byte = [0u8; 1];
+            let got = c.peek(&mut byte).is_ok();
+            c.set_nonblocking(false).expect("blocking");
+            got
+        })
+        .count();
+    assert_eq!(
+        answered, 0,
+        "served only after {answered} stallers timed out"
     );
     for conn in &mut stalled {
         conn.set_read_timeout(Some(Duration::from_secs(15)))
@@ -41,43 +51,54 @@ fn slowloris_clients_time_out_while_others_are_served() {
     assert!(out.contains("Shutdown: 501 connections served"), "{out}");
 }
 
-/// Malformed input: each request gets 400/431 or a close, within the read
+/// Malformed input: each request gets its own exact status within the read
 /// timeout, and the server survives all of it.
 #[test]
-fn malformed_requests_get_400_431_or_a_close() {
+fn malformed_requests_get_400_431_or_408() {
     // signalfd logs every child's exit status: a child that panicked or died of a
-    // signal on some input cannot pass as "a close".
+    // signal on some input cannot pass unnoticed.
     let server = Server::start(&["--reaper", "signalfd", "--read-timeout", "1s"]);
     let mut huge_line = b"GET /".to_vec();
     huge_line.resize(1024 * 1024, b'a');
     huge_line.extend_from_slice(b" HTTP/1.1\r\n\r\n");
-    let corpus: Vec<(&str, Vec<u8>)> = vec![
-        ("binary garbage", (0u8..=255).cycle().take(4096).collect()),
-        ("NUL bytes", b"GET /\0 HTTP/1.1\r\n\r\n".to_vec()),
-        ("1 MB request line", huge_line),
-        ("missing version", b"GET /\r\n\r\n".to_vec()),
-        ("bare CR", b"GET / HTTP/1.1\rHost: x\r\r".to_vec()),
+    let corpus: Vec<(&str, Vec<u8>, &str)> = vec![
+        (
+            "binary garbage",
+            (0u8..=255).cycle().take(4096).collect(),
+            "400",
+        ),
+        ("NUL bytes", b"GET /\0 HTTP/1.1\r\n\r\n".to_vec(), "400"),
+        // Answered at 8 KiB while the client still sends: the careful close
+        // keeps the reply readable.
+        ("1 MB request line", huge_line, "431"),
+        ("missing version", b"GET /\r\n\r\n".to_vec(), "400"),
+        // No LF ever: the head never ends, so the read timeout answers.
+        ("bare CR", b"GET / HTTP/1.1\rHost: x\r\r".to_vec(), "408"),
         (
             "header without colon",
             b"GET / HTTP/1.1\r\nHost x\r\n\r\n".to_vec(),
+            "400",
         ),
-        ("invalid UTF-8", b"GET /\xc3\x28 HTTP/1.1\r\n\r\n".to_vec()),
+        (
+            "invalid UTF-8",
+            b"GET /\xc3\x28 HTTP/1.1\r\n\r\n".to_vec(),
+            "400",
+        ),
         (
             "TLS hello",
             b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03".to_vec(),
+            "400",
         ),
-        ("empty lines only", b"\r\n\r\n\r\n".to_vec()),
+        // Empty lines may precede a request (RFC 9112 §2.2): wait, then time out.
+        ("empty lines only", b"\r\n\r\n\r\n".to_vec(), "408"),
     ];
-    for (name, request) in &corpus {
+    for (name, request, status) in &corpus {
         let (reply, took) = try_exchange(server.addr, request);
-        let status = reply.get(..12).unwrap_or("");
         assert!(
-            reply.is_empty()
-                || status == "HTTP/1.1 400"
-                || status == "HTTP/1.1 431"
-                || status == "HTTP/1.1 408",
-            "{name}: {reply:?}"
+            reply.starts_with(&format!("HTTP/1.1 {status} ")),
+            "{name}: expected {status}, got {reply:?}"
         );
+        // Within the 1 s read timeout; 5 s is slack for a loaded host.
         assert!(took < Duration::from_secs(5), "{name} took {took:?}");
     }
     // Pipelined requests: the first is answered, then the connection closes.
@@ -165,8 +186,11 @@ fn clients_resetting_mid_stream_never_kill_a_child() {
 /// child gone, and the summary says so.
 #[test]
 fn sigterm_with_200_live_children_exits_within_grace() {
-    let (took, out, _) = sigterm_mid_delay(200, "5s");
-    assert!(took < Duration::from_millis(2500), "took {took:?}");
+    let (took, out, _) = sigterm_mid_delay(200, "30s");
+    // --grace is 1 s and the children would sleep 30 s: well under 30 s shows
+    // they were stopped, not waited for. 15 s is slack for a loaded 2-core
+    // host (measured 1.1 s idle, 4 s at load 35).
+    assert!(took < Duration::from_secs(15), "took {took:?}");
     assert!(
         out.contains("0 zombies left") && out.contains("200 children killed after grace"),
         "{out}"
