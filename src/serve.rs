@@ -3,11 +3,10 @@
 //!
 //! Must never start a thread or an async runtime: the server forks.
 
-use std::io::Write;
-
-use anyhow::Context;
 use std::ffi::OsString;
+use std::io::Write;
 use std::path::Path;
+use std::time::Duration;
 
 use lsbaws_server::{Cgi, Config, OnEintr, Reaper};
 
@@ -99,6 +98,11 @@ fn cgi(program: &Path, args: &ServeArgs) -> Cgi {
     }
 }
 
+/// How long the summary may wait for a slow reader of stdout: long enough for
+/// a pipe reader that is merely busy, bounded so that one that stopped reading
+/// cannot hold the exit up.
+const SUMMARY_PATIENCE: Duration = Duration::from_secs(3);
+
 pub fn run(args: &ServeArgs) -> anyhow::Result<Outcome> {
     let config = config(args)?;
     let listener = lsbaws_server::bind(&args.bind, args.backlog)?;
@@ -114,10 +118,13 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<Outcome> {
         )?;
         out.flush()
     })?;
-    let mut out = std::io::stdout().lock();
-    writeln!(out, "{summary}")
-        .and_then(|()| out.flush())
-        .context("writing the summary")?;
+    // Through the server's non-blocking writer: a stdout nobody reads must not
+    // hang the exit. A summary that cannot be written is lost, like any output
+    // to a closed pipe; it does not change the exit code.
+    let _ = lsbaws_server::log::write_stdout_within(
+        format!("{summary}\n").as_bytes(),
+        SUMMARY_PATIENCE,
+    );
     Ok(Outcome::Pass)
 }
 

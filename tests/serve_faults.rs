@@ -1,10 +1,105 @@
 //! Regression tests of `lsbaws serve` for issue 10 ("Verdicts you can trust"),
 //! and of the harness that judges them.
 
-use std::process::Command;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use crate::common::*;
+
+/// Starts `serve` with stdout on a pipe this test holds but does not read.
+/// Returns the guard, the address, the unread stdout, and stderr's collector.
+fn serve_with_unread_stdout(
+    args: &[&str],
+) -> (ProcGuard, SocketAddr, BufReader<std::process::ChildStdout>) {
+    let mut child = Command::new(bin())
+        .args(["serve", "--bind", "127.0.0.1:0"])
+        .args(args)
+        .process_group(0)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn serve");
+    let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
+    let guard = ProcGuard::new(child);
+    let mut ready = String::new();
+    stdout.read_line(&mut ready).expect("ready line");
+    let addr = parse_ready(&ready).unwrap_or_else(|| panic!("no ready line: {ready:?}"));
+    (guard, addr, stdout)
+}
+
+/// Issue 10, item 9: a stdout pipe nobody reads. Logging must never block
+/// accept (signalfd: the parent logs exit statuses), a child (loop: each child
+/// logs its request), or the shutdown; lines that cannot be written are dropped
+/// and counted, exactly, in the summary.
+#[test]
+fn unread_stdout_never_stalls_serving_children_or_shutdown() {
+    const REQUESTS: usize = 400;
+    // ~220-byte log lines (the request line is logged whole up to 200 bytes):
+    // 400 of them are more than a 64 KiB pipe holds.
+    let target = format!("/{}", "x".repeat(180));
+    let request = format!("GET {target} HTTP/1.1\r\n\r\n");
+    for reaper in ["loop", "signalfd"] {
+        let (mut guard, addr, mut stdout) =
+            serve_with_unread_stdout(&["--reaper", reaper, "--grace", "1s"]);
+        let pid = guard.pid();
+        for i in 0..REQUESTS {
+            // The reply only, not the close: a child that cannot log must not
+            // cost this loop a timeout per request.
+            let mut conn = TcpStream::connect(addr).expect("connect");
+            conn.set_read_timeout(Some(Duration::from_secs(10)))
+                .expect("timeout");
+            conn.write_all(request.as_bytes()).expect("write");
+            let mut reply = vec![0u8; HELLO.len()];
+            assert!(
+                conn.read_exact(&mut reply).is_ok() && reply == HELLO.as_bytes(),
+                "{reaper}: request {i} was not answered within 10 s: the server is stuck writing to its stdout"
+            );
+        }
+        assert!(
+            eventually(Duration::from_secs(10), || children_of(pid).is_empty()),
+            "{reaper}: {} children are stuck after answering, writing their log line",
+            children_of(pid).len()
+        );
+        guard.signal(15);
+        // Start reading only now: the summary may wait (bounded) for a reader.
+        let reader = std::thread::spawn(move || {
+            let mut rest = String::new();
+            let _ = stdout.read_to_string(&mut rest);
+            rest
+        });
+        let status = guard
+            .wait_timeout(Duration::from_secs(15))
+            .unwrap_or_else(|| panic!("{reaper}: shutdown hung on the unread output"));
+        assert!(status.success(), "{reaper}: {status}");
+        let out = reader.join().expect("reader");
+        let summary = out
+            .lines()
+            .find(|l| l.starts_with("Shutdown: "))
+            .unwrap_or_else(|| panic!("{reaper}: no summary in {out}"));
+        let dropped: usize = summary
+            .split(", ")
+            .find_map(|c| c.strip_suffix(" log lines dropped (output not read)"))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("{reaper}: no drop count in {summary}"));
+        // Every line is either in the pipe or counted as dropped: none is lost
+        // silently, none is half-written.
+        let requests = out
+            .matches(&format!("\"GET {target} HTTP/1.1\" 200\n"))
+            .count();
+        let reaped = out.matches(": exited with status 0\n").count();
+        let expected = if reaper == "signalfd" {
+            2 * REQUESTS
+        } else {
+            REQUESTS
+        };
+        assert_eq!(requests + reaped + dropped, expected, "{reaper}: {summary}");
+        assert!(dropped > 0, "{reaper}: the pipe never filled: {summary}");
+    }
+}
 
 /// Test-suite item of issue 10: `stop()` must be able to fail. A process the
 /// server's command left running (an orphaned `sleep` in its process group)

@@ -2,8 +2,8 @@
 //! on resource errors, pause at `--max-children`, and (signalfd mode) reap.
 //!
 //! Owns the [`Server`] state that the shutdown then finishes with. Must never
-//! block on anything but its poll, and never die of an error that belongs to
-//! one connection.
+//! block on anything but its poll (logging never blocks), and never die of an
+//! error that belongs to one connection.
 
 use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -12,7 +12,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use crate::signals::{self, REAPED, SHUTDOWN, WAKE_ON_CHILD};
-use crate::{Config, Error, Reaper, child, http, procs, sys};
+use crate::{Config, Error, Reaper, child, http, log, procs, sys};
 
 /// How long the parent waits before retrying after EMFILE, ENOBUFS or a failed fork.
 const BACKOFF: Duration = Duration::from_millis(10);
@@ -162,7 +162,7 @@ impl<'a> Server<'a> {
             self.config.max_children.unwrap_or(0),
             self.unreaped()
         );
-        sys::write_stderr(msg.as_bytes());
+        log::err(msg.as_bytes());
     }
 
     fn spawn(&mut self, conn: OwnedFd, peer: SocketAddr) {
@@ -218,7 +218,7 @@ impl<'a> Server<'a> {
             let msg = format!(
                 "lsbaws: {what} failed: {e}; backing off and retrying (logged once per burst)\n"
             );
-            sys::write_stderr(msg.as_bytes());
+            log::err(msg.as_bytes());
         }
         self.wait(false, Some(BACKOFF));
     }
@@ -278,9 +278,9 @@ impl<'a> Server<'a> {
             let who = if own { "child" } else { "foreign process" };
             let line = format!("reaped {who} {pid}: {what}\n");
             if clean {
-                sys::write_stdout(line.as_bytes());
+                log::out(line.as_bytes());
             } else {
-                sys::write_stderr(line.as_bytes());
+                log::err(line.as_bytes());
             }
         }
     }

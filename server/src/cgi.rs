@@ -17,7 +17,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::http::{self, Request};
-use crate::{signals, sys};
+use crate::{log, signals, sys};
 
 /// Settings of `--cgi`.
 #[derive(Debug, Clone)]
@@ -169,7 +169,7 @@ fn reap_by(child: &mut Child, deadline: Instant) {
 /// status alone does not tell a broken program from a slow one.
 fn complain(cgi: &Cgi, what: &str) {
     let line = format!("lsbaws: CGI program {}: {what}\n", cgi.program.display());
-    sys::write_stderr(line.as_bytes());
+    log::err(line.as_bytes());
 }
 
 fn send(conn: &mut TcpStream, response: &[u8], status: u16) -> u16 {

@@ -12,8 +12,9 @@
 //! - `child`: what a forked child does with its one connection.
 //! - [`http`]: the tiny request parser and the canned responses.
 //! - `cgi`: runs a program per request (`--cgi`), in the child.
+//! - [`log`]: output that never blocks: request lines, statuses, the summary.
 //! - `procs`: this process's children, from /proc.
-//! - `sys`: the system calls; with `signals` it holds all `unsafe` code.
+//! - `sys`: the system calls; with `signals` and `log` it holds all `unsafe` code.
 //!
 //! Rules: the process must be single-threaded when [`run`] starts (checked), and
 //! the parent never starts a thread, so every `fork` is sound. A child may start
@@ -25,6 +26,7 @@ mod accept;
 mod cgi;
 mod child;
 pub mod http;
+pub mod log;
 mod procs;
 mod shutdown;
 mod signals;
@@ -171,7 +173,7 @@ static RUNNING: AtomicBool = AtomicBool::new(false);
 /// Serves `listener` until SIGINT/SIGTERM, then shuts down gracefully.
 ///
 /// `ready` is called once everything is set up (handlers installed, timeouts
-/// set on the listener) and before the first accept: the place to announce the
+/// set on the listener, output set up) and before the first accept: the place to announce the
 /// address, so that no client can arrive before the server is fully armed.
 pub fn run(
     listener: TcpListener,
@@ -211,6 +213,7 @@ pub fn run(
     let foreign_possible =
         config.subreaper || std::process::id() == 1 || !procs::children().is_empty();
     signals::FOREIGN_POSSIBLE.store(foreign_possible, Ordering::SeqCst);
+    log::init();
 
     let addr = listener
         .local_addr()

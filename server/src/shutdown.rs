@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use crate::accept::Server;
 use crate::signals::{self, FOREIGN, SIGCHLD_COUNT, WAKE_ON_CHILD};
-use crate::{Reaper, Summary, procs, sys};
+use crate::{Reaper, Summary, log, procs, sys};
 
 impl Server<'_> {
     /// Children still running (not zombies).
@@ -77,6 +77,7 @@ impl Server<'_> {
             abnormal_exits: self.abnormal,
             foreign_reaped: FOREIGN.load(Ordering::Relaxed),
             zombies_left,
+            dropped_log_lines: log::dropped(),
         }
     }
 }

@@ -34,6 +34,10 @@ pub struct Summary {
     pub foreign_reaped: u64,
     /// Defunct children at exit: 0 unless the mode is `none` or `once`.
     pub zombies_left: u64,
+    /// Log lines (request lines, exit statuses, warnings) that could not be
+    /// written at once, because nobody read the output fast enough, and were
+    /// dropped rather than stall the server.
+    pub dropped_log_lines: u64,
 }
 
 /// `1 connection`, `2 connections`.
@@ -98,6 +102,38 @@ impl fmt::Display for Summary {
                 count(self.sigchld, "SIGCHLD signal", "SIGCHLD signals")
             )?;
         }
+        // Clauses added after the line's wording was fixed: appended, so that
+        // whatever parses the clauses above keeps working.
+        if self.dropped_log_lines > 0 {
+            write!(
+                f,
+                ", {} dropped (output not read)",
+                count(self.dropped_log_lines, "log line", "log lines")
+            )?;
+        }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn new_clauses_are_appended_after_the_fixed_wording() {
+        let s = Summary {
+            reaper: Some(Reaper::Loop),
+            connections: 3,
+            reaped: Some(3),
+            peak_children: Some(2),
+            sigchld: 2,
+            dropped_log_lines: 5,
+            ..Summary::default()
+        };
+        assert_eq!(
+            s.to_string(),
+            "Shutdown: 3 connections served, 3 children reaped, peak 2 live children, \
+             0 zombies left (2 SIGCHLD signals), 5 log lines dropped (output not read)"
+        );
     }
 }
