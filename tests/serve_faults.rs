@@ -5,9 +5,68 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::common::*;
+
+/// Sends a GET and reads the whole reply, leaving the connection open: the
+/// child closes it only after its `--delay`, so reading to EOF would wait that out.
+fn request_in_delay(addr: SocketAddr) -> TcpStream {
+    let mut conn = TcpStream::connect(addr).expect("connect");
+    conn.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    conn.write_all(b"GET / HTTP/1.1\r\n\r\n").expect("write");
+    let mut reply = vec![0u8; HELLO.len()];
+    conn.read_exact(&mut reply).expect("reply");
+    assert_eq!(String::from_utf8_lossy(&reply), HELLO);
+    conn
+}
+
+/// Sends `sig` to the server's whole process group, as a terminal does, while
+/// a child is in its `--delay`: the server must stop as for SIGTERM (summary,
+/// exit 0) and its `--grace` must let the child finish.
+fn stop_signal_to_the_group_honours_the_grace(sig: i32, name: &str) {
+    let mut server = Server::start(&["--reaper", "signalfd", "--delay", "2s", "--grace", "10s"]);
+    let _conn = request_in_delay(server.addr);
+    let pid = server.pid();
+    assert!(eventually(Duration::from_secs(5), || children_of(pid)
+        .len()
+        == 1));
+    let started = Instant::now();
+    server.guard.signal_group(sig);
+    let (status, out, err) = server.wait_exit(Duration::from_secs(20));
+    let took = started.elapsed();
+    assert!(status.success(), "{name}: {status}: {out}{err}");
+    assert!(
+        out.contains("Shutdown: 1 connection served"),
+        "{name}: {out}"
+    );
+    assert!(
+        !out.contains("abnormal") && !out.contains("killed after grace"),
+        "{name}: the child was killed instead of finishing: {out}"
+    );
+    assert!(out.contains("exited with status 0"), "{name}: {out}");
+    // The child's --delay ran its course (2 s after the request).
+    assert!(
+        took >= Duration::from_millis(1000),
+        "{name}: exited after {took:?}: the grace was not applied: {out}{err}"
+    );
+}
+
+/// Issue 10, item 8: children inherited the server's SIGINT handler, so Ctrl-C
+/// (sent to the whole foreground group) killed in-flight children at once and
+/// `--grace` never applied.
+#[test]
+fn ctrl_c_to_the_group_lets_children_finish_within_the_grace() {
+    stop_signal_to_the_group_honours_the_grace(2, "SIGINT");
+}
+
+/// Issue 10, item 8: SIGHUP killed serve with no summary and orphaned its
+/// children; it must stop the server as SIGTERM does.
+#[test]
+fn sighup_stops_the_server_like_sigterm() {
+    stop_signal_to_the_group_honours_the_grace(1, "SIGHUP");
+}
 
 /// Starts `serve` with stdout on a pipe this test holds but does not read.
 /// Returns the guard, the address, the unread stdout, and stderr's collector.

@@ -2,8 +2,8 @@
 //!
 //! Map of the crate:
 //! - this file: [`Config`], [`Error`], [`bind`] (makes the listener) and [`run`]
-//!   (arms the server, serves until SIGINT/SIGTERM, shuts down, returns a
-//!   [`Summary`]). The caller prints the ready line in between, so tests and
+//!   (arms the server, serves until SIGINT/SIGTERM/SIGHUP, shuts down, returns
+//!   a [`Summary`]). The caller prints the ready line in between, so tests and
 //!   `smoke` can bind port 0 and read the real address.
 //! - `accept`: the parent's loop: accept, fork, back off, reap (signalfd).
 //! - `shutdown`: stop accepting, wait `--grace`, stop what is left, count.
@@ -170,7 +170,7 @@ pub fn bind(addr: &str, backlog: u32) -> Result<TcpListener, Error> {
 /// Guards the process-wide signal state: one server per process.
 static RUNNING: AtomicBool = AtomicBool::new(false);
 
-/// Serves `listener` until SIGINT/SIGTERM, then shuts down gracefully.
+/// Serves `listener` until SIGINT/SIGTERM/SIGHUP, then shuts down gracefully.
 ///
 /// `ready` is called once everything is set up (handlers installed, timeouts
 /// set on the listener, output set up) and before the first accept: the place to announce the

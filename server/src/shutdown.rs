@@ -66,6 +66,7 @@ impl Server<'_> {
         }
         let zombies_left = procs::children().iter().filter(|c| c.zombie).count() as u64;
         let ignore = self.config.reaper == Reaper::Ignore;
+        let stop_signal = signals::STOP_SIGNAL.load(Ordering::SeqCst);
         Summary {
             reaper: Some(self.config.reaper),
             connections: self.forked,
@@ -78,6 +79,7 @@ impl Server<'_> {
             foreign_reaped: FOREIGN.load(Ordering::Relaxed),
             zombies_left,
             dropped_log_lines: log::dropped(),
+            stop_signal: (stop_signal != 0).then_some(stop_signal),
         }
     }
 }

@@ -38,6 +38,9 @@ pub struct Summary {
     /// written at once, because nobody read the output fast enough, and were
     /// dropped rather than stall the server.
     pub dropped_log_lines: u64,
+    /// The signal that started the shutdown (SIGINT, SIGTERM, SIGHUP); None when
+    /// serving stopped on an error.
+    pub stop_signal: Option<i32>,
 }
 
 /// `1 connection`, `2 connections`.
