@@ -106,7 +106,7 @@ const SUMMARY_PATIENCE: Duration = Duration::from_secs(3);
 pub fn run(args: &ServeArgs) -> anyhow::Result<Outcome> {
     let config = config(args)?;
     let listener = lsbaws_server::bind(&args.bind, args.backlog)?;
-    let summary = lsbaws_server::run(listener, &config, |addr| {
+    let served = lsbaws_server::run(listener, &config, |addr| {
         // Flushed before the first fork, or every child would inherit (and
         // could print again) a buffered copy of it.
         let mut out = std::io::stdout().lock();
@@ -117,7 +117,14 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<Outcome> {
             config.reaper
         )?;
         out.flush()
-    })?;
+    });
+    let (summary, failure) = match served {
+        Ok(summary) => (summary, None),
+        // Serving stopped on an error after a full shutdown: the summary still
+        // says what happened to the children, then the error is reported.
+        Err(lsbaws_server::Error::Stopped { cause, summary }) => (*summary, Some(*cause)),
+        Err(e) => return Err(e.into()),
+    };
     // Through the server's non-blocking writer: a stdout nobody reads must not
     // hang the exit. A summary that cannot be written is lost, like any output
     // to a closed pipe; it does not change the exit code.
@@ -125,7 +132,10 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<Outcome> {
         format!("{summary}\n").as_bytes(),
         SUMMARY_PATIENCE,
     );
-    Ok(Outcome::Pass)
+    match failure {
+        None => Ok(Outcome::Pass),
+        Some(cause) => Err(cause.into()),
+    }
 }
 
 /// The address in serve's ready line,

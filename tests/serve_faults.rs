@@ -160,6 +160,72 @@ fn unread_stdout_never_stalls_serving_children_or_shutdown() {
     }
 }
 
+/// Breaks the listening socket of `pid` from outside (pidfd_getfd, then
+/// shutdown(SHUT_RD)), so that its next accept fails with EINVAL, a fatal error.
+fn break_listener(pid: i32, port: u16) -> bool {
+    const SCRIPT: &str = r#"
+import ctypes, os, socket, stat, sys
+pid, port = int(sys.argv[1]), int(sys.argv[2])
+libc = ctypes.CDLL(None, use_errno=True)
+pidfd = os.pidfd_open(pid)
+for name in os.listdir(f"/proc/{pid}/fd"):
+    fd = libc.syscall(438, pidfd, int(name), 0)  # pidfd_getfd
+    if fd < 0:
+        continue
+    if stat.S_ISSOCK(os.fstat(fd).st_mode):
+        s = socket.socket(fileno=fd)
+        if s.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN) and s.getsockname()[1] == port:
+            s.shutdown(socket.SHUT_RD)
+            print("broken")
+        s.detach()
+    os.close(fd)
+"#;
+    let (status, out, err) = run_bounded(
+        Command::new("python3")
+            .args(["-c", SCRIPT])
+            .args([pid.to_string(), port.to_string()]),
+        Duration::from_secs(20),
+    );
+    if !status.success() || !out.contains("broken") {
+        eprintln!("break_listener: {status}: {out}{err}");
+        return false;
+    }
+    true
+}
+
+/// Issue 10, item 10: a fatal accept error ended the server at once: children
+/// not waited for, killed or reaped, no summary. It must shut down as for a
+/// signal, print the summary, and then report the error (exit 2).
+#[test]
+fn a_fatal_accept_error_still_shuts_down_and_prints_the_summary() {
+    let mut server = Server::start(&["--delay", "2s", "--grace", "10s", "--quiet"]);
+    let _conn = request_in_delay(server.addr);
+    let pid = server.pid();
+    assert!(eventually(Duration::from_secs(5), || children_of(pid)
+        .len()
+        == 1));
+    let child = children_of(pid)[0].0;
+    if !break_listener(pid, server.addr.port()) {
+        return skip("pidfd_getfd (Linux >= 5.6, python3) is needed to break the listener");
+    }
+    let (status, out, err) = server.wait_exit(Duration::from_secs(20));
+    assert_eq!(status.code(), Some(2), "{status}: {out}{err}");
+    assert!(err.contains("lsbaws: accept failed: "), "{err}");
+    assert!(
+        out.contains("Shutdown: 1 connection served, 1 child reaped"),
+        "no summary after the accept error: {out:?} {err}"
+    );
+    assert!(out.contains("0 zombies left"), "{out}");
+    assert!(
+        !out.contains("killed after grace"),
+        "the child was killed, not waited for: {out}"
+    );
+    assert!(
+        state_of(child).is_none_or(|s| s == 'Z'),
+        "child {child} survived"
+    );
+}
+
 /// Test-suite item of issue 10: `stop()` must be able to fail. A process the
 /// server's command left running (an orphaned `sleep` in its process group)
 /// holds its output pipes; the old `stop()` joined their readers first and so

@@ -2,8 +2,10 @@
 //! on resource errors, pause at `--max-children`, and (signalfd mode) reap.
 //!
 //! Owns the [`Server`] state that the shutdown then finishes with. Must never
-//! block on anything but its poll (logging never blocks), and never die of an
-//! error that belongs to one connection.
+//! block on anything but its poll (logging never blocks), never die of an error
+//! that belongs to one connection, and never return without the caller running
+//! the shutdown (a fatal error is returned to [`crate::run`], which shuts down
+//! before reporting it).
 
 use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -19,6 +21,43 @@ const BACKOFF: Duration = Duration::from_millis(10);
 /// In signalfd mode, reap after this many forks even if accept never runs dry, so
 /// that a sustained load cannot starve reaping.
 const REAP_EVERY: u32 = 32;
+
+/// What an `accept` error means for the loop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AcceptError {
+    /// Nothing to accept now: wait for the listener.
+    Empty,
+    /// One connection's problem (it was aborted, or a network error accept(2)
+    /// reports for it): take the next.
+    Skip,
+    /// The process or system is out of a resource: log, back off, retry.
+    BackOff,
+    /// A signal interrupted a blocking accept.
+    Interrupted,
+    /// The listener itself is broken: stop serving.
+    Fatal,
+}
+
+/// Sorts an accept(2) errno. Linux reports pending network errors of the new
+/// connection through accept, and accept(2) says to treat them like EAGAIN.
+fn classify(errno: i32) -> AcceptError {
+    match errno {
+        libc::EAGAIN => AcceptError::Empty,
+        libc::EINTR => AcceptError::Interrupted,
+        libc::ECONNABORTED
+        | libc::EPERM
+        | libc::EPROTO
+        | libc::ENETDOWN
+        | libc::ENOPROTOOPT
+        | libc::EHOSTDOWN
+        | libc::ENONET
+        | libc::EHOSTUNREACH
+        | libc::EOPNOTSUPP
+        | libc::ENETUNREACH => AcceptError::Skip,
+        libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM => AcceptError::BackOff,
+        _ => AcceptError::Fatal,
+    }
+}
 
 pub(crate) struct Server<'a> {
     pub(crate) config: &'a Config,
@@ -95,6 +134,7 @@ impl<'a> Server<'a> {
         }
     }
 
+    /// Serves until a stop signal (Ok) or a fatal accept error (Err).
     pub(crate) fn accept_loop(&mut self) -> Result<(), Error> {
         let mut since_reap = 0;
         while !SHUTDOWN.load(Ordering::SeqCst) {
@@ -114,7 +154,7 @@ impl<'a> Server<'a> {
             let Some(listener) = &self.listener else {
                 break;
             };
-            match sys::accept(listener.as_fd()) {
+            let e = match sys::accept(listener.as_fd()) {
                 Ok((conn, peer)) => {
                     self.accept_failing = false;
                     self.spawn(conn, peer);
@@ -123,24 +163,24 @@ impl<'a> Server<'a> {
                         since_reap = 0;
                         self.reap_main();
                     }
+                    continue;
                 }
-                Err(e) => match e.raw_os_error().unwrap_or(0) {
-                    libc::EAGAIN => {
-                        since_reap = 0;
-                        self.wait(true, None);
-                    }
-                    libc::EINTR if self.blocking && !SHUTDOWN.load(Ordering::SeqCst) => {
-                        return Err(Error::AcceptInterrupted);
-                    }
-                    libc::EINTR => {}
-                    // The client gave up before we accepted it: not our problem.
-                    libc::ECONNABORTED | libc::EPROTO | libc::EPERM => {}
-                    libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM => {
-                        let logged = std::mem::replace(&mut self.accept_failing, true);
-                        self.back_off("accept", &e, logged);
-                    }
-                    _ => return Err(Error::Accept(e)),
-                },
+                Err(e) => e,
+            };
+            match classify(e.raw_os_error().unwrap_or(0)) {
+                AcceptError::Empty => {
+                    since_reap = 0;
+                    self.wait(true, None);
+                }
+                AcceptError::Interrupted if self.blocking && !SHUTDOWN.load(Ordering::SeqCst) => {
+                    return Err(Error::AcceptInterrupted);
+                }
+                AcceptError::Interrupted | AcceptError::Skip => {}
+                AcceptError::BackOff => {
+                    let logged = std::mem::replace(&mut self.accept_failing, true);
+                    self.back_off("accept", &e, logged);
+                }
+                AcceptError::Fatal => return Err(Error::Accept(e)),
             }
         }
         Ok(())
@@ -283,5 +323,31 @@ impl<'a> Server<'a> {
                 log::err(line.as_bytes());
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn network_errors_accept_reports_for_one_connection_are_skipped() {
+        // accept(2), Linux notes: treat these like EAGAIN by retrying.
+        for errno in [
+            libc::ENETDOWN,
+            libc::EPROTO,
+            libc::ENOPROTOOPT,
+            libc::EHOSTDOWN,
+            libc::ENONET,
+            libc::EHOSTUNREACH,
+            libc::EOPNOTSUPP,
+            libc::ENETUNREACH,
+            libc::ECONNABORTED,
+        ] {
+            assert_eq!(classify(errno), AcceptError::Skip, "errno {errno}");
+        }
+        assert_eq!(classify(libc::EMFILE), AcceptError::BackOff);
+        assert_eq!(classify(libc::EINVAL), AcceptError::Fatal);
+        assert_eq!(classify(libc::EBADF), AcceptError::Fatal);
     }
 }

@@ -153,6 +153,14 @@ pub enum Error {
     Accept(io::Error),
     #[error("{0}: {1}")]
     Setup(&'static str, io::Error),
+    /// Serving ended on an error (`cause`), after a full shutdown: children
+    /// waited for, stopped and reaped. `summary` says what the server did and
+    /// is still worth printing.
+    #[error("{cause}")]
+    Stopped {
+        cause: Box<Error>,
+        summary: Box<Summary>,
+    },
 }
 
 /// Binds `addr` (anything `ToSocketAddrs` takes, e.g. `127.0.0.1:0`, `[::1]:8888`)
@@ -174,7 +182,9 @@ static RUNNING: AtomicBool = AtomicBool::new(false);
 ///
 /// `ready` is called once everything is set up (handlers installed, timeouts
 /// set on the listener, output set up) and before the first accept: the place to announce the
-/// address, so that no client can arrive before the server is fully armed.
+/// address, so that no client can arrive before the server is fully armed. An
+/// error while serving (a fatal accept error) still runs the whole shutdown,
+/// and comes back as [`Error::Stopped`] with the summary.
 pub fn run(
     listener: TcpListener,
     config: &Config,
@@ -220,6 +230,13 @@ pub fn run(
         .map_err(setup("reading the bound address"))?;
     ready(addr).map_err(setup("announcing the server"))?;
     let mut server = accept::Server::new(config, listener, blocking, wake_r, wake_w, sigfd);
-    server.accept_loop()?;
-    Ok(server.shutdown())
+    let served = server.accept_loop();
+    let summary = server.shutdown();
+    match served {
+        Ok(()) => Ok(summary),
+        Err(cause) => Err(Error::Stopped {
+            cause: Box::new(cause),
+            summary: Box::new(summary),
+        }),
+    }
 }
