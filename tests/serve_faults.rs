@@ -1,13 +1,37 @@
 //! Regression tests of `lsbaws serve` for issue 10 ("Verdicts you can trust"),
-//! and of the harness that judges them.
+//! and of the harness that judges them: stop signals, output nobody reads,
+//! fatal accept errors, and the races of set-up and shutdown. Rare
+//! interleavings are made certain with an LD_PRELOAD shim (tests/shims/race.c)
+//! that holds the server inside the race window.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use crate::common::*;
+
+/// Builds tests/shims/race.c once; None (after `skip`) without a C compiler.
+fn race_shim() -> Option<&'static str> {
+    static SHIM: OnceLock<Option<String>> = OnceLock::new();
+    SHIM.get_or_init(|| {
+        let out = format!("{}/race.so", env!("CARGO_TARGET_TMPDIR"));
+        let built = Command::new("cc")
+            .args(["-shared", "-fPIC", "-O1", "-o", &out])
+            .arg(fixture("shims/race.c"))
+            .arg("-ldl")
+            .status()
+            .is_ok_and(|s| s.success());
+        built.then_some(out)
+    })
+    .as_deref()
+    .or_else(|| {
+        skip("no C compiler (cc) to build the LD_PRELOAD race shim");
+        None
+    })
+}
 
 /// Sends a GET and reads the whole reply, leaving the connection open: the
 /// child closes it only after its `--delay`, so reading to EOF would wait that out.
@@ -224,6 +248,34 @@ fn a_fatal_accept_error_still_shuts_down_and_prints_the_summary() {
         state_of(child).is_none_or(|s| s == 'Z'),
         "child {child} survived"
     );
+}
+
+/// Issue 10, item 11: the handlers were installed before the server knew it had
+/// inherited a child, so that child exiting in between was counted as the
+/// server's own (1 run in 300). The shim waits, right after SIGCHLD's handler
+/// is installed, until the inherited `sleep` has exited.
+#[test]
+fn a_child_inherited_across_exec_is_foreign_even_when_it_exits_during_setup() {
+    let Some(shim) = race_shim() else { return };
+    let server = Server::start_with(
+        Command::new("sh")
+            .arg("-c")
+            .arg("sleep 0.3 & exec \"$0\" serve --bind 127.0.0.1:0 --quiet")
+            .arg(bin())
+            .env("LD_PRELOAD", shim)
+            .env("LSBAWS_RACE", "sigchld-installed"),
+    );
+    let replies = burst(server.addr, 20);
+    assert!(replies.iter().all(|r| r == HELLO));
+    let pid = server.pid();
+    assert!(eventually(Duration::from_secs(10), || children_of(pid).is_empty()));
+    let (status, out, _) = server.stop(Duration::from_secs(10));
+    assert!(status.success(), "{status}");
+    assert!(
+        out.contains("Shutdown: 20 connections served, 20 children reaped"),
+        "the inherited child was counted as the server's own: {out}"
+    );
+    assert!(out.contains("1 foreign process reaped"), "{out}");
 }
 
 /// Test-suite item of issue 10: `stop()` must be able to fail. A process the

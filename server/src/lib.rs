@@ -215,14 +215,18 @@ pub fn run(
         }
         _ => None,
     };
-    signals::install(config.reaper, wake_w.as_raw_fd(), !blocking)
-        .map_err(setup("installing signal handlers"))?;
     if config.subreaper {
         signals::become_subreaper().map_err(setup("becoming a child subreaper"))?;
     }
+    // Decided before any SIGCHLD handler exists: a child inherited across
+    // `exec` that exits once a handler is installed must already count as
+    // foreign. The children file lists it alive or dead until it is reaped,
+    // and nothing reaps before the handler.
     let foreign_possible =
         config.subreaper || std::process::id() == 1 || !procs::children().is_empty();
     signals::FOREIGN_POSSIBLE.store(foreign_possible, Ordering::SeqCst);
+    signals::install(config.reaper, wake_w.as_raw_fd(), !blocking)
+        .map_err(setup("installing signal handlers"))?;
     log::init();
 
     let addr = listener
