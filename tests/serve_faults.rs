@@ -33,6 +33,17 @@ fn race_shim() -> Option<&'static str> {
     })
 }
 
+/// `lsbaws serve --bind 127.0.0.1:0 ARGS` with the race shim acting on `race`.
+fn serve_with_race(shim: &str, race: &str, args: &[&str]) -> Server {
+    Server::start_with(
+        Command::new(bin())
+            .args(["serve", "--bind", "127.0.0.1:0"])
+            .args(args)
+            .env("LD_PRELOAD", shim)
+            .env("LSBAWS_RACE", race),
+    )
+}
+
 /// Sends a GET and reads the whole reply, leaving the connection open: the
 /// child closes it only after its `--delay`, so reading to EOF would wait that out.
 fn request_in_delay(addr: SocketAddr) -> TcpStream {
@@ -276,6 +287,99 @@ fn a_child_inherited_across_exec_is_foreign_even_when_it_exits_during_setup() {
         "the inherited child was counted as the server's own: {out}"
     );
     assert!(out.contains("1 foreign process reaped"), "{out}");
+}
+
+/// Issue 10, item 12: the shutdown sweep listed children from /proc while the
+/// SIGCHLD handler went on reaping, so it could signal a pid already reaped,
+/// one the kernel may have given to another process. The shim pauses 3 s after
+/// the sweep's first SIGTERM; meanwhile the second child exits by itself. The
+/// server must not have reaped it before signalling it (ESRCH proves it did).
+#[test]
+fn the_shutdown_sweep_never_signals_a_pid_it_has_reaped() {
+    let Some(shim) = race_shim() else { return };
+    let program = fixture("cgi/sleep_query.sh");
+    let server = serve_with_race(
+        shim,
+        "sweep-pause",
+        &[
+            "--quiet",
+            "--grace",
+            "500ms",
+            "--cgi-timeout",
+            "60s",
+            "--cgi",
+            &program,
+        ],
+    );
+    let pid = server.pid();
+    let addr = server.addr;
+    // The first child sleeps 30 s; the second ends by itself 2 s after it
+    // starts, while the sweep is held after signalling the first.
+    let long = std::thread::spawn(move || exchange(addr, b"GET /?30 HTTP/1.1\r\n\r\n"));
+    assert!(eventually(Duration::from_secs(10), || children_of(pid)
+        .len()
+        == 1));
+    let short = std::thread::spawn(move || exchange(addr, b"GET /?2 HTTP/1.1\r\n\r\n"));
+    assert!(eventually(Duration::from_secs(10), || children_of(pid)
+        .len()
+        == 2));
+    let (status, out, err) = server.stop(Duration::from_secs(20));
+    let _ = (long.join(), short.join());
+    assert!(status.success(), "{status}: {err}");
+    let kills: Vec<&str> = err
+        .lines()
+        .filter(|l| l.starts_with("race: kill("))
+        .collect();
+    assert!(
+        kills.len() >= 2,
+        "the sweep signalled {kills:?}: {out}{err}"
+    );
+    assert!(
+        kills.iter().all(|l| l.ends_with("= 0")),
+        "the sweep signalled a pid it had already reaped: {kills:?}"
+    );
+    assert!(out.contains("0 zombies left"), "{out}");
+}
+
+/// Issue 10, item 17: as a subreaper, a CGI program's daemon is re-parented to
+/// the server; stopped at shutdown it is a foreign process, not one of the
+/// server's children.
+#[test]
+fn daemons_adopted_as_subreaper_are_reported_as_foreign_when_killed() {
+    let program = fixture("cgi/daemon.sh");
+    let server = Server::start(&[
+        "--quiet",
+        "--subreaper",
+        "--grace",
+        "300ms",
+        "--cgi",
+        &program,
+    ]);
+    let reply = exchange(server.addr, b"GET / HTTP/1.1\r\n\r\n");
+    assert!(reply.starts_with("HTTP/1.1 200 OK\r\n"), "{reply}");
+    let pid = server.pid();
+    // The request's child is gone; the daemon's sleep is the server's child now.
+    let comm = |p: i32| std::fs::read_to_string(format!("/proc/{p}/comm")).unwrap_or_default();
+    assert!(eventually(Duration::from_secs(10), || {
+        let kids = children_of(pid);
+        kids.len() == 1 && kids[0].1 != 'Z' && comm(kids[0].0).trim() == "sleep"
+    }));
+    let daemon = children_of(pid)[0].0;
+    let (status, out, _) = server.stop(Duration::from_secs(10));
+    assert!(status.success(), "{status}");
+    assert!(
+        !out.contains("child killed after grace"),
+        "the daemon was counted as the server's own child: {out}"
+    );
+    assert!(
+        out.contains("1 foreign process killed after grace"),
+        "{out}"
+    );
+    assert!(out.contains("0 zombies left"), "{out}");
+    assert!(
+        state_of(daemon).is_none_or(|s| s == 'Z'),
+        "daemon {daemon} survived"
+    );
 }
 
 /// Test-suite item of issue 10: `stop()` must be able to fail. A process the

@@ -68,6 +68,15 @@ pub fn mark_own(pid: libc::pid_t) {
     }
 }
 
+/// Whether `pid`, a child of this process, is one the server forked (else it
+/// was inherited across `exec` or adopted as an orphan). Exact in every mode but
+/// `ignore`, where the kernel reaps unseen and a pid it freed could return as an
+/// adopted orphan's.
+pub fn is_own(pid: libc::pid_t) -> bool {
+    !FOREIGN_POSSIBLE.load(Ordering::Relaxed)
+        || slot(pid).is_some_and(|(word, bit)| word.load(Ordering::Relaxed) & bit != 0)
+}
+
 /// Counts a reaped pid as own or foreign; returns whether it was own.
 /// Async-signal-safe (atomics only).
 pub fn record_reap(pid: libc::pid_t) -> bool {
@@ -248,6 +257,13 @@ pub fn install(reaper: Reaper, wake_fd: i32, restart: bool) -> io::Result<()> {
 pub fn reset_sigchld() -> io::Result<()> {
     set_handler(libc::SIGCHLD, libc::SIG_DFL, 0)?;
     block_sigchld(false)
+}
+
+/// `ignore` mode at shutdown: SIGCHLD back to the default, so that children
+/// that exit from now on stay zombies until the server reaps them. The kernel
+/// would otherwise free a pid between the sweep listing it and signalling it.
+pub fn stop_kernel_reaping() -> io::Result<()> {
+    set_handler(libc::SIGCHLD, libc::SIG_DFL, 0)
 }
 
 /// Makes this process a child subreaper: orphaned descendants are re-parented

@@ -23,10 +23,13 @@ pub struct Summary {
     pub peak_children: Option<u64>,
     /// SIGCHLD signals handled (loop/once): fewer than exits shows coalescing.
     pub sigchld: u64,
-    /// Children still running after `--grace` that were sent SIGTERM (then
-    /// SIGKILL if that was not enough). Counts every child /proc lists, so
-    /// foreign processes (orphans adopted with `--subreaper`) too.
+    /// The server's own children still running after `--grace`, stopped with
+    /// SIGTERM (then SIGKILL if that was not enough).
     pub killed: u64,
+    /// Processes the server never forked (orphans adopted as a subreaper or
+    /// PID 1, children inherited across `exec`) still running at the end of the
+    /// grace, stopped the same way: a CGI program's daemons, say.
+    pub foreign_killed: u64,
     /// Children that exited non-zero or died of a signal (signalfd logs them).
     pub abnormal_exits: u64,
     /// Reaped processes this server never forked: children inherited across
@@ -107,6 +110,17 @@ impl fmt::Display for Summary {
         }
         // Clauses added after the line's wording was fixed: appended, so that
         // whatever parses the clauses above keeps working.
+        if self.foreign_killed > 0 {
+            write!(
+                f,
+                ", {} after grace",
+                count(
+                    self.foreign_killed,
+                    "foreign process killed",
+                    "foreign processes killed"
+                )
+            )?;
+        }
         if self.dropped_log_lines > 0 {
             write!(
                 f,
@@ -130,13 +144,15 @@ mod tests {
             reaped: Some(3),
             peak_children: Some(2),
             sigchld: 2,
+            foreign_killed: 1,
             dropped_log_lines: 5,
             ..Summary::default()
         };
         assert_eq!(
             s.to_string(),
             "Shutdown: 3 connections served, 3 children reaped, peak 2 live children, \
-             0 zombies left (2 SIGCHLD signals), 5 log lines dropped (output not read)"
+             0 zombies left (2 SIGCHLD signals), 1 foreign process killed after grace, \
+             5 log lines dropped (output not read)"
         );
     }
 }

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 static pid_t server;
@@ -25,6 +26,20 @@ __attribute__((constructor)) static void init(void) {
 
 static int active(const char *name) {
     return getpid() == server && strcmp(race, name) == 0;
+}
+
+/* Sleeps `ms` milliseconds; signal handlers run meanwhile. */
+static void hold(long ms) {
+    struct timespec until;
+    clock_gettime(CLOCK_MONOTONIC, &until);
+    until.tv_sec += ms / 1000;
+    until.tv_nsec += (ms % 1000) * 1000000L;
+    if (until.tv_nsec >= 1000000000L) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000L;
+    }
+    while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &until, NULL) == EINTR) {
+    }
 }
 
 /* "sigchld-installed": once a SIGCHLD handler is installed, wait until a child
@@ -46,5 +61,30 @@ int sigaction(int sig, const struct sigaction *act, struct sigaction *old) {
         }
         errno = saved;
     }
+    return rc;
+}
+
+/* "sweep-pause": logs every SIGTERM/SIGKILL the server sends and its result,
+ * and after the first one pauses 3 s, long enough for another child to exit
+ * on its own before the server signals it. */
+int kill(pid_t pid, int sig) {
+    static int (*real)(pid_t, int);
+    static int paused;
+    if (!real)
+        real = (int (*)(pid_t, int))dlsym(RTLD_NEXT, "kill");
+    int rc = real(pid, sig);
+    int saved = errno;
+    if (pid > 0 && (sig == SIGTERM || sig == SIGKILL) && active("sweep-pause")) {
+        char line[96];
+        int n = snprintf(line, sizeof line, "race: kill(%d, %d) = %s\n", (int)pid, sig,
+                         rc == 0 ? "0" : saved == ESRCH ? "ESRCH" : "error");
+        if (n > 0 && write(2, line, (size_t)n) < 0) {
+        }
+        if (!paused) {
+            paused = 1;
+            hold(3000);
+        }
+    }
+    errno = saved;
     return rc;
 }
