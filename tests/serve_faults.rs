@@ -44,6 +44,16 @@ fn serve_with_race(shim: &str, race: &str, args: &[&str]) -> Server {
     )
 }
 
+/// Sends `request`, reads until the close or `limit`; returns what came back.
+fn exchange_within(addr: SocketAddr, request: &[u8], limit: Duration) -> String {
+    let mut conn = TcpStream::connect(addr).expect("connect");
+    conn.set_read_timeout(Some(limit)).expect("timeout");
+    let _ = conn.write_all(request);
+    let mut reply = Vec::new();
+    let _ = conn.read_to_end(&mut reply);
+    String::from_utf8_lossy(&reply).into_owned()
+}
+
 /// Sends a GET and reads the whole reply, leaving the connection open: the
 /// child closes it only after its `--delay`, so reading to EOF would wait that out.
 fn request_in_delay(addr: SocketAddr) -> TcpStream {
@@ -339,6 +349,75 @@ fn the_shutdown_sweep_never_signals_a_pid_it_has_reaped() {
         "the sweep signalled a pid it had already reaped: {kills:?}"
     );
     assert!(out.contains("0 zombies left"), "{out}");
+}
+
+/// Issue 10, item 13: without CONFIG_PROC_CHILDREN (no /proc/PID/task/TID/
+/// children file) `--max-children` never triggered in `ignore` mode and the
+/// shutdown sweep found no children to stop. The file is hidden from the server
+/// by mounting an empty tmpfs over its /proc/PID/task in its own mount
+/// namespace.
+#[test]
+fn without_the_children_file_the_cap_and_the_sweep_still_work() {
+    if !is_root() {
+        return skip("needs root to hide /proc/PID/task in a mount namespace");
+    }
+    let server = Server::start_with(Command::new("unshare").args([
+        "--mount",
+        "--propagation",
+        "private",
+        "--",
+        bin(),
+        "serve",
+        "--bind",
+        "127.0.0.1:0",
+        "--quiet",
+        "--reaper",
+        "ignore",
+        "--max-children",
+        "2",
+        "--delay",
+        "3s",
+        "--grace",
+        "500ms",
+    ]));
+    let pid = server.pid();
+    let task = format!("/proc/{pid}/task");
+    let (status, _, err) = run_bounded(
+        Command::new("nsenter")
+            .args(["--target", &pid.to_string(), "--mount", "--"])
+            .args(["mount", "-t", "tmpfs", "tmpfs", &task]),
+        Duration::from_secs(10),
+    );
+    if !status.success() {
+        return skip(&format!("cannot mount over {task}: {err}"));
+    }
+    let addr = server.addr;
+    let clients: Vec<_> = (0..6)
+        .map(|_| {
+            std::thread::spawn(move || {
+                exchange_within(addr, b"GET / HTTP/1.1\r\n\r\n", Duration::from_secs(20))
+            })
+        })
+        .collect();
+    // Watch /proc from outside (where the file is not hidden) for a while.
+    let mut most = 0;
+    let until = Instant::now() + Duration::from_millis(1500);
+    while Instant::now() < until {
+        most = most.max(children_of(pid).len());
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(most >= 1, "no child was ever forked");
+    assert!(
+        most <= 2,
+        "saw {most} children at once with --max-children 2"
+    );
+    // Children are mid-delay: the sweep must find them and stop them.
+    let (status, out, _) = server.stop(Duration::from_secs(20));
+    assert!(status.success(), "{status}");
+    assert!(out.contains("2 children killed after grace"), "{out}");
+    for c in clients {
+        let _ = c.join();
+    }
 }
 
 /// Issue 10, item 17: as a subreaper, a CGI program's daemon is re-parented to
