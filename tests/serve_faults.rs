@@ -420,6 +420,23 @@ fn without_the_children_file_the_cap_and_the_sweep_still_work() {
     }
 }
 
+/// Issue 10, item 15: with `--on-eintr fail`, a SIGTERM that arrived after the
+/// loop checked its stop flag and before the blocking accept was lost until the
+/// next connection. The shim raises SIGTERM right there.
+#[test]
+fn on_eintr_fail_stops_on_a_sigterm_just_before_accept() {
+    let Some(shim) = race_shim() else { return };
+    let mut server = serve_with_race(
+        shim,
+        "term-before-accept",
+        &["--quiet", "--on-eintr", "fail"],
+    );
+    // No client comes: only the signal can end the blocking accept.
+    let (status, out, err) = server.wait_exit(Duration::from_secs(10));
+    assert!(status.success(), "{status}: {err}");
+    assert!(out.contains("Shutdown: 0 connections served"), "{out}");
+}
+
 /// Issue 10, item 17: as a subreaper, a CGI program's daemon is re-parented to
 /// the server; stopped at shutdown it is a foreign process, not one of the
 /// server's children.

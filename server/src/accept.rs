@@ -167,14 +167,17 @@ impl<'a> Server<'a> {
                 }
                 Err(e) => e,
             };
+            if SHUTDOWN.load(Ordering::SeqCst) {
+                // Whatever failed, a stop was asked for (in blocking mode the stop
+                // handler shuts the listener down, and accept fails EINVAL).
+                break;
+            }
             match classify(e.raw_os_error().unwrap_or(0)) {
                 AcceptError::Empty => {
                     since_reap = 0;
                     self.wait(true, None);
                 }
-                AcceptError::Interrupted if self.blocking && !SHUTDOWN.load(Ordering::SeqCst) => {
-                    return Err(Error::AcceptInterrupted);
-                }
+                AcceptError::Interrupted if self.blocking => return Err(Error::AcceptInterrupted),
                 AcceptError::Interrupted | AcceptError::Skip => {}
                 AcceptError::BackOff => {
                     let logged = std::mem::replace(&mut self.accept_failing, true);

@@ -181,10 +181,10 @@ static RUNNING: AtomicBool = AtomicBool::new(false);
 /// Serves `listener` until SIGINT/SIGTERM/SIGHUP, then shuts down gracefully.
 ///
 /// `ready` is called once everything is set up (handlers installed, timeouts
-/// set on the listener, output set up) and before the first accept: the place to announce the
-/// address, so that no client can arrive before the server is fully armed. An
-/// error while serving (a fatal accept error) still runs the whole shutdown,
-/// and comes back as [`Error::Stopped`] with the summary.
+/// set on the listener, output set up) and before the first accept: the place
+/// to announce the address, so that no client can arrive before the server is
+/// fully armed. An error while serving (a fatal accept error) still runs the
+/// whole shutdown, and comes back as [`Error::Stopped`] with the summary.
 pub fn run(
     listener: TcpListener,
     config: &Config,
@@ -225,6 +225,9 @@ pub fn run(
     let foreign_possible =
         config.subreaper || std::process::id() == 1 || !procs::children().is_empty();
     signals::FOREIGN_POSSIBLE.store(foreign_possible, Ordering::SeqCst);
+    if blocking {
+        signals::BLOCKING_LISTENER.store(listener.as_raw_fd(), Ordering::SeqCst);
+    }
     signals::install(config.reaper, wake_w.as_raw_fd(), !blocking)
         .map_err(setup("installing signal handlers"))?;
     log::init();
@@ -232,7 +235,10 @@ pub fn run(
     let addr = listener
         .local_addr()
         .map_err(setup("reading the bound address"))?;
-    ready(addr).map_err(setup("announcing the server"))?;
+    if let Err(e) = ready(addr) {
+        signals::BLOCKING_LISTENER.store(-1, Ordering::SeqCst);
+        return Err(Error::Setup("announcing the server", e));
+    }
     let mut server = accept::Server::new(config, listener, blocking, wake_r, wake_w, sigfd);
     let served = server.accept_loop();
     let summary = server.shutdown();

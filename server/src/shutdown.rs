@@ -80,6 +80,9 @@ impl Server<'_> {
     /// Stops accepting, waits up to `--grace` for children, stops the rest,
     /// reaps what the mode reaps, and counts what is left.
     pub(crate) fn shutdown(mut self) -> Summary {
+        // Cleared before the close: the stop handler must never shut down a
+        // descriptor number that something else may be given next.
+        signals::BLOCKING_LISTENER.store(-1, Ordering::SeqCst);
         drop(self.listener.take());
         WAKE_ON_CHILD.store(true, Ordering::SeqCst);
         let deadline = Instant::now() + self.config.grace;

@@ -3,8 +3,8 @@
 //! Owns SIGCHLD, SIGINT, SIGTERM and SIGHUP dispositions for each reaper
 //! strategy, and the record of which children are the server's own. A handler
 //! here does only async-signal-safe work: `waitpid`, `write` to the wake pipe,
-//! `getpid`, `kill`, atomics, and saving/restoring errno. It must never print,
-//! allocate or lock.
+//! `getpid`, `kill`, `shutdown`, atomics, and saving/restoring errno. It must
+//! never print, allocate or lock.
 
 use std::io;
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
@@ -26,6 +26,10 @@ pub static SIGCHLD_COUNT: AtomicU64 = AtomicU64::new(0);
 pub static SHUTDOWN: AtomicBool = AtomicBool::new(false);
 /// The first stop signal that arrived (0: none yet).
 pub static STOP_SIGNAL: AtomicI32 = AtomicI32::new(0);
+/// `--on-eintr fail`: the listener, which the stop handler shuts down so that a
+/// blocking `accept` entered just after the handler ran fails at once instead
+/// of waiting for the next connection (-1: not in that mode).
+pub static BLOCKING_LISTENER: AtomicI32 = AtomicI32::new(-1);
 /// Write end of the wake pipe, -1 before install.
 static WAKE_FD: AtomicI32 = AtomicI32::new(-1);
 /// When set, the SIGCHLD handler also wakes the main loop. Only the cap and
@@ -171,6 +175,15 @@ extern "C" fn on_term(sig: libc::c_int) {
         let _ = STOP_SIGNAL.compare_exchange(0, sig, Ordering::SeqCst, Ordering::SeqCst);
         SHUTDOWN.store(true, Ordering::SeqCst);
         wake();
+        let listener = BLOCKING_LISTENER.load(Ordering::SeqCst);
+        if listener >= 0 {
+            // The main loop may be past its SHUTDOWN check and about to block in
+            // accept: a listener shut down for reading fails accept at once
+            // (EINVAL). Shutdown closes it anyway, so nothing is lost.
+            // SAFETY: shutdown is async-signal-safe; the fd is the listener,
+            // still open (the main loop clears this before closing it).
+            unsafe { libc::shutdown(listener, libc::SHUT_RD) };
+        }
     });
 }
 

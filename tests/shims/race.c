@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -87,4 +88,19 @@ int kill(pid_t pid, int sig) {
     }
     errno = saved;
     return rc;
+}
+
+/* "term-before-accept": the first accept4 gets a SIGTERM just before the call,
+ * after the server's loop checked its stop flag: the handler runs, then the
+ * (blocking, with --on-eintr fail) accept starts. */
+int accept4(int fd, struct sockaddr *addr, socklen_t *len, int flags) {
+    static int (*real)(int, struct sockaddr *, socklen_t *, int);
+    static int done;
+    if (!real)
+        real = (int (*)(int, struct sockaddr *, socklen_t *, int))dlsym(RTLD_NEXT, "accept4");
+    if (!done && active("term-before-accept")) {
+        done = 1;
+        raise(SIGTERM);
+    }
+    return real(fd, addr, len, flags);
 }
