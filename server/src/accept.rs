@@ -18,6 +18,8 @@ use crate::{Config, Error, Reaper, child, http, log, procs, sys};
 
 /// How long the parent waits before retrying after EMFILE, ENOBUFS or a failed fork.
 const BACKOFF: Duration = Duration::from_millis(10);
+/// Failures closer together than this are one burst, logged once.
+const BURST_GAP: Duration = Duration::from_secs(1);
 /// In signalfd mode, reap after this many forks even if accept never runs dry, so
 /// that a sustained load cannot starve reaping.
 const REAP_EVERY: u32 = 32;
@@ -76,11 +78,11 @@ pub(crate) struct Server<'a> {
     pub(crate) peak: u64,
     /// Signalfd mode: own children that exited non-zero or died of a signal.
     pub(crate) abnormal: u64,
-    /// An accept failure was logged and no accept has succeeded since: log once
-    /// per burst, not once per failure.
-    accept_failing: bool,
+    /// When accept last failed for want of a resource: a failure after a quiet
+    /// `BURST_GAP` starts a new burst, and only that one is logged.
+    accept_failed_at: Option<Instant>,
     /// The same for fork.
-    fork_failing: bool,
+    fork_failed_at: Option<Instant>,
     /// The cap was logged as filled by zombies (once per run).
     cap_logged: bool,
 }
@@ -105,8 +107,8 @@ impl<'a> Server<'a> {
             fork_failures: 0,
             peak: 0,
             abnormal: 0,
-            accept_failing: false,
-            fork_failing: false,
+            accept_failed_at: None,
+            fork_failed_at: None,
             cap_logged: false,
         }
     }
@@ -156,7 +158,6 @@ impl<'a> Server<'a> {
             };
             let e = match sys::accept(listener.as_fd()) {
                 Ok((conn, peer)) => {
-                    self.accept_failing = false;
                     self.spawn(conn, peer);
                     since_reap += 1;
                     if self.sigfd.is_some() && since_reap >= REAP_EVERY {
@@ -180,8 +181,8 @@ impl<'a> Server<'a> {
                 AcceptError::Interrupted if self.blocking => return Err(Error::AcceptInterrupted),
                 AcceptError::Interrupted | AcceptError::Skip => {}
                 AcceptError::BackOff => {
-                    let logged = std::mem::replace(&mut self.accept_failing, true);
-                    self.back_off("accept", &e, logged);
+                    let first = burst_starts(&mut self.accept_failed_at);
+                    self.back_off("accept", &e, first);
                 }
                 AcceptError::Fatal => return Err(Error::Accept(e)),
             }
@@ -236,7 +237,6 @@ impl<'a> Server<'a> {
                 sys::exit_now(code);
             }
             Ok(sys::Fork::Parent(_)) => {
-                self.fork_failing = false;
                 drop(conn);
                 self.forked += 1;
                 self.peak = self.peak.max(self.unreaped());
@@ -248,16 +248,16 @@ impl<'a> Server<'a> {
                 let _ = std::io::Write::write_all(&mut conn, http::UNAVAILABLE);
                 drop(conn);
                 self.fork_failures += 1;
-                let logged = std::mem::replace(&mut self.fork_failing, true);
-                self.back_off("fork", &e, logged);
+                let first = burst_starts(&mut self.fork_failed_at);
+                self.back_off("fork", &e, first);
             }
         }
     }
 
-    /// Logs a resource failure once per burst and pauses briefly, so a full fd
-    /// table or process table does not turn the parent into a busy loop.
-    fn back_off(&mut self, what: &str, e: &io::Error, logged: bool) {
-        if !logged {
+    /// Logs the first failure of a burst and pauses briefly, so a full fd table
+    /// or process table does not turn the parent into a busy loop.
+    fn back_off(&mut self, what: &str, e: &io::Error, first: bool) {
+        if first {
             let msg = format!(
                 "lsbaws: {what} failed: {e}; backing off and retrying (logged once per burst)\n"
             );
@@ -329,6 +329,16 @@ impl<'a> Server<'a> {
     }
 }
 
+/// Records a failure now; true when it starts a new burst (the first failure,
+/// or the first after a quiet `BURST_GAP`). A success in between does not end a
+/// burst: under a process limit, forks fail and succeed by turns.
+fn burst_starts(last: &mut Option<Instant>) -> bool {
+    let now = Instant::now();
+    let first = last.is_none_or(|at| now.duration_since(at) >= BURST_GAP);
+    *last = Some(now);
+    first
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -352,5 +362,15 @@ mod tests {
         assert_eq!(classify(libc::EMFILE), AcceptError::BackOff);
         assert_eq!(classify(libc::EINVAL), AcceptError::Fatal);
         assert_eq!(classify(libc::EBADF), AcceptError::Fatal);
+    }
+
+    #[test]
+    fn failures_by_turns_with_successes_are_one_burst() {
+        let mut last = None;
+        assert!(burst_starts(&mut last));
+        // A success happens here; the next failure is still the same burst.
+        assert!(!burst_starts(&mut last));
+        last = Some(Instant::now() - BURST_GAP);
+        assert!(burst_starts(&mut last));
     }
 }
