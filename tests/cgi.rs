@@ -289,3 +289,29 @@ fn programs_do_not_outlive_a_server_shutdown() {
     }
     let _ = client.join();
 }
+
+/// The environment a request gave env.py, as NAME=value lines.
+fn env_for(server: &Server, request: &[u8]) -> Vec<String> {
+    let reply = exchange(server.addr, request);
+    assert!(reply.starts_with("HTTP/1.1 200 OK\r\n"), "{reply}");
+    body(&reply).lines().map(str::to_string).collect()
+}
+
+/// Issue 10, item 20: empty lines before the request line (RFC 9112 §2.2)
+/// shifted header parsing: the request line became a header (`HTTP_GET HTTP`).
+#[test]
+fn empty_lines_before_the_request_line_do_not_shift_the_headers() {
+    let server = cgi_server("cgi/env.py", &[]);
+    let env = env_for(
+        &server,
+        b"\r\nGET http://x:80/ HTTP/1.1\r\nHost: a\r\nX-Test: yes\r\n\r\n",
+    );
+    assert!(
+        !env.iter().any(|l| l.starts_with("HTTP_GET")),
+        "request line taken as a header: {env:?}"
+    );
+    for want in ["HTTP_HOST=a", "HTTP_X_TEST=yes", "REQUEST_METHOD=GET"] {
+        assert!(env.iter().any(|l| l == want), "{want} missing: {env:?}");
+    }
+    drop(server.stop(Duration::from_secs(10)));
+}

@@ -91,6 +91,11 @@ fn malformed_requests_get_400_431_or_408() {
         ),
         // Empty lines may precede a request (RFC 9112 §2.2): wait, then time out.
         ("empty lines only", b"\r\n\r\n\r\n".to_vec(), "408"),
+        (
+            "signed Content-Length",
+            b"POST / HTTP/1.1\r\nContent-Length: +1\r\n\r\nx".to_vec(),
+            "400",
+        ),
     ];
     for (name, request, status) in &corpus {
         let (reply, took) = try_exchange(server.addr, request);

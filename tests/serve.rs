@@ -301,6 +301,28 @@ fn bad_flags_exit_2() {
     }
 }
 
+/// Issue 10, item 14: RFC 9110 allows only digits in Content-Length; Rust's
+/// integer parser also takes a sign, so `+0` was accepted.
+#[test]
+fn a_signed_content_length_is_a_400() {
+    let server = Server::start(&["--quiet"]);
+    for value in ["+0", "-0", "+5"] {
+        let reply = exchange(
+            server.addr,
+            format!("POST / HTTP/1.1\r\nContent-Length: {value}\r\n\r\n").as_bytes(),
+        );
+        assert!(
+            reply.starts_with("HTTP/1.1 400 Bad Request\r\n"),
+            "Content-Length: {value} → {reply:?}"
+        );
+    }
+    assert_eq!(
+        exchange(server.addr, b"POST / HTTP/1.1\r\nContent-Length: 0\r\n\r\n"),
+        HELLO
+    );
+    server.stop_clean();
+}
+
 #[test]
 fn ipv6_loopback_works() {
     if std::net::TcpListener::bind("[::1]:0").is_err() {

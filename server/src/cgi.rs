@@ -47,7 +47,9 @@ pub fn respond(
     cgi: &Cgi,
     deadline: Instant,
 ) -> u16 {
-    let head = &read[..req.head_len];
+    // From the request line on: empty lines a client sent before it are not
+    // a header.
+    let head = &read[req.start..req.head_len];
     if http::headers(head).any(|(n, _)| n.eq_ignore_ascii_case(b"transfer-encoding")) {
         return send(conn, http::LENGTH_REQUIRED, 411);
     }
