@@ -290,6 +290,52 @@ fn programs_do_not_outlive_a_server_shutdown() {
     let _ = client.join();
 }
 
+/// Issue 10, item 18: the child waited for the program with the connection
+/// still open, so a client reading to EOF (as client3.py does) waited for a
+/// program that had closed its stdout and lingered, up to `--cgi-timeout`.
+#[test]
+fn the_response_ends_when_the_output_ends_not_when_the_program_does() {
+    let (server, pidfile) = cgi_server_with_pidfile("cgi/linger.sh", &["--cgi-timeout", "10s"]);
+    let started = Instant::now();
+    let reply = exchange(server.addr, b"GET / HTTP/1.1\r\n\r\n");
+    let took = started.elapsed();
+    assert!(reply.starts_with("HTTP/1.1 200 OK\r\n"), "{reply}");
+    assert_eq!(body(&reply), "done early\n");
+    // The program lingers 30 s and is killed at 10 s: EOF long before either
+    // (5 s is slack for a loaded host, not a latency target).
+    assert!(
+        took < Duration::from_secs(5),
+        "EOF came after {took:?}: the response waited for the program"
+    );
+    let program = pids_in(&pidfile)[0];
+    assert!(
+        alive(program),
+        "the program was gone before EOF: this test proves nothing"
+    );
+    let (status, _, _) = server.stop(Duration::from_secs(10));
+    assert!(status.success());
+}
+
+/// Issue 10, item 19: HEAD got the whole body when the program's output was
+/// over the 16 MiB buffer (streamed).
+#[test]
+fn head_gets_no_body_even_when_the_output_is_streamed() {
+    let server = cgi_server("cgi/big_before_read.sh", &["--cgi-timeout", "20s"]);
+    let reply = exchange(server.addr, b"HEAD / HTTP/1.1\r\n\r\n");
+    assert!(
+        reply.starts_with("HTTP/1.1 200 OK\r\n"),
+        "{:?}",
+        reply.get(..200)
+    );
+    assert!(
+        reply.len() < 1024 && reply.ends_with("\r\n\r\n"),
+        "HEAD got {} bytes",
+        reply.len()
+    );
+    let (status, _, _) = server.stop(Duration::from_secs(10));
+    assert!(status.success());
+}
+
 /// The environment a request gave env.py, as NAME=value lines.
 fn env_for(server: &Server, request: &[u8]) -> Vec<String> {
     let reply = exchange(server.addr, request);
@@ -314,4 +360,38 @@ fn empty_lines_before_the_request_line_do_not_shift_the_headers() {
         assert!(env.iter().any(|l| l == want), "{want} missing: {env:?}");
     }
     drop(server.stop(Duration::from_secs(10)));
+}
+
+/// Issue 10, item 22: a bare CR in the program's header lines was relayed to
+/// the client; now it is a 502 whose reason is logged.
+#[test]
+fn a_bare_cr_in_the_programs_headers_is_a_502_with_a_reason() {
+    let server = cgi_server("cgi/bare_cr.sh", &[]);
+    let reply = exchange(server.addr, b"GET / HTTP/1.1\r\n\r\n");
+    assert!(
+        reply.starts_with("HTTP/1.1 502 Bad Gateway\r\n"),
+        "relayed: {reply:?}"
+    );
+    assert!(!reply.contains("X-Injected"), "{reply:?}");
+    let (status, _, err) = server.stop(Duration::from_secs(10));
+    assert!(status.success());
+    assert!(err.contains("control character"), "{err}");
+}
+
+/// Issue 10, item 22: a malformed header block got 502 with no reason logged.
+#[test]
+fn a_malformed_header_block_is_a_502_with_a_reason() {
+    let server = cgi_server("cgi/no_header_block.sh", &[]);
+    let reply = exchange(server.addr, b"GET / HTTP/1.1\r\n\r\n");
+    assert!(reply.starts_with("HTTP/1.1 502 Bad Gateway\r\n"), "{reply}");
+    let (status, _, err) = server.stop(Duration::from_secs(10));
+    assert!(status.success());
+    let line = err
+        .lines()
+        .find(|l| l.contains("no_header_block.sh"))
+        .unwrap_or_else(|| panic!("no reason logged for the 502: {err:?}"));
+    assert!(
+        line.contains("invalid CGI header block") && line.contains("line 1 has no colon"),
+        "{line}"
+    );
 }
