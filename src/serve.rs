@@ -63,18 +63,35 @@ pub fn config(args: &ServeArgs) -> anyhow::Result<Config> {
 }
 
 fn cgi(program: &Path, args: &ServeArgs) -> Cgi {
+    let path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into());
     // A bare name that exists here means this file (as `--cgi app.py` reads),
-    // not a lookup in PATH; an absolute path keeps working after a `cd`.
-    let program = std::fs::canonicalize(program).unwrap_or_else(|_| program.to_path_buf());
+    // not a lookup in PATH; a relative path is made absolute, so it keeps
+    // working after a `cd`. Symlinks are not resolved: the program's argv[0]
+    // stays the name it was given (a busybox applet link needs that), and a
+    // link switched later (`current -> release-2`) is followed per request.
+    let bare = program.components().count() == 1 && !program.is_absolute();
+    let program = if bare && !program.exists() {
+        program.to_path_buf() // looked up in PATH when spawned
+    } else {
+        std::path::absolute(program).unwrap_or_else(|_| program.to_path_buf())
+    };
     // Not fatal: each request gets 502, which is what a user testing a broken
     // deployment wants to see; but say why once, up front.
-    let problem = match std::fs::metadata(&program) {
-        Err(_) => Some("not found"),
-        Ok(m) if m.is_dir() => Some("is a directory"),
-        Ok(m) if std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o111 == 0 => {
+    let found = if program.is_absolute() {
+        Some(program.clone())
+    } else {
+        std::env::split_paths(&path)
+            .map(|dir| dir.join(&program))
+            .find(|p| p.is_file())
+    };
+    let problem = match found.as_deref().map(std::fs::metadata) {
+        None if !program.is_absolute() => Some("not found here or in PATH"),
+        None | Some(Err(_)) => Some("not found"),
+        Some(Ok(m)) if m.is_dir() => Some("is a directory"),
+        Some(Ok(m)) if std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o111 == 0 => {
             Some("is not executable (chmod +x)")
         }
-        Ok(_) => None,
+        Some(Ok(_)) => None,
     };
     if let Some(problem) = problem {
         eprintln!(
@@ -82,7 +99,6 @@ fn cgi(program: &Path, args: &ServeArgs) -> Cgi {
             program.display()
         );
     }
-    let path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into());
     let mut env = vec![(OsString::from("PATH"), path)];
     for name in &args.cgi_env {
         if let Some(value) = std::env::var_os(name) {

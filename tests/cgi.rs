@@ -362,6 +362,66 @@ fn empty_lines_before_the_request_line_do_not_shift_the_headers() {
     drop(server.stop(Duration::from_secs(10)));
 }
 
+/// A temporary directory removed on drop.
+struct TempDir(std::path::PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> TempDir {
+        let dir = std::env::temp_dir().join(format!("lsbaws-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        TempDir(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Writes an executable shell script.
+fn script(path: &std::path::Path, body: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, format!("#!/bin/sh\n{body}\n")).expect("write script");
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+}
+
+/// Issue 10, item 21: `--cgi` resolved symlinks once at start-up, so the
+/// program's argv[0] was the link's target (a busybox applet link then finds no
+/// applet), and a `current -> release` link switched later was never seen.
+#[test]
+fn cgi_symlinks_are_followed_per_request_and_keep_argv0() {
+    let dir = TempDir::new("cgi-links");
+    for release in ["release-1", "release-2"] {
+        std::fs::create_dir(dir.0.join(release)).expect("mkdir");
+        script(
+            &dir.0.join(release).join("app.sh"),
+            &format!("printf 'Content-Type: text/plain\\n\\n{release} argv0=%s\\n' \"$0\""),
+        );
+    }
+    let current = dir.0.join("current");
+    std::os::unix::fs::symlink("release-1", &current).expect("symlink");
+    let program = current.join("app.sh");
+    let server = Server::start(&["--quiet", "--cgi", program.to_str().expect("utf-8")]);
+    let first = exchange(server.addr, b"GET / HTTP/1.1\r\n\r\n");
+    assert_eq!(
+        body(&first),
+        format!("release-1 argv0={}\n", program.display()),
+        "{first}"
+    );
+    // Deploy: switch the link atomically, as deploy tools do.
+    let next = dir.0.join("current.next");
+    std::os::unix::fs::symlink("release-2", &next).expect("symlink");
+    std::fs::rename(&next, &current).expect("switch link");
+    let second = exchange(server.addr, b"GET / HTTP/1.1\r\n\r\n");
+    assert!(
+        body(&second).starts_with("release-2 "),
+        "the switched link was not followed: {second}"
+    );
+    drop(server.stop(Duration::from_secs(10)));
+}
+
 /// Issue 10, item 22: a bare CR in the program's header lines was relayed to
 /// the client; now it is a 502 whose reason is logged.
 #[test]
@@ -394,4 +454,17 @@ fn a_malformed_header_block_is_a_502_with_a_reason() {
         line.contains("invalid CGI header block") && line.contains("line 1 has no colon"),
         "{line}"
     );
+}
+
+/// Issue 10, item 22: the start-up warning said "not found" for a program
+/// found through PATH (`--cgi python3`, which runs fine).
+#[test]
+fn a_program_found_through_path_gets_no_warning() {
+    let script = fixture("cgi/env.py");
+    let server = Server::start(&["--quiet", "--cgi", "python3", "--cgi-arg", &script]);
+    let reply = exchange(server.addr, b"GET / HTTP/1.1\r\n\r\n");
+    assert!(reply.starts_with("HTTP/1.1 200 OK\r\n"), "{reply}");
+    let (status, _, err) = server.stop(Duration::from_secs(10));
+    assert!(status.success());
+    assert!(!err.contains("warning"), "{err}");
 }
