@@ -7,6 +7,8 @@ mod cgi;
 mod common;
 mod faults;
 mod serve;
+mod serve_faults;
+mod serve_limits;
 mod smoke;
 mod verdicts;
 mod verdicts_audit;

@@ -11,6 +11,7 @@ pub mod blast;
 pub mod json;
 pub mod junit;
 pub mod progress;
+pub mod serve;
 pub mod smoke;
 
 use comfy_table::{Table, presets};

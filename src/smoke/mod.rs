@@ -16,7 +16,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub use report::SmokeReport;
-pub use server::parse_ready_line;
 
 use crate::audit::{self, AuditConfig, AuditReport, Scope, leftovers};
 use crate::blast::{self, BlastConfig, ErrorKind, Load, Progress, RequestSpec};

@@ -60,16 +60,6 @@ fn owners_below_smoke_opt(addr: SocketAddr) -> Option<Vec<i32>> {
     Some(crate::proc::holders(&inodes, &below))
 }
 
-/// The address in serve's ready line,
-/// `Serving HTTP on 127.0.0.1:41234 (pid 99, reaper loop)`.
-pub fn parse_ready_line(line: &str) -> Option<SocketAddr> {
-    line.strip_prefix("Serving HTTP on ")?
-        .split(' ')
-        .next()?
-        .parse()
-        .ok()
-}
-
 /// How a start ended.
 pub enum Start {
     Ready(ServerProcess),
@@ -262,7 +252,7 @@ impl ServerProcess {
                         Err(_) => bail!("{}", server.failure("did not announce its address")),
                     }
                 };
-                server.addr = parse_ready_line(&line).with_context(|| {
+                server.addr = lsbaws_server::parse_ready_line(&line).with_context(|| {
                     format!(
                         "the built-in server printed {:?}, not its ready line",
                         crate::text::escape(&line)
