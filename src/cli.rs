@@ -214,6 +214,11 @@ pub struct BlastArgs {
     #[arg(long)]
     pub json: bool,
 
+    /// Name of this run in its JSON report, so `lsbaws merge` can tell the runs
+    /// of many machines apart (default: the host name; a pod's name in Kubernetes).
+    #[arg(long, value_name = "TEXT")]
+    pub tag: Option<String>,
+
     /// No progress bar.
     #[arg(long, short)]
     pub quiet: bool,
