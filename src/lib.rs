@@ -21,6 +21,7 @@ pub mod audit;
 pub mod blast;
 pub mod cli;
 pub mod cmd;
+pub mod merge;
 pub mod outcome;
 pub mod proc;
 pub mod render;

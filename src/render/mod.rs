@@ -11,6 +11,7 @@ pub mod blast;
 pub mod histogram;
 pub mod json;
 pub mod junit;
+pub mod merge;
 pub mod progress;
 pub mod smoke;
 
