@@ -6,6 +6,7 @@ mod blast;
 mod cgi;
 mod common;
 mod faults;
+mod merge;
 mod serve;
 mod smoke;
 mod verdicts;

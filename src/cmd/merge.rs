@@ -72,13 +72,19 @@ pub fn run(args: &MergeArgs) -> anyhow::Result<Outcome> {
             shards.push(shard::read(doc)?);
         }
     }
-    if let Some((at, line)) = first_skipped {
-        super::diag(&format!(
+    let skip_note = first_skipped.map(|(at, line)| {
+        format!(
             "skipped {} that {} not JSON (first: {at}: {})",
             crate::text::count(skipped as u64, "line", "lines"),
             if skipped == 1 { "is" } else { "are" },
             crate::text::escape(&line)
-        ));
+        )
+    });
+    match (&skip_note, shards.is_empty() && signal.is_none()) {
+        // One line, as every error: the note explains the error.
+        (Some(note), true) => bail!("no blast report in the input ({note})"),
+        (Some(note), false) => super::diag(note),
+        (None, _) => {}
     }
     if let Some(signal) = signal {
         if shards.is_empty() {
