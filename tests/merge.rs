@@ -116,7 +116,7 @@ fn merge_of_two_real_blasts_is_exact() {
     // percentiles are those of the sum.
     for name in ["total", "connect", "first_byte"] {
         let mut sum = hist(&ra, name);
-        sum.add(&hist(&rb, name)).expect("same settings");
+        sum.add(hist(&rb, name)).expect("same settings");
         assert!(hist(&m, name) == sum, "{name}");
     }
     let total = hist(&m, "total");
