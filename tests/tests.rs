@@ -5,6 +5,7 @@ mod audit;
 mod blast;
 mod cgi;
 mod common;
+mod deploy;
 mod faults;
 mod merge;
 mod serve;

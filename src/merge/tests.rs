@@ -246,10 +246,10 @@ fn an_interrupted_shard_makes_the_total_interrupted() {
 fn mixed_urls_and_keep_alive_are_refused_naming_both() {
     let a = report("a", &samples(1, 10), 0.0, 1.0);
     let mut b = report("b", &samples(1, 10), 0.0, 1.0);
-    b.url = "http://10.0.0.1/other".into();
+    b.url = "http://127.0.0.2/other".into();
     let err = err_of(&format!("{}{}", json(&a), json(&b)));
     assert!(
-        err.starts_with("stdin line 2: url http://10.0.0.1/other differs"),
+        err.starts_with("stdin line 2: url http://127.0.0.2/other differs"),
         "{err}"
     );
     assert!(err.contains("in stdin line 1"), "{err}");
