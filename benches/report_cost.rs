@@ -12,7 +12,9 @@ fn filled(n: usize, lo: f64, hi: f64, seed: u64) -> Histogram<u64> {
     let mut h = histogram::new();
     let mut x = seed;
     for _ in 0..n {
-        x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+        x = x
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
         let u = (x >> 11) as f64 / (1u64 << 53) as f64;
         let v = (lo.ln() + u * (hi.ln() - lo.ln())).exp();
         h.record(v as u64).expect("in range");
@@ -28,9 +30,15 @@ fn median(mut d: Vec<Duration>) -> Duration {
 fn main() {
     let shapes = [
         // A loopback run: 0.05–20 ms, 100k responses.
-        ("typical (100k samples, 0.05-20 ms)", filled(100_000, 50.0, 20_000.0, 1)),
+        (
+            "typical (100k samples, 0.05-20 ms)",
+            filled(100_000, 50.0, 20_000.0, 1),
+        ),
         // A long run against a slow server: 10M samples over 0.02 ms-10 s.
-        ("wide (10M samples, 0.02 ms-10 s)", filled(10_000_000, 20.0, 10_000_000.0, 2)),
+        (
+            "wide (10M samples, 0.02 ms-10 s)",
+            filled(10_000_000, 20.0, 10_000_000.0, 2),
+        ),
         ("empty", histogram::new()),
     ];
     println!("shape | encoded bytes (base64) | encode median | decode median");

@@ -152,6 +152,15 @@ fn merge_of_two_real_blasts_is_exact() {
     ] {
         assert!(out.contains(needle), "{needle:?} missing:\n{out}");
     }
+    // The histogram for people: its rows add up to the responses.
+    let rows: u64 = out
+        .split("Latency histogram")
+        .nth(1)
+        .expect("histogram")
+        .lines()
+        .filter_map(|l| l.split('|').nth(2)?.trim().parse::<u64>().ok())
+        .sum();
+    assert_eq!(rows, 121, "{out}");
     let _ = server.stop(Duration::from_secs(20));
 }
 

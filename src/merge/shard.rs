@@ -99,7 +99,10 @@ struct Count {
     count: u64,
 }
 
+/// Exactly these three: a histogram this lsbaws does not know would be
+/// dropped from the total without a word.
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct WireHistograms {
     total: String,
     connect: String,
