@@ -212,9 +212,11 @@ pub struct Histograms {
     pub first_byte: Histogram<u64>,
 }
 
-/// An instant as RFC 3339 UTC with microseconds: `2026-11-30T12:00:00.123456Z`.
+/// An instant as RFC 3339 UTC with nanoseconds, `2026-11-30T12:00:00.123456789Z`:
+/// `ended_at` − `started_at` read back is `elapsed_s` exactly, so a report
+/// merged alone keeps its elapsed time to the last digit.
 pub fn format_time(t: SystemTime) -> String {
-    humantime::format_rfc3339_micros(t).to_string()
+    humantime::format_rfc3339_nanos(t).to_string()
 }
 
 fn rfc3339<S: serde::Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {

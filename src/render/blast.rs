@@ -223,8 +223,8 @@ mod tests {
         // Added for merge: the schema, tag, instants and the histograms.
         assert_eq!(v["schema"], crate::blast::SCHEMA);
         assert_eq!(v["tag"], "sample");
-        assert_eq!(v["started_at"], "2027-01-15T08:00:00.000000Z");
-        assert_eq!(v["ended_at"], "2027-01-15T08:00:00.500000Z");
+        assert_eq!(v["started_at"], "2027-01-15T08:00:00.000000000Z");
+        assert_eq!(v["ended_at"], "2027-01-15T08:00:00.500000000Z");
         for key in ["total", "connect", "first_byte"] {
             let text = v["histograms"][key].as_str().expect(key);
             let h = crate::blast::histogram::decode(text).expect(key);
