@@ -127,11 +127,7 @@ pub fn run(
     let signal = shutdown.interruption();
     let header = ReportHeader {
         tag: config.tag.clone(),
-        // Set by `drive` before it returned Ok; the fallback is never used.
-        started_at: shared
-            .release
-            .get()
-            .map_or_else(SystemTime::now, |r| r.wall),
+        started_at: shared.release.get().map(|r| r.wall),
         url: config.url.clone(),
         clients: config.clients,
         conns_per_client: config.duration.is_none().then_some(config.conns_per_client),
@@ -350,7 +346,7 @@ pub(crate) fn sample_report() -> BlastReport {
     s.failed(ErrorKind::Timeout, report::Phase::Read);
     let header = ReportHeader {
         tag: "sample".into(),
-        started_at: std::time::UNIX_EPOCH + Duration::from_secs(1_800_000_000),
+        started_at: Some(std::time::UNIX_EPOCH + Duration::from_secs(1_800_000_000)),
         url: "http://127.0.0.1:8888/hello".into(),
         clients: 2,
         conns_per_client: Some(2),

@@ -164,13 +164,14 @@ pub struct BlastReport {
     pub timeouts: Timeouts,
     /// Complete responses by status code.
     pub status: BTreeMap<String, u64>,
-    /// When the clients were released (wall clock, RFC 3339 UTC).
+    /// When the clients were released (wall clock, RFC 3339 UTC); null when
+    /// a stop signal came before the release.
     #[serde(serialize_with = "rfc3339")]
-    pub started_at: SystemTime,
+    pub started_at: Option<SystemTime>,
     /// `started_at` + `elapsed_s`: the end as the monotonic clock measured it,
     /// so a wall-clock step during the run does not stretch or shrink it.
     #[serde(serialize_with = "rfc3339")]
-    pub ended_at: SystemTime,
+    pub ended_at: Option<SystemTime>,
     /// From the release to the end of the last request.
     pub elapsed_s: f64,
     pub conns_per_s: f64,
@@ -219,8 +220,11 @@ pub fn format_time(t: SystemTime) -> String {
     humantime::format_rfc3339_nanos(t).to_string()
 }
 
-fn rfc3339<S: serde::Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&format_time(*t))
+fn rfc3339<S: serde::Serializer>(t: &Option<SystemTime>, s: S) -> Result<S::Ok, S::Error> {
+    match t {
+        Some(t) => s.serialize_str(&format_time(*t)),
+        None => s.serialize_none(),
+    }
 }
 
 impl BlastReport {
@@ -248,7 +252,8 @@ impl BlastReport {
 #[derive(Debug, Clone)]
 pub(crate) struct ReportHeader {
     pub tag: String,
-    pub started_at: SystemTime,
+    /// The release on the wall clock; None: a stop came before it.
+    pub started_at: Option<SystemTime>,
     pub url: String,
     pub clients: u64,
     pub conns_per_client: Option<u64>,

@@ -176,7 +176,7 @@ impl Stats {
             },
             status,
             started_at: header.started_at,
-            ended_at: header.started_at + elapsed,
+            ended_at: header.started_at.map(|t| t + elapsed),
             elapsed_s,
             conns_per_s: if elapsed_s > 0.0 {
                 connections as f64 / elapsed_s
@@ -232,7 +232,7 @@ mod tests {
         a.merge(&b);
         let header = ReportHeader {
             tag: "t".into(),
-            started_at: std::time::SystemTime::UNIX_EPOCH,
+            started_at: None,
             url: "u".into(),
             clients: 1,
             conns_per_client: Some(3),
@@ -262,7 +262,7 @@ mod tests {
         }
         let header = ReportHeader {
             tag: "t".into(),
-            started_at: std::time::SystemTime::UNIX_EPOCH,
+            started_at: None,
             url: "u".into(),
             clients: 1,
             conns_per_client: None,

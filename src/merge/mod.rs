@@ -39,8 +39,8 @@ pub struct ShardRow {
     pub errors: u64,
     pub unfinished: u64,
     /// Its release − the earliest release of all shards, in ms (clocks of
-    /// different machines included).
-    pub started_ms: f64,
+    /// different machines included); None when it was never released.
+    pub started_ms: Option<f64>,
     /// `--start-at`'s own skew, when the run had one.
     pub release_skew_ms: Option<f64>,
     pub interrupted: bool,
@@ -111,20 +111,13 @@ pub fn merge(shards: &[Shard], tag: Option<&str>) -> anyhow::Result<MergeReport>
         add(&mut hist.connect, &s.connect, "connect")?;
         add(&mut hist.first_byte, &s.first_byte, "first_byte")?;
     }
-    let started_at = shards
-        .iter()
-        .map(|s| s.started_at)
-        .min()
-        .unwrap_or(first.started_at);
-    let ended_at = shards
-        .iter()
-        .map(|s| s.ended_at)
-        .max()
-        .unwrap_or(first.ended_at);
-    let elapsed_s = ended_at
-        .duration_since(started_at)
-        .unwrap_or_default()
-        .as_secs_f64();
+    // Shards stopped before their release have no instants and add no time.
+    let started_at = shards.iter().filter_map(|s| s.started_at).min();
+    let ended_at = shards.iter().filter_map(|s| s.ended_at).max();
+    let elapsed_s = match (started_at, ended_at) {
+        (Some(start), Some(end)) => end.duration_since(start).unwrap_or_default().as_secs_f64(),
+        _ => 0.0,
+    };
     let connections = sum(|s| s.connections, "connections")?;
     let total = BlastReport {
         schema: SCHEMA,
@@ -188,7 +181,7 @@ pub fn interrupted(report: &mut MergeReport, signal: Signal) {
     report.total.signal.get_or_insert(signal);
 }
 
-fn row(s: &Shard, first_start: SystemTime) -> ShardRow {
+fn row(s: &Shard, first_start: Option<SystemTime>) -> ShardRow {
     ShardRow {
         tag: s.tag.clone(),
         source: s.at.to_string(),
@@ -199,10 +192,8 @@ fn row(s: &Shard, first_start: SystemTime) -> ShardRow {
         unfinished: s.unfinished,
         started_ms: s
             .started_at
-            .duration_since(first_start)
-            .unwrap_or_default()
-            .as_secs_f64()
-            * 1000.0,
+            .zip(first_start)
+            .map(|(at, first)| at.duration_since(first).unwrap_or_default().as_secs_f64() * 1000.0),
         release_skew_ms: s.release_skew_ms,
         interrupted: s.signal.is_some(),
     }

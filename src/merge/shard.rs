@@ -37,8 +37,9 @@ pub struct Shard {
     pub errors: BTreeMap<&'static str, u64>,
     pub timeouts: Timeouts,
     pub status: BTreeMap<String, u64>,
-    pub started_at: SystemTime,
-    pub ended_at: SystemTime,
+    /// None: a stop came before the release (then nothing was measured).
+    pub started_at: Option<SystemTime>,
+    pub ended_at: Option<SystemTime>,
     pub total: Histogram<u64>,
     pub connect: Histogram<u64>,
     pub first_byte: Histogram<u64>,
@@ -72,8 +73,8 @@ struct Wire {
     errors: BTreeMap<String, u64>,
     timeouts: WireTimeouts,
     status: BTreeMap<String, u64>,
-    started_at: String,
-    ended_at: String,
+    started_at: Option<String>,
+    ended_at: Option<String>,
     latency_ms: Count,
     connect_ms: Count,
     first_byte_ms: Count,
@@ -198,12 +199,23 @@ fn shard(at: &super::input::Position, w: Wire) -> anyhow::Result<Shard> {
             )
         })
     };
-    let started_at = time("started_at", &w.started_at)?;
-    let ended_at = time("ended_at", &w.ended_at)?;
-    ensure!(
-        ended_at >= started_at,
-        "{at}: ended_at is before started_at"
-    );
+    let (started_at, ended_at) = match (&w.started_at, &w.ended_at) {
+        (Some(s), Some(e)) => {
+            let (s, e) = (time("started_at", s)?, time("ended_at", e)?);
+            ensure!(e >= s, "{at}: ended_at is before started_at");
+            (Some(s), Some(e))
+        }
+        // Stopped before the release: nothing can have been measured.
+        (None, None) => {
+            ensure!(
+                w.connections == 0 && w.sockets_opened == 0,
+                "{at}: no started_at, yet {} connections",
+                w.connections
+            );
+            (None, None)
+        }
+        _ => bail!("{at}: one of started_at and ended_at is null"),
+    };
     let signal = match (&w.signal, w.interrupted) {
         (None, false) => None,
         (Some(name), true) => Some(Signal(signal_number(name).with_context(|| {

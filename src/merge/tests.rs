@@ -66,8 +66,8 @@ fn report(tag: &str, values: &[u64], start_s: f64, elapsed_s: f64) -> BlastRepor
         errors: ErrorKind::ALL.iter().map(|k| (k.key(), 0)).collect(),
         timeouts: Timeouts::default(),
         status: [("200".to_string(), n)].into(),
-        started_at,
-        ended_at: started_at + elapsed,
+        started_at: Some(started_at),
+        ended_at: Some(started_at + elapsed),
         // As blast computes it: from the Duration.
         elapsed_s: elapsed.as_secs_f64(),
         conns_per_s: n as f64 / elapsed.as_secs_f64(),
@@ -145,7 +145,7 @@ fn added_histograms_equal_the_histogram_of_all_samples() {
     );
     assert_eq!(
         m.total.started_at,
-        SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000)
+        Some(SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000))
     );
     assert_eq!(m.total.tag, "merge of 3 shards");
     let rows: Vec<(&str, u64, f64)> = m
@@ -155,7 +155,7 @@ fn added_histograms_equal_the_histogram_of_all_samples() {
             (
                 r.tag.as_str(),
                 r.connections,
-                (r.started_ms * 10.0).round() / 10.0,
+                (r.started_ms.expect("released") * 10.0).round() / 10.0,
             )
         })
         .collect();
@@ -241,6 +241,25 @@ fn an_interrupted_shard_makes_the_total_interrupted() {
     );
 }
 
+/// A run stopped before its release measured nothing and has no instants:
+/// it adds its clients and unfinished requests, and no time.
+#[test]
+fn a_shard_stopped_before_its_release_adds_no_time() {
+    let ok = report("fine", &samples(8, 10), 0.0, 1.0);
+    let mut never = report("never", &[], 0.0, 1.0);
+    (never.started_at, never.ended_at) = (None, None);
+    (never.unfinished, never.interrupted, never.signal) = (4, true, Some(Signal(2)));
+    let m = merge_text(&(json(&ok) + &json(&never))).expect("merge");
+    assert_eq!(m.total.elapsed_s, ok.elapsed_s);
+    assert_eq!(
+        (m.total.started_at, m.total.ended_at),
+        (ok.started_at, ok.ended_at)
+    );
+    assert_eq!((m.total.connections, m.total.unfinished), (10, 4));
+    assert_eq!(m.shards[1].started_ms, None);
+    assert!(m.total.interrupted);
+}
+
 #[test]
 fn mixed_urls_and_keep_alive_are_refused_naming_both() {
     let a = report("a", &samples(1, 10), 0.0, 1.0);
@@ -317,6 +336,17 @@ fn documents_that_are_not_mergeable_reports_are_refused_with_a_reason() {
         (
             edit(&|v| v["started_at"] = "yesterday".into()),
             "started_at \"yesterday\" is not an RFC 3339",
+        ),
+        (
+            edit(&|v| {
+                v["started_at"] = serde_json::Value::Null;
+                v["ended_at"] = serde_json::Value::Null;
+            }),
+            "no started_at, yet 10 connections",
+        ),
+        (
+            edit(&|v| v["ended_at"] = serde_json::Value::Null),
+            "one of started_at and ended_at is null",
         ),
         (
             edit(&|v| v["interrupted"] = true.into()),

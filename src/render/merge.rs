@@ -60,7 +60,7 @@ pub fn table(report: &MergeReport, out: &mut impl Write) -> io::Result<()> {
         if unfinished {
             row.push(s.unfinished.to_string());
         }
-        row.push(format!("+{:.1}", s.started_ms));
+        row.push(s.started_ms.map_or("-".into(), |ms| format!("+{ms:.1}")));
         if skew {
             row.push(
                 s.release_skew_ms
@@ -109,7 +109,7 @@ mod tests {
             ok: 1,
             errors: 1,
             unfinished: 0,
-            started_ms: 1.25,
+            started_ms: Some(1.25),
             release_skew_ms: skew,
             interrupted: false,
         };
