@@ -382,7 +382,12 @@ pub struct SmokeArgs {
 /// be added (another URL, another schema, a truncated report), naming where.
 #[derive(Debug, clap::Args)]
 #[command(
-    after_help = "Input: files, or - for standard input: JSON objects one after another.     Lines that are not JSON (blast's warnings on stderr, kubectl's noise) are skipped and     counted on stderr; a line that begins with { and does not parse is an error.\n\n    Examples:\n      lsbaws merge a.json b.json\n      kubectl logs -l job-name=lsbaws-blast --tail=-1 | lsbaws merge --shards 3 -"
+    after_help = "Input: files, or - for standard input: JSON objects one after another.\n\
+    Lines that are not JSON (blast's warnings on stderr, kubectl's noise) are skipped and\n\
+    counted on stderr; a line that begins with { and does not parse is an error.\n\n\
+    Examples:\n  \
+    lsbaws merge a.json b.json\n  \
+    kubectl logs -l job-name=lsbaws-blast --tail=-1 | lsbaws merge --shards 3 -"
 )]
 pub struct MergeArgs {
     /// Reports: files holding `lsbaws blast --json` output, or - for standard input.
