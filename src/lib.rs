@@ -9,8 +9,9 @@
 //! - Engines, each config → report, taking a [`shutdown::Shutdown`] as input:
 //!   [`blast`] (the tokio client), [`audit`] (zombies and leftovers in /proc),
 //!   [`smoke`] (the CI job's sequence), [`merge`] (blast reports of many runs
-//!   added exactly; pure computation, so it takes no shutdown). `serve` is the `lsbaws-server` crate,
-//!   which holds the forking server and all of the project's `unsafe` code.
+//!   added exactly; pure computation, so it takes no shutdown). `serve` is
+//!   the `lsbaws-server` crate, which holds the forking server and all of the
+//!   project's `unsafe` code.
 //! - [`proc`]: the one reader of /proc. [`render`]: tables, JSON, JUnit, the
 //!   progress bar's look; reads report types only. [`text`]: names from other
 //!   processes made safe to print.
