@@ -33,7 +33,12 @@ pub fn config(args: &BlastArgs) -> anyhow::Result<BlastConfig> {
         keep_alive: args.keep_alive,
         connect_timeout: args.connect_timeout,
     };
-    BlastConfig::new(&args.url, &load(&args.load), &request, args.max_errors)
+    let mut config = BlastConfig::new(&args.url, &load(&args.load), &request, args.max_errors)?;
+    if let Some(tag) = &args.tag {
+        anyhow::ensure!(!tag.trim().is_empty(), "--tag must not be empty");
+        config.tag = tag.clone();
+    }
+    Ok(config)
 }
 
 /// The `blast` command.

@@ -10,6 +10,7 @@
 
 pub mod audit;
 pub mod blast;
+pub mod merge;
 pub mod serve;
 pub mod smoke;
 
@@ -31,6 +32,7 @@ pub fn run(cli: Cli) -> u8 {
         Command::Blast(args) => blast::run(&args),
         Command::Audit(args) => audit::run(&args),
         Command::Smoke(args) => smoke::run(&args),
+        Command::Merge(args) => merge::run(&args),
     };
     match result {
         Ok(outcome) => outcome.code(),

@@ -8,8 +8,10 @@
 
 pub mod audit;
 pub mod blast;
+pub mod histogram;
 pub mod json;
 pub mod junit;
+pub mod merge;
 pub mod progress;
 pub mod serve;
 pub mod smoke;

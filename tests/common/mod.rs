@@ -620,10 +620,27 @@ fn pump_bytes(mut stream: impl Read + Send + 'static, sink: Arc<Mutex<Vec<u8>>>)
 
 impl Spawned {
     pub fn start(cmd: &mut Command) -> Spawned {
+        Self::start_with(cmd.stdin(Stdio::null()))
+    }
+
+    /// Started as [`Spawned::start`], with stdin a pipe for [`Spawned::take_stdin`].
+    pub fn start_with_stdin(cmd: &mut Command) -> Spawned {
+        Self::start_with(cmd.stdin(Stdio::piped()))
+    }
+
+    /// The write end of its stdin (started with [`Spawned::start_with_stdin`]).
+    pub fn take_stdin(&mut self) -> std::process::ChildStdin {
+        self.guard
+            .child
+            .as_mut()
+            .and_then(|c| c.stdin.take())
+            .expect("started with a stdin pipe")
+    }
+
+    fn start_with(cmd: &mut Command) -> Spawned {
         use std::os::unix::process::CommandExt;
         let mut child = cmd
             .process_group(0)
-            .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
