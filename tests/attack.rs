@@ -394,7 +394,6 @@ fn audit_all_under_hidepid_is_exit_2_not_a_smaller_count() {
 /// F7 as the tester ran it: a hidepid /proc mounted over the machine's, so
 /// /proc/self/mountinfo lists two /proc mounts and the later one is in force.
 #[test]
-#[ignore = "product bug: proc::hidden_pids reads the first /proc in mountinfo, not the one on top"]
 fn audit_all_under_a_stacked_hidepid_proc_is_exit_2() {
     let _parent = ZombieParent::with_count(3);
     let (code, out, err) = audit_all_under_hidepid(true, false);

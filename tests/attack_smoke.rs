@@ -420,7 +420,6 @@ fn smoke_stops_a_deep_chain_of_term_ignoring_sessions() {
 /// F15: one SIGINT while smoke waited out `--grace 20s` for a server that
 /// ignores SIGTERM: smoke went on waiting for the whole grace.
 #[test]
-#[ignore = "product bug: ServerProcess::stop ends its grace early only on a second signal (urgent), not the first"]
 fn smoke_one_sigint_in_the_stop_phase_ends_it_promptly() {
     let dir = TempDir::new("ignterm");
     let noted = dir.path("sigterm");
