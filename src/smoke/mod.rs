@@ -211,6 +211,11 @@ fn finish(
         config.grace
     };
     let (exit, graceful) = server.stop(grace, shutdown);
+    // Exited between the audit and the stop: still a death during the run.
+    let mut found = found;
+    if found.early_exit.is_none() {
+        found.early_exit = server.exited_unasked;
+    }
     // The server is reaped: every process still below smoke outlived it.
     let orphans = left_behind(&found.owners, shutdown);
     server.kill_group();

@@ -88,6 +88,9 @@ pub struct ServerProcess {
     readers: Vec<JoinHandle<()>>,
     /// Set once the child has been reaped.
     exit: Option<ExitStatus>,
+    /// Its status when it had exited before smoke asked it to stop: a server
+    /// that dies on its own during the run (a crash) is a finding.
+    pub exited_unasked: Option<ExitStatus>,
 }
 
 /// Copies a pipe's lines into a bounded tail; the first line goes to `first`
@@ -223,6 +226,7 @@ impl ServerProcess {
             stderr_tail: stderr_tail.clone(),
             readers: Vec::new(),
             exit: None,
+            exited_unasked: None,
         };
         // Without its readers the server would block on a full pipe; no thread
         // to be had (RLIMIT_NPROC, a cgroup's pids.max) is an error, and the
@@ -387,6 +391,8 @@ impl ServerProcess {
         let pid = Pid::from_raw(self.pid as i32);
         if self.try_exit().is_none() {
             let _ = kill(pid, Signal::SIGTERM);
+        } else if self.exited_unasked.is_none() {
+            self.exited_unasked = self.exit;
         }
         let mut deadline = Instant::now() + grace;
         let mut stop_seen = shutdown.requested();
