@@ -101,17 +101,22 @@ pub fn summary(report: &BlastReport, out: &mut impl Write) -> io::Result<()> {
         "slow connects (≥1 s)".to_string(),
         report.slow_connects.to_string(),
     ]);
+    extra_rows(report, &mut t);
     writeln!(out, "{t}")?;
     writeln!(out)?;
 
     let mut lat = super::table();
     lat.set_header(["latency (ms)", "count", "min", "p50", "p90", "p99", "max"]);
+    let tls = report.tls_handshake_ms.count > 0 || is_https(&report.url);
     for (name, l) in [
-        ("connect", &report.connect_ms),
-        ("first byte", &report.first_byte_ms),
-        ("total", &report.latency_ms),
+        ("connect", Some(&report.connect_ms)),
+        ("tls handshake", tls.then_some(&report.tls_handshake_ms)),
+        ("first byte", Some(&report.first_byte_ms)),
+        ("total", Some(&report.latency_ms)),
     ] {
-        lat.add_row(latency_row(name, l));
+        if let Some(l) = l {
+            lat.add_row(latency_row(name, l));
+        }
     }
     writeln!(out, "{lat}")?;
 
@@ -119,6 +124,48 @@ pub fn summary(report: &BlastReport, out: &mut impl Write) -> io::Result<()> {
         writeln!(out, "{hint}")?;
     }
     Ok(())
+}
+
+fn is_https(url: &str) -> bool {
+    url.get(..8)
+        .is_some_and(|s| s.eq_ignore_ascii_case("https://"))
+}
+
+/// Rows of the options that change how the run was made: `--source`,
+/// `--start-at`, `--rate`, TLS session resumption.
+fn extra_rows(report: &BlastReport, t: &mut comfy_table::Table) {
+    if report.sources > 0 {
+        t.add_row(["source addresses".to_string(), report.sources.to_string()]);
+    }
+    if let (Some(at), Some(skew)) = (&report.start_at, report.release_skew_ms) {
+        t.add_row(["start at".to_string(), at.clone()]);
+        t.add_row(["release skew".to_string(), format!("{skew:+.3} ms")]);
+    }
+    if let Some(rate) = &report.rate {
+        let achieved = rate
+            .achieved_per_s
+            .map_or_else(|| "-".to_string(), |r| format!("{r:.1}/s"));
+        t.add_row([
+            "rate".to_string(),
+            format!(
+                "{:.1}/s asked, {achieved} achieved, {} planned",
+                rate.target_per_s, rate.planned
+            ),
+        ]);
+        t.add_row([
+            "behind schedule".to_string(),
+            format!(
+                "{} (start lag p99 {:.3} ms)",
+                report.behind_schedule, rate.start_lag_ms.p99
+            ),
+        ]);
+    }
+    if report.tls_resumed > 0 {
+        t.add_row([
+            "tls sessions resumed".to_string(),
+            report.tls_resumed.to_string(),
+        ]);
+    }
 }
 
 fn latency_row(name: &str, l: &LatencyMs) -> Vec<String> {
@@ -154,9 +201,23 @@ fn hints(report: &BlastReport) -> Vec<String> {
     if report.errors_of(ErrorKind::AddrNotAvailable) > 0 {
         hints.push(
             "note: addr_not_available: ephemeral ports used up (TIME_WAIT); fewer clients, \
-             --keep-alive, or a wider net.ipv4.ip_local_port_range"
+             --keep-alive, more --source addresses, or a wider net.ipv4.ip_local_port_range"
                 .to_string(),
         );
+    }
+    if report.errors_of(ErrorKind::TlsCertificate) > 0 {
+        hints.push(
+            "note: tls_certificate: the server's certificate was not trusted; name its CA \
+             with --cacert FILE (or --insecure to skip verification)"
+                .to_string(),
+        );
+    }
+    if report.rate.is_some() && report.behind_schedule > 0 {
+        hints.push(format!(
+            "note: {} requests started late because every client was busy; their wait \
+             is in the latency (more --max-clients to keep the schedule)",
+            report.behind_schedule
+        ));
     }
     hints
 }
