@@ -3,6 +3,9 @@
 
 mod audit;
 mod blast;
+mod blast_rate;
+mod blast_reach;
+mod blast_tls;
 mod cgi;
 mod common;
 mod faults;
