@@ -83,7 +83,7 @@ impl Shared {
     /// A client's state with its socket made, so the burst is only connects.
     fn prepared(&self) -> ClientState {
         ClientState {
-            presocket: Some(conn::new_socket(self.config.addr, &self.sources)),
+            presocket: Some(self.sources.socket(self.config.addr)),
             ..ClientState::default()
         }
     }

@@ -1,20 +1,44 @@
-//! Local source addresses (`--source`): reading addresses, CIDRs and ranges,
-//! checking that each is local, and making each new socket on the next one.
+//! New client sockets, and the local source addresses they may come from
+//! (`--source`): reading addresses, CIDRs and ranges, checking that each is
+//! local, making each new socket on the next one.
 //!
-//! Owns the round-robin over the sources and the bind that leaves the port to
+//! Owns socket creation (one `socket()` call, no options: [`socket_for`]),
+//! the round-robin over the sources, and the bind that leaves the port to
 //! connect (IP_BIND_ADDRESS_NO_PORT, so each source has a whole port range per
 //! destination instead of one shared by all). Must never add a system call to
-//! a connection when no source is given (`conn::socket_for` stays the path),
-//! nor accept an address this host does not own: connects from it would fail
-//! one by one instead of the run failing once.
+//! a connection when no source is given, nor accept an address this host does
+//! not own: connects from it would fail one by one instead of the run failing
+//! once.
 
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream};
+use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use anyhow::{Context, bail, ensure};
-use nix::sys::socket::{setsockopt, sockopt::IpBindAddressNoPort};
-use tokio::net::TcpSocket;
+use nix::sys::socket::{
+    AddressFamily, SockFlag, SockProtocol, SockType, SockaddrStorage, bind, setsockopt, socket,
+    sockopt::IpBindAddressNoPort,
+};
+
+/// A new TCP socket, not yet connected: non-blocking, close-on-exec, no
+/// options set (the exchange writes one small request, so Nagle and linger do
+/// not matter, and each setsockopt would be one more syscall per connection).
+/// Held as a std `TcpStream` until `conn` connects it.
+pub fn socket_for(addr: SocketAddr) -> io::Result<TcpStream> {
+    let family = if addr.is_ipv4() {
+        AddressFamily::Inet
+    } else {
+        AddressFamily::Inet6
+    };
+    let fd = socket(
+        family,
+        SockType::Stream,
+        SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
+        SockProtocol::Tcp,
+    )?;
+    Ok(TcpStream::from(fd))
+}
 
 /// Upper bound on the addresses all `--source` flags name together: each is
 /// checked with a bind before the run, and 4096 addresses hold 100 million
@@ -142,14 +166,11 @@ fn check_local(addr: IpAddr) -> anyhow::Result<()> {
 }
 
 /// A new TCP socket bound to `source` with its port left to connect.
-fn bound_socket(source: IpAddr) -> io::Result<TcpSocket> {
-    let sock = if source.is_ipv4() {
-        TcpSocket::new_v4()?
-    } else {
-        TcpSocket::new_v6()?
-    };
-    setsockopt(&sock, IpBindAddressNoPort, &true).map_err(io::Error::from)?;
-    sock.bind(SocketAddr::new(source, 0))?;
+fn bound_socket(source: IpAddr) -> io::Result<TcpStream> {
+    let addr = SocketAddr::new(source, 0);
+    let sock = socket_for(addr)?;
+    setsockopt(&sock, IpBindAddressNoPort, &true)?;
+    bind(sock.as_raw_fd(), &SockaddrStorage::from(addr))?;
     Ok(sock)
 }
 
@@ -168,13 +189,12 @@ impl Sources {
         }
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.addrs.is_empty()
-    }
-
-    /// A new socket on the next source in turn (call only when there are
-    /// sources).
-    pub fn socket(&self) -> io::Result<TcpSocket> {
+    /// A new socket for `addr`: on the next source in turn when there are
+    /// some, else [`socket_for`]'s.
+    pub fn socket(&self, addr: SocketAddr) -> io::Result<TcpStream> {
+        if self.addrs.is_empty() {
+            return socket_for(addr);
+        }
         let turn = self.next.fetch_add(1, Ordering::Relaxed);
         let Some(source) = self.addrs.get(turn % self.addrs.len().max(1)) else {
             return Err(io::ErrorKind::InvalidInput.into());
