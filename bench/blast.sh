@@ -137,14 +137,17 @@ median_of() { awk -v t="$1" -v c="$2" '$1 !~ /^#/ && $2 == t {print $c}' "$raw" 
 wrk_rps=$(median_of wrk 3)
 {
   echo
-  echo "| tool  | conns/s (median) | CPU s | peak RSS MB | vs wrk |"
-  echo "|-------|------------------|-------|-------------|--------|"
+  echo "| tool  | conns/s (median) | CPU s | CPU µs/conn (median) | peak RSS MB | vs wrk |"
+  echo "|-------|------------------|-------|----------------------|-------------|--------|"
   for tool in "${tools[@]}"; do
     rps=$(median_of "$tool" 3)
     cpu=$(median_of "$tool" 4)
     rss=$(median_of "$tool" 5)
-    awk -v t="$tool" -v r="$rps" -v c="$cpu" -v m="$rss" -v w="$wrk_rps" \
-      'BEGIN {printf "| %-5s | %16d | %5.2f | %11.1f | %6.2f |\n", t, r, c, m/1024, r/w}'
+    # CPU per connection, round by round: the figure a busy machine (a
+    # starved server, fewer connections) moves least.
+    per=$(awk -v t="$tool" -v s="$SECS" '$1 !~ /^#/ && $2 == t && $3 > 0 {print $4 * 1e6 / ($3 * s)}' "$raw" | bench_median)
+    awk -v t="$tool" -v r="$rps" -v c="$cpu" -v p="$per" -v m="$rss" -v w="$wrk_rps" \
+      'BEGIN {printf "| %-5s | %16d | %5.2f | %20.1f | %11.1f | %6.2f |\n", t, r, c, p, m/1024, r/w}'
   done
 } | tee -a "$raw"
 
