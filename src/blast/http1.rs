@@ -372,7 +372,10 @@ mod tests {
         let r = parse_head(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n", true).expect("head");
         assert_eq!(r.body, Body::None);
         let r = h("HTTP/1.1 200\r\nCONNECTION:  Keep-Alive, Close \r\ncontent-length:3\r\r\n\r\n");
-        assert_eq!((r.status, r.body, r.reusable), (200, Body::Length(3), false));
+        assert_eq!(
+            (r.status, r.body, r.reusable),
+            (200, Body::Length(3), false)
+        );
         let r = h("HTTP/1.0 404 Not Found\r\nConnection: keep-alive\r\nContent-Length: 1\r\n\r\n");
         assert_eq!((r.status, r.reusable), (404, true));
         let r = h("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, Chunked\r\n\r\n");

@@ -39,7 +39,7 @@ use tokio::sync::Barrier;
 use tokio::task::JoinHandle;
 
 pub use config::{BlastConfig, Load, RequestSpec};
-pub use report::{BlastReport, ErrorKind, LatencyMs, RateReport, Timeouts};
+pub use report::{BlastReport, ErrorKind, LatencyMs, RateReport, Timeouts, format_time};
 pub use stats::SLOW_CONNECT;
 pub use tls::TlsOptions;
 
@@ -120,7 +120,7 @@ pub fn run(
     let _ = stats::take_local();
     let shared = Arc::new(Shared::new(config, progress.clone()));
     let ran = runtime.block_on(drive(shared.clone(), shutdown.clone()));
-    let released_at = shared.released_at();
+    let started_at = shared.released_at();
     // Dropping the runtime cancels what was aborted and joins its threads,
     // which run `on_thread_stop`: every count is in `handed_over` after this.
     drop(runtime);
@@ -147,7 +147,7 @@ pub fn run(
         rate: config.rate,
         rate_planned: config.rate.and(config.planned()),
         start_at: config.start_at,
-        released_at,
+        started_at,
     };
     let unfinished = unfinished(config, &total, &shared);
     let report = total.report(header, elapsed, unfinished, signal);

@@ -7,7 +7,7 @@
 //! `stats` fills it, `crate::render::blast` draws it.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use hdrhistogram::Histogram;
 use serde::Serialize;
@@ -197,11 +197,13 @@ pub struct BlastReport {
     /// Local addresses the connections were spread over (`--source`); 0:
     /// the kernel chose the address.
     pub sources: usize,
-    /// `--start-at`: the instant asked for, RFC 3339 UTC.
-    pub start_at: Option<String>,
-    /// Wall-clock instant of the release, RFC 3339 UTC; null when a stop
-    /// signal came before it.
-    pub started_at: Option<String>,
+    /// `--start-at`: the instant asked for (RFC 3339 UTC).
+    #[serde(serialize_with = "rfc3339")]
+    pub start_at: Option<SystemTime>,
+    /// When the clients were released (wall clock, RFC 3339 UTC); null when
+    /// a stop signal came before the release.
+    #[serde(serialize_with = "rfc3339")]
+    pub started_at: Option<SystemTime>,
     /// `--start-at`: the actual release minus the instant asked for, in ms
     /// (positive: late).
     pub release_skew_ms: Option<f64>,
@@ -267,9 +269,9 @@ pub(crate) struct ReportHeader {
     /// Requests an open-model run schedules.
     pub rate_planned: Option<u64>,
     /// `--start-at`, as asked.
-    pub start_at: Option<std::time::SystemTime>,
-    /// The wall-clock instant of the release (None: never released).
-    pub released_at: Option<std::time::SystemTime>,
+    pub start_at: Option<SystemTime>,
+    /// The release on the wall clock; None: a stop came before it.
+    pub started_at: Option<SystemTime>,
 }
 
 impl Default for ReportHeader {
@@ -286,18 +288,25 @@ impl Default for ReportHeader {
             rate: None,
             rate_planned: None,
             start_at: None,
-            released_at: None,
+            started_at: None,
         }
     }
 }
 
-/// `time` as RFC 3339 UTC with microseconds.
-pub(crate) fn rfc3339(time: std::time::SystemTime) -> String {
-    humantime::format_rfc3339_micros(time).to_string()
+/// An instant as RFC 3339 UTC with nanoseconds, `2026-11-30T12:00:00.123456789Z`.
+pub fn format_time(t: SystemTime) -> String {
+    humantime::format_rfc3339_nanos(t).to_string()
+}
+
+fn rfc3339<S: serde::Serializer>(t: &Option<SystemTime>, s: S) -> Result<S::Ok, S::Error> {
+    match t {
+        Some(t) => s.serialize_str(&format_time(*t)),
+        None => s.serialize_none(),
+    }
 }
 
 /// `a − b` in milliseconds, negative when `a` is earlier.
-pub(crate) fn diff_ms(a: std::time::SystemTime, b: std::time::SystemTime) -> f64 {
+pub(crate) fn diff_ms(a: SystemTime, b: SystemTime) -> f64 {
     match a.duration_since(b) {
         Ok(d) => d.as_secs_f64() * 1000.0,
         Err(e) => -e.duration().as_secs_f64() * 1000.0,

@@ -13,7 +13,7 @@ use std::time::Duration;
 use hdrhistogram::Histogram;
 
 use super::report::{
-    BlastReport, ErrorKind, LatencyMs, Phase, RateReport, ReportHeader, Timeouts, diff_ms, rfc3339,
+    BlastReport, ErrorKind, LatencyMs, Phase, RateReport, ReportHeader, Timeouts, diff_ms,
 };
 use crate::shutdown::Signal;
 
@@ -235,11 +235,11 @@ impl Stats {
             sockets_opened: self.sockets,
             unfinished,
             sources: header.sources,
-            start_at: header.start_at.map(rfc3339),
-            started_at: header.released_at.map(rfc3339),
+            start_at: header.start_at,
+            started_at: header.started_at,
             release_skew_ms: header
                 .start_at
-                .zip(header.released_at)
+                .zip(header.started_at)
                 .map(|(asked, actual)| diff_ms(actual, asked)),
             behind_schedule: self.behind,
             rate,

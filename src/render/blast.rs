@@ -137,8 +137,8 @@ fn extra_rows(report: &BlastReport, t: &mut comfy_table::Table) {
     if report.sources > 0 {
         t.add_row(["source addresses".to_string(), report.sources.to_string()]);
     }
-    if let (Some(at), Some(skew)) = (&report.start_at, report.release_skew_ms) {
-        t.add_row(["start at".to_string(), at.clone()]);
+    if let (Some(at), Some(skew)) = (report.start_at, report.release_skew_ms) {
+        t.add_row(["start at".to_string(), crate::blast::format_time(at)]);
         t.add_row(["release skew".to_string(), format!("{skew:+.3} ms")]);
     }
     if let Some(rate) = &report.rate {
@@ -273,5 +273,51 @@ mod tests {
             !text.contains("refused"),
             "zero kinds are left out:\n{text}"
         );
+    }
+
+    /// The keys of `--start-at`, `--rate`, `--source` and TLS, in JSON and
+    /// in the table.
+    #[test]
+    fn start_rate_source_and_tls_figures_are_shown() {
+        use std::time::{Duration, UNIX_EPOCH};
+        let mut r = crate::blast::sample_report();
+        let at = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        r.url = "https://127.0.0.1:8443/".into();
+        r.start_at = Some(at);
+        r.started_at = Some(at + Duration::from_micros(1500));
+        r.release_skew_ms = Some(1.5);
+        r.sources = 3;
+        r.behind_schedule = 7;
+        r.rate = Some(crate::blast::RateReport {
+            target_per_s: 200.0,
+            planned: 800,
+            achieved_per_s: Some(199.5),
+            start_lag_ms: LatencyMs::default(),
+        });
+        let mut out = Vec::new();
+        json(&r, &mut out).expect("render");
+        let v: serde_json::Value = serde_json::from_slice(&out).expect("json");
+        assert_eq!(v["start_at"], "2027-01-15T08:00:00.000000000Z");
+        assert_eq!(v["started_at"], "2027-01-15T08:00:00.001500000Z");
+        assert_eq!(v["release_skew_ms"], 1.5);
+        assert_eq!(v["behind_schedule"], 7);
+        assert_eq!(v["rate"]["planned"], 800);
+        assert_eq!(v["sources"], 3);
+        assert!(v["tls_handshake_ms"]["p99"].is_f64(), "{v}");
+        assert_eq!(v["timeouts"]["handshake"], 0);
+        let mut out = Vec::new();
+        summary(&r, &mut out).expect("render");
+        let text = String::from_utf8(out).expect("utf8");
+        for needle in [
+            "| release skew ",
+            "+1.500 ms",
+            "200.0/s asked, 199.5/s achieved, 800 planned",
+            "| behind schedule ",
+            "| source addresses ",
+            "| tls handshake ",
+            "note: 7 requests started late",
+        ] {
+            assert!(text.contains(needle), "{needle:?} missing:\n{text}");
+        }
     }
 }
