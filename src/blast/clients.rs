@@ -118,6 +118,8 @@ pub(super) async fn client(shared: Arc<Shared>, barrier: Arc<Barrier>) {
     barrier.wait().await;
     let ex = shared.exchange();
     let end = config.duration.map(|d| shared.released() + d);
+    let deadline = tokio::time::sleep(config.timeout);
+    tokio::pin!(deadline);
     let mut made = 0u64;
     let mut backoff = BACKOFF_MIN;
     loop {
@@ -131,7 +133,7 @@ pub(super) async fn client(shared: Arc<Shared>, barrier: Arc<Barrier>) {
         }
         made += 1;
         stats::record(Stats::started);
-        let result = conn::run_one(&ex, &mut state, None).await;
+        let result = conn::run_one(&ex, &mut state, None, deadline.as_mut()).await;
         shared.finished(result);
         match (result, end) {
             (Err(ErrorKind::FdExhausted | ErrorKind::AddrNotAvailable), Some(end)) => {
@@ -164,6 +166,8 @@ pub(super) async fn paced_client(shared: Arc<Shared>, barrier: Arc<Barrier>) {
     let ex = shared.exchange();
     let release = shared.released();
     let end = shared.config.duration.map(|d| release + d);
+    let deadline = tokio::time::sleep(shared.config.timeout);
+    tokio::pin!(deadline);
     while let Some((index, offset)) = schedule.take() {
         let intended = release + offset;
         let taken = Instant::now();
@@ -186,7 +190,7 @@ pub(super) async fn paced_client(shared: Arc<Shared>, barrier: Arc<Barrier>) {
                 behind,
             );
         });
-        let result = conn::run_one(&ex, &mut state, Some(intended)).await;
+        let result = conn::run_one(&ex, &mut state, Some(intended), deadline.as_mut()).await;
         shared.finished(result);
         // Behind schedule, failures that need no await (EMFILE) would run
         // back to back: let the other tasks in between.
