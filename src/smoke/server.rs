@@ -246,12 +246,10 @@ impl ServerProcess {
             if shutdown.requested() {
                 return Ok(false);
             }
-            if self.try_exit().is_some() {
-                bail!(
-                    "{}",
-                    self.failure(&format!("exited before accepting connections on {addr}"))
-                );
-            }
+            // Read before the listen check: a launcher that exits once the
+            // daemon it started listens must count as ready, not as a server
+            // that exited first (that order lost the race on a busy machine).
+            let exited = self.try_exit().is_some();
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 bail!(
@@ -277,6 +275,12 @@ impl ServerProcess {
             };
             if ready {
                 return Ok(true);
+            }
+            if exited {
+                bail!(
+                    "{}",
+                    self.failure(&format!("exited before accepting connections on {addr}"))
+                );
             }
             shutdown.sleep(Duration::from_millis(50).min(left));
         }
