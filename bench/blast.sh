@@ -9,7 +9,9 @@
 # (SERVE10K=1) 10 000 simultaneous clients against `lsbaws serve --quiet`.
 #
 # Raw results: bench/results/blast-<date>-<host>.txt.
-# Usage: bench/blast.sh   (env: ROUNDS=3 SECS=5 CONC=128 MEMFLAT=1 STRACE=1 SERVE10K=1)
+# Usage: bench/blast.sh   (env: ROUNDS=3 SECS=5 CONC=128 MEMFLAT=1 STRACE=1 SERVE10K=1,
+#   LSBAWS=path/to/lsbaws to measure that binary instead of building this tree,
+#   LSBAWS_LABEL=what it is, for the raw file: a before/after pair in one sitting)
 # Needs root for apt-get when wrk, ab, nginx, time or strace are missing.
 set -euo pipefail
 
@@ -26,8 +28,14 @@ STRACE=${STRACE:-1}
 MEMFLAT=${MEMFLAT:-1}
 
 bench_need wrk apache2-utils nginx time strace
-(cd "$root" && cargo build --release --quiet)
-lsbaws="$root/target/release/lsbaws"
+if [ -n "${LSBAWS:-}" ]; then
+  lsbaws=$LSBAWS
+  label=${LSBAWS_LABEL:-$LSBAWS}
+else
+  (cd "$root" && cargo build --release --quiet)
+  lsbaws="$root/target/release/lsbaws"
+  label="commit $(git -C "$root" rev-parse --short HEAD)"
+fi
 
 NGINX_PID=
 NGINX_PREFIX=
@@ -55,7 +63,7 @@ raw="$here/results/blast-$(date -u +%Y%m%d-%H%M%S)-$(hostname -s).txt"
   echo "# bench/blast.sh $(date -u +%FT%TZ) on $(hostname -s)"
   echo "# $(uname -srm); $(nproc) cpus; load: $(cut -d' ' -f1-3 /proc/loadavg)"
   echo "# $(wrk --version 2>&1 | head -1); $(ab -V | head -1); $(nginx -v 2>&1); $("$lsbaws" --version)"
-  echo "# lsbaws commit $(git -C "$root" rev-parse --short HEAD)"
+  echo "# lsbaws: $label"
   echo "# ROUNDS=$ROUNDS SECS=$SECS CONC=$CONC"
   echo "# round tool conns_per_s cpu_s peak_rss_kb errors load1 (the 1-minute load average"
   echo "# before the sample: other work on this machine shows up there and in the figures)"
@@ -129,14 +137,17 @@ median_of() { awk -v t="$1" -v c="$2" '$1 !~ /^#/ && $2 == t {print $c}' "$raw" 
 wrk_rps=$(median_of wrk 3)
 {
   echo
-  echo "| tool  | conns/s (median) | CPU s | peak RSS MB | vs wrk |"
-  echo "|-------|------------------|-------|-------------|--------|"
+  echo "| tool  | conns/s (median) | CPU s | CPU µs/conn (median) | peak RSS MB | vs wrk |"
+  echo "|-------|------------------|-------|----------------------|-------------|--------|"
   for tool in "${tools[@]}"; do
     rps=$(median_of "$tool" 3)
     cpu=$(median_of "$tool" 4)
     rss=$(median_of "$tool" 5)
-    awk -v t="$tool" -v r="$rps" -v c="$cpu" -v m="$rss" -v w="$wrk_rps" \
-      'BEGIN {printf "| %-5s | %16d | %5.2f | %11.1f | %6.2f |\n", t, r, c, m/1024, r/w}'
+    # CPU per connection, round by round: the figure a busy machine (a
+    # starved server, fewer connections) moves least.
+    per=$(awk -v t="$tool" -v s="$SECS" '$1 !~ /^#/ && $2 == t && $3 > 0 {print $4 * 1e6 / ($3 * s)}' "$raw" | bench_median)
+    awk -v t="$tool" -v r="$rps" -v c="$cpu" -v p="$per" -v m="$rss" -v w="$wrk_rps" \
+      'BEGIN {printf "| %-5s | %16d | %5.2f | %20.1f | %11.1f | %6.2f |\n", t, r, c, p, m/1024, r/w}'
   done
 } | tee -a "$raw"
 

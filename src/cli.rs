@@ -166,13 +166,25 @@ pub struct ServeArgs {
 /// client3.py done right: --max-clients clients are released at the same instant,
 /// each makes --max-conns connections one after another (or loops for --duration),
 /// and every response is read and counted. Failures are counted by kind (refused,
-/// reset, timeout, bad response, HTTP status, fd or port exhaustion). Prints a table
-/// (or --json); exit 0 when failures are at most --max-errors, 1 when more, 2 on bad
-/// usage.
+/// reset, timeout, bad response, HTTP status, fd or port exhaustion, TLS). Prints a
+/// table (or --json); exit 0 when failures are at most --max-errors, 1 when more, 2
+/// on bad usage.
+///
+/// With --rate, requests start on a fixed schedule instead (an open model):
+/// --max-clients bounds how many are in flight, --max-conns is the total (or
+/// --duration bounds the schedule), and latency counts from each request's
+/// intended start, so a stall of the server shows in the percentiles.
 #[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:\n  \
+    lsbaws blast --max-clients 128                       the article's burst\n  \
+    lsbaws blast https://localhost:8443/ --cacert ca.pem  TLS, a full handshake each\n  \
+    lsbaws blast --rate 500 --max-clients 64 --duration 30s URL   open model\n  \
+    lsbaws blast --source 127.0.0.2-127.0.0.4 --max-clients 60000 --keep-alive URL\n  \
+    lsbaws blast --start-at 2026-11-30T12:00:00Z --json URL   many machines at once")]
 pub struct BlastArgs {
-    /// Target URL (http only). The host is resolved once, and every connection goes
-    /// to the first address the host resolves to (no fallback to the others).
+    /// Target URL, http:// or https://. The host is resolved once, and every
+    /// connection goes to the first address the host resolves to (no fallback to
+    /// the others).
     #[arg(default_value = "http://127.0.0.1:8888/hello")]
     pub url: String,
 
@@ -212,6 +224,39 @@ pub struct BlastArgs {
     /// that never got to start one counts too).
     #[arg(long, default_value_t = 0, value_name = "K")]
     pub max_errors: u64,
+
+    /// Local address to connect from (repeatable): an address, a CIDR such as
+    /// 127.0.0.2/30 (its host addresses), or a range 127.0.0.2-127.0.0.9.
+    /// Connections go round-robin over them, each with its own ephemeral ports
+    /// per destination, to pass one address's ~28 000.
+    #[arg(long = "source", value_name = "ADDR")]
+    pub sources: Vec<String>,
+
+    /// Prepare everything, then release the clients at this wall-clock instant:
+    /// RFC 3339 UTC (2026-11-30T12:00:00Z) or Unix seconds. Many blasts on many
+    /// machines fire together; the report gives each one's release skew. Must be
+    /// in the future, within 24 h.
+    #[arg(long, value_name = "TIME")]
+    pub start_at: Option<String>,
+
+    /// Requests per second over all clients, on a fixed schedule (an open
+    /// model). --max-conns then counts requests in total.
+    #[arg(long, value_name = "R")]
+    pub rate: Option<f64>,
+
+    /// https: trust only the CA certificates in this PEM file (default: the
+    /// system's store).
+    #[arg(long, value_name = "FILE", conflicts_with = "insecure")]
+    pub cacert: Option<PathBuf>,
+
+    /// https: do not verify the server's certificate.
+    #[arg(long)]
+    pub insecure: bool,
+
+    /// https: let handshakes resume earlier sessions (default: a full handshake
+    /// per new connection, what new clients cost a server).
+    #[arg(long)]
+    pub tls_resume: bool,
 
     /// Print one JSON object instead of the table.
     #[arg(long)]

@@ -336,7 +336,10 @@ fn a_server_printing_non_utf8_still_passes() {
 #[test]
 fn a_server_that_daemonizes_is_still_audited_and_stopped() {
     let script = fixture("servers/leaky_server.py");
-    let launcher = format!("(exec python3 {script} {{port}} &); sleep 1");
+    // The launcher exits once the daemon listens (read from /proc/net/tcp:
+    // a probe connection would cost the leaky server a zombie). A fixed
+    // `sleep 1` lost the race on a busy machine, where python takes longer.
+    let launcher = format!("(exec python3 {script} {{port}} &); {}", WAIT_LISTEN);
     let (code, out, err) = smoke(&[
         "--max-clients",
         "8",

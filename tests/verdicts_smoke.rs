@@ -284,7 +284,11 @@ fn smoke_fails_on_processes_the_server_left_behind() {
 #[test]
 fn smoke_daemonized_correct_server_has_no_orphans() {
     let dir = TempDir::new("launcher");
-    let launcher = format!("(exec {} -c \"$1\" {{port}} &); sleep 1", python3());
+    let launcher = format!(
+        "(exec {} -c \"$1\" {{port}} &); {}",
+        python3(),
+        crate::common::WAIT_LISTEN
+    );
     let (code, out, err) = smoke_in(
         &dir,
         &[

@@ -1,15 +1,21 @@
 //! [`BlastConfig`]: the one place where a blast's settings are checked, from
 //! plain values that `cmd` takes from the flags (`blast`'s, or `smoke`'s).
 //!
-//! Owns URL parsing (http only), address resolution, building the request bytes
-//! once, `--raw-request` escapes and every "nonsense" check that must end in exit
-//! 2. Must never touch the network beyond resolving the host, never print, and
-//! never know about clap.
+//! Owns URL parsing (http and https), address resolution, building the
+//! request bytes once, `--raw-request` escapes and every "nonsense" check that
+//! must end in exit 2 (`--source`, `--start-at` and TLS roots are checked by
+//! their modules, called from here). Must never touch the network beyond
+//! resolving the host and binding to each `--source`, never print, and never
+//! know about clap.
 
-use std::net::{SocketAddr, ToSocketAddrs};
-use std::time::Duration;
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, bail, ensure};
+
+use super::schedule::{self, Schedule};
+use super::source;
+use super::tls::{TlsOptions, TlsSetup};
 
 /// Upper bound on `--max-clients`: far beyond what one host has ports or fds
 /// for, low enough that a typo (an extra zero or three) is caught as nonsense.
@@ -17,6 +23,9 @@ const MAX_CLIENTS: u64 = 1_000_000;
 
 /// Upper bound on `--threads`: far more workers than any machine has cores.
 const MAX_THREADS: usize = 1024;
+
+/// Upper bound on `--rate`: a hundred times what one machine can open.
+const MAX_RATE: f64 = 10_000_000.0;
 
 /// A validated blast run: everything the engine needs, nothing it must re-check.
 #[derive(Debug, Clone)]
@@ -49,6 +58,18 @@ pub struct BlastConfig {
     /// Names this run in its report among others' (`--tag`): the host name
     /// unless the caller sets one.
     pub tag: String,
+    /// Local addresses to spread connections over (`--source`); empty: the
+    /// kernel chooses.
+    pub sources: Vec<IpAddr>,
+    /// The TLS client, for https:// URLs.
+    pub tls: Option<TlsSetup>,
+    /// Whether `--insecure` turned certificate verification off.
+    pub insecure: bool,
+    /// Release the clients at this wall-clock instant (`--start-at`).
+    pub start_at: Option<SystemTime>,
+    /// Requests per second over all clients: an open model (`--rate`); then
+    /// `conns_per_client` is the total, not per client.
+    pub rate: Option<f64>,
 }
 
 /// The size and bounds of a burst (the load flags `blast` and `smoke` share).
@@ -60,6 +81,10 @@ pub struct Load {
     /// Worker threads; None: one per core.
     pub threads: Option<usize>,
     pub timeout: Duration,
+    /// `--rate`: requests per second over all clients (open model).
+    pub rate: Option<f64>,
+    /// `--start-at`, as written: parsed and checked against the clock here.
+    pub start_at: Option<String>,
 }
 
 /// What each connection sends, and how (blast's request flags).
@@ -73,6 +98,9 @@ pub struct RequestSpec {
     pub raw: Option<String>,
     pub keep_alive: bool,
     pub connect_timeout: Option<Duration>,
+    /// `--source` values as written (addresses, CIDRs, ranges).
+    pub sources: Vec<String>,
+    pub tls: TlsOptions,
 }
 
 impl Default for RequestSpec {
@@ -85,6 +113,8 @@ impl Default for RequestSpec {
             raw: None,
             keep_alive: false,
             connect_timeout: None,
+            sources: Vec::new(),
+            tls: TlsOptions::default(),
         }
     }
 }
@@ -149,6 +179,28 @@ impl BlastConfig {
                 (bytes, method == "HEAD")
             }
         };
+        if let Some(rate) = load.rate {
+            ensure!(
+                rate.is_finite() && rate > 0.0,
+                "--rate must be more than 0 requests per second"
+            );
+            ensure!(rate <= MAX_RATE, "--rate {rate} is more than {MAX_RATE}");
+        }
+        let start_at = match &load.start_at {
+            Some(s) => Some(schedule::parse_start_at(s, SystemTime::now())?),
+            None => None,
+        };
+        let sources = source::parse_all(&req.sources, target.addr)?;
+        let tls = match target.tls {
+            true => Some(TlsSetup::new(&target.host, &req.tls)?),
+            false => {
+                ensure!(
+                    req.tls.cacert.is_none() && !req.tls.insecure && !req.tls.resume,
+                    "--cacert, --insecure and --tls-resume are for https:// URLs"
+                );
+                None
+            }
+        };
         Ok(BlastConfig {
             url: url.to_string(),
             addr: target.addr,
@@ -163,14 +215,21 @@ impl BlastConfig {
             keep_alive: req.keep_alive,
             max_errors,
             tag: host_name(),
+            sources,
+            tls,
+            insecure: req.tls.insecure,
+            start_at,
+            rate: load.rate,
         })
     }
 
-    /// Total connections planned, or None in `--duration` mode.
+    /// Total requests planned: clients × requests each, or an open model's
+    /// schedule; None in closed `--duration` mode.
     pub fn planned(&self) -> Option<u64> {
-        match self.duration {
-            Some(_) => None,
-            None => Some(self.clients.saturating_mul(self.conns_per_client)),
+        match (self.rate, self.duration) {
+            (Some(rate), d) => Some(Schedule::planned(rate, self.conns_per_client, d)),
+            (None, Some(_)) => None,
+            (None, None) => Some(self.clients.saturating_mul(self.conns_per_client)),
         }
     }
 }
@@ -182,26 +241,30 @@ fn host_name() -> String {
         .unwrap_or_else(|_| "localhost".into())
 }
 
-/// The parts of an `http://` URL that matter here.
+/// The parts of an `http://` or `https://` URL that matter here.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Target {
     /// The authority as written (`host[:port]`): the Host header.
     authority: String,
+    /// The host without brackets or port: the TLS server name.
+    host: String,
+    /// https://.
+    tls: bool,
     /// Path and query, `/` when absent.
     path: String,
     addr: SocketAddr,
 }
 
-/// Parses `http://host[:port][/path][?query]` and resolves the host once.
+/// Parses `http[s]://host[:port][/path][?query]` and resolves the host once.
 fn parse_url(url: &str) -> anyhow::Result<Target> {
     let Some((scheme, rest)) = url.split_once("://") else {
         bail!("bad URL {url:?}: expected http://host[:port]/path");
     };
-    match scheme.to_ascii_lowercase().as_str() {
-        "http" => {}
-        "https" => bail!("bad URL {url:?}: https is not supported yet, use http://"),
-        other => bail!("bad URL {url:?}: unsupported scheme {other:?}, use http://"),
-    }
+    let tls = match scheme.to_ascii_lowercase().as_str() {
+        "http" => false,
+        "https" => true,
+        other => bail!("bad URL {url:?}: unsupported scheme {other:?}, use http:// or https://"),
+    };
     let (authority, path) = match rest.find(['/', '?', '#']) {
         Some(i) => (&rest[..i], &rest[i..]),
         None => (rest, "/"),
@@ -217,7 +280,7 @@ fn parse_url(url: &str) -> anyhow::Result<Target> {
         !authority.is_empty() && !authority.contains('@'),
         "bad URL {url:?}: no host (user info is not supported)"
     );
-    let (host, port) = split_host_port(authority)
+    let (host, port) = split_host_port(authority, if tls { 443 } else { 80 })
         .with_context(|| format!("bad URL {url:?}: cannot read host and port"))?;
     ensure!(!host.is_empty(), "bad URL {url:?}: no host");
     ensure!(
@@ -233,13 +296,15 @@ fn parse_url(url: &str) -> anyhow::Result<Target> {
         .with_context(|| format!("bad URL {url:?}: {host:?} has no address"))?;
     Ok(Target {
         authority: authority.to_string(),
+        host: host.to_string(),
+        tls,
         path,
         addr,
     })
 }
 
 /// `host`, `host:port`, `[v6]`, `[v6]:port` → (host without brackets, port).
-fn split_host_port(authority: &str) -> anyhow::Result<(&str, u16)> {
+fn split_host_port(authority: &str, default_port: u16) -> anyhow::Result<(&str, u16)> {
     let (host, port) = if let Some(rest) = authority.strip_prefix('[') {
         let (host, after) = rest.split_once(']').context("unclosed '['")?;
         match after {
@@ -253,7 +318,7 @@ fn split_host_port(authority: &str) -> anyhow::Result<(&str, u16)> {
         }
     };
     let port = match port {
-        None => 80,
+        None => default_port,
         Some(p) => p
             .parse::<u16>()
             .ok()
@@ -375,12 +440,18 @@ mod tests {
         assert_eq!((t.addr.port(), t.path.as_str()), (80, "/"));
         let t = parse_url("HTTP://127.0.0.1:1?q").expect("query only");
         assert_eq!(t.path, "/?q");
+        let t = parse_url("https://localhost/x").expect("https");
+        assert_eq!(
+            (t.addr.port(), t.tls, t.host.as_str()),
+            (443, true, "localhost")
+        );
+        let t = parse_url("https://[::1]:8443/").expect("https v6");
+        assert_eq!((t.addr.port(), t.host.as_str()), (8443, "::1"));
     }
 
     #[test]
     fn bad_urls_are_refused_with_a_reason() {
         for (url, why) in [
-            ("https://127.0.0.1/", "https is not supported"),
             ("ftp://127.0.0.1/", "unsupported scheme"),
             ("127.0.0.1:8888/hello", "expected http://"),
             ("http:///x", "no host"),

@@ -133,60 +133,104 @@ impl Reader {
 }
 
 /// Length of the head including its blank line; bare LF line ends accepted.
+/// One pass from newline to newline (this runs once per response, and a
+/// load test reads hundreds of thousands).
 fn head_end(buf: &[u8]) -> Option<usize> {
-    let i = buf.windows(2).position(|w| w == b"\n\n" || w == b"\n\r")?;
-    if buf[i + 1] == b'\n' {
-        return Some(i + 2);
+    let mut from = 0;
+    while let Some(off) = buf[from..].iter().position(|&b| b == b'\n') {
+        let i = from + off;
+        match buf.get(i + 1)? {
+            b'\n' => return Some(i + 2),
+            // "\n\r": a CRLF blank line needs the "\n" after it.
+            b'\r' if *buf.get(i + 2)? == b'\n' => return Some(i + 3),
+            _ => from = i + 1,
+        }
     }
-    // "\n\r": a CRLF blank line needs the "\n" after it.
-    match buf.get(i + 2) {
-        Some(b'\n') => Some(i + 3),
-        Some(_) => head_end(&buf[i + 1..]).map(|e| e + i + 1),
-        None => None,
-    }
+    None
 }
 
+/// The next line of `rest` (without its line end and trailing CRs), and
+/// `rest` moved past it.
+fn next_line<'a>(rest: &mut &'a [u8]) -> &'a [u8] {
+    let (mut line, after) = match rest.iter().position(|&b| b == b'\n') {
+        Some(i) => (&rest[..i], &rest[i + 1..]),
+        None => (*rest, &[][..]),
+    };
+    *rest = after;
+    while let [head @ .., b'\r'] = line {
+        line = head;
+    }
+    line
+}
+
+/// `1*DIGIT` as a number (no sign, no spaces, no overflow).
+fn digits(value: &[u8]) -> Option<u64> {
+    if value.is_empty() {
+        return None;
+    }
+    value.iter().try_fold(0u64, |n, &b| {
+        b.is_ascii_digit()
+            .then(|| n.checked_mul(10)?.checked_add(u64::from(b - b'0')))?
+    })
+}
+
+/// Parses a response head on its bytes (it is checked to be UTF-8 first, as
+/// any text a server sends should be); only the status and the headers that
+/// say where the body ends and whether the connection stays open are read.
 fn parse_head(head: &[u8], head_request: bool) -> io::Result<Head> {
-    let text = std::str::from_utf8(head).map_err(|_| bad("response head is not UTF-8"))?;
-    let mut lines = text.split('\n').map(|l| l.trim_end_matches('\r'));
-    let status_line = lines.next().unwrap_or("");
-    let mut parts = status_line.splitn(3, ' ');
-    let version = parts.next().unwrap_or("");
-    let http11 = match version {
-        "HTTP/1.1" => true,
-        "HTTP/1.0" => false,
+    if std::str::from_utf8(head).is_err() {
+        return Err(bad("response head is not UTF-8"));
+    }
+    let mut rest = head;
+    let status_line = next_line(&mut rest);
+    let http11 = match status_line.get(..9) {
+        Some(b"HTTP/1.1 ") => true,
+        Some(b"HTTP/1.0 ") => false,
         _ => return Err(bad("not an HTTP/1.x status line")),
     };
-    let code = parts.next().unwrap_or("");
-    if code.len() != 3 {
-        return Err(bad("bad status code"));
-    }
-    let status: u16 = code.parse().map_err(|_| bad("bad status code"))?;
-    if !(100..1000).contains(&status) {
+    let after = &status_line[9..];
+    let code = match after.iter().position(|&b| b == b' ') {
+        Some(i) => &after[..i],
+        None => after,
+    };
+    let status = match code {
+        [a, b, c] if code.iter().all(u8::is_ascii_digit) => {
+            u16::from(a - b'0') * 100 + u16::from(b - b'0') * 10 + u16::from(c - b'0')
+        }
+        _ => return Err(bad("bad status code")),
+    };
+    if status < 100 {
         return Err(bad("bad status code"));
     }
     let mut length = None;
     let mut chunked = false;
     let mut close = !http11;
-    for line in lines.filter(|l| !l.is_empty()) {
-        let (name, value) = line.split_once(':').ok_or_else(|| bad("bad header line"))?;
-        let value = value.trim();
-        if name.eq_ignore_ascii_case("content-length") {
-            let n: u64 = value.parse().map_err(|_| bad("bad Content-Length"))?;
+    while !rest.is_empty() {
+        let line = next_line(&mut rest);
+        if line.is_empty() {
+            continue;
+        }
+        let colon = line
+            .iter()
+            .position(|&b| b == b':')
+            .ok_or_else(|| bad("bad header line"))?;
+        let (name, value) = (&line[..colon], line[colon + 1..].trim_ascii());
+        if name.eq_ignore_ascii_case(b"content-length") {
+            let n = digits(value).ok_or_else(|| bad("bad Content-Length"))?;
             if length.is_some_and(|l| l != n) {
                 return Err(bad("conflicting Content-Length"));
             }
             length = Some(n);
-        } else if name.eq_ignore_ascii_case("transfer-encoding") {
+        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
             chunked = value
-                .rsplit(',')
+                .rsplit(|&b| b == b',')
                 .next()
-                .is_some_and(|v| v.trim().eq_ignore_ascii_case("chunked"));
-        } else if name.eq_ignore_ascii_case("connection") {
-            for token in value.split(',').map(str::trim) {
-                if token.eq_ignore_ascii_case("close") {
+                .is_some_and(|v| v.trim_ascii().eq_ignore_ascii_case(b"chunked"));
+        } else if name.eq_ignore_ascii_case(b"connection") {
+            for token in value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
+                if token.eq_ignore_ascii_case(b"close") {
                     close = true;
-                } else if token.eq_ignore_ascii_case("keep-alive") && !http11 {
+                } else if token.eq_ignore_ascii_case(b"keep-alive") && !http11 {
                     close = false;
                 }
             }
@@ -304,6 +348,9 @@ mod tests {
         assert_eq!(head_end(b"HTTP/1.1 200 OK\r\nA: b\r\n"), None);
         assert_eq!(head_end(b"HTTP/1.1 200 OK\r\nA: b\r\n\r"), None);
         assert_eq!(head_end(b"HTTP/1.1 200 OK\r\nA: b\r\n\r\n"), Some(25));
+        assert_eq!(head_end(b"A\n\rB\n\n"), Some(6), "a CR not followed by LF");
+        assert_eq!(head_end(b""), None);
+        assert_eq!(head_end(b"\n"), None);
     }
 
     #[test]
@@ -324,14 +371,30 @@ mod tests {
         assert_eq!(r.body, Body::None);
         let r = parse_head(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n", true).expect("head");
         assert_eq!(r.body, Body::None);
+        let r = h("HTTP/1.1 200\r\nCONNECTION:  Keep-Alive, Close \r\ncontent-length:3\r\r\n\r\n");
+        assert_eq!(
+            (r.status, r.body, r.reusable),
+            (200, Body::Length(3), false)
+        );
+        let r = h("HTTP/1.0 404 Not Found\r\nConnection: keep-alive\r\nContent-Length: 1\r\n\r\n");
+        assert_eq!((r.status, r.reusable), (404, true));
+        let r = h("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, Chunked\r\n\r\n");
+        assert_eq!(r.body, Body::Chunked);
         for badh in [
             "SSH-2.0-OpenSSH\r\n\r\n",
             "HTTP/1.1 2000 OK\r\n\r\n",
+            "HTTP/1.1 20x OK\r\n\r\n",
+            "HTTP/1.1 099 Low\r\n\r\n",
+            "HTTP/1.1  200 OK\r\n\r\n",
             "HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nContent-Length: +5\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nContent-Length: 99999999999999999999\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
             "HTTP/1.1 200 OK\r\nnocolon\r\n\r\n",
         ] {
             assert!(parse_head(badh.as_bytes(), false).is_err(), "{badh}");
         }
+        assert!(parse_head(b"HTTP/1.1 200 \xff\r\n\r\n", false).is_err());
     }
 
     #[test]

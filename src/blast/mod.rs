@@ -1,44 +1,54 @@
 //! The blast engine: N simultaneous connections on tokio, with honest accounting.
 //!
 //! Owns the run: the runtime it builds for itself (main stays synchronous, so
-//! `serve` can fork), the start barrier, the client loops, and the merge of
-//! per-thread stats into a [`BlastReport`]. [`run`] takes the stop request as an
+//! `serve` can fork), the start barrier and the release (at once, or at
+//! `--start-at`), and the merge of per-thread stats into a [`BlastReport`]. [`run`] takes the stop request as an
 //! input and returns the report; `cmd::blast` and `smoke` call it. Must never
 //! print (warnings are returned by [`preflight`], progress is read from
 //! [`Progress`] by whoever shows it), keep per-request records, let a run outlive
 //! its bounds, or lose a planned request: each ends ok, failed or `unfinished`.
 //!
 //! - `config`: settings → validated [`BlastConfig`].
+//! - `clients`: the client tasks, closed model and open (`--rate`).
 //! - `conn`: one request on a connection, its deadline, error classification.
 //! - `http1`: the response reader.
+//! - `tls`: the TLS client (https://).
+//! - `source`: `--source` addresses.
+//! - `schedule`: `--start-at` and the `--rate` schedule.
 //! - `stats`: per-thread histograms and counters.
 //! - `report`: the report's shape and error kinds.
 //! - `histogram`: the histograms' shared settings and their wire encoding.
 //! - `limits`: open-file limit and ephemeral-port warnings.
 
+mod clients;
 mod config;
 mod conn;
 pub mod histogram;
 mod http1;
 mod limits;
 mod report;
+mod schedule;
+mod source;
 mod stats;
+mod tls;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, SystemTime};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use anyhow::Context;
 use tokio::sync::Barrier;
 use tokio::task::JoinHandle;
-use tokio::time::Instant;
 
 pub use config::{BlastConfig, Load, RequestSpec};
-pub use report::{BlastReport, ErrorKind, Histograms, LatencyMs, SCHEMA, Timeouts, format_time};
+pub use report::{
+    BlastReport, ErrorKind, Histograms, LatencyMs, RateReport, SCHEMA, Timeouts, format_time,
+};
 pub use stats::SLOW_CONNECT;
+pub use tls::TlsOptions;
 
 use crate::shutdown::Shutdown;
-use conn::{ClientState, Exchange};
+use clients::Shared;
 use report::ReportHeader;
 use stats::Stats;
 
@@ -56,7 +66,8 @@ pub struct Progress {
 
 /// Prepares the host for `config` (raises the soft open-file limit to the hard
 /// one) and returns one-line warnings about what it still lacks: file
-/// descriptors or ephemeral ports for this many simultaneous connections.
+/// descriptors or ephemeral ports for this many simultaneous connections, and
+/// that `--insecure` verifies no certificate.
 pub fn preflight(config: &BlastConfig) -> Vec<String> {
     let mut warnings = Vec::new();
     if let Some((soft, _hard)) = limits::raise_nofile()
@@ -64,7 +75,10 @@ pub fn preflight(config: &BlastConfig) -> Vec<String> {
     {
         warnings.push(warning);
     }
-    warnings.extend(limits::port_warning(config.clients));
+    warnings.extend(limits::port_warning(config.clients, config.sources.len()));
+    if config.insecure {
+        warnings.push("--insecure: server certificates are not verified".to_string());
+    }
     warnings
 }
 
@@ -110,6 +124,7 @@ pub fn run(
     let _ = stats::take_local();
     let shared = Arc::new(Shared::new(config, progress.clone()));
     let ran = runtime.block_on(drive(shared.clone(), shutdown.clone()));
+    let started_at = shared.released_at();
     // Dropping the runtime cancels what was aborted and joins its threads,
     // which run `on_thread_stop`: every count is in `handed_over` after this.
     drop(runtime);
@@ -127,13 +142,17 @@ pub fn run(
     let signal = shutdown.interruption();
     let header = ReportHeader {
         tag: config.tag.clone(),
-        started_at: shared.release.get().map(|r| r.wall),
         url: config.url.clone(),
         clients: config.clients,
         conns_per_client: config.duration.is_none().then_some(config.conns_per_client),
         duration: config.duration,
         threads: config.threads,
         keep_alive: config.keep_alive,
+        sources: config.sources.len(),
+        rate: config.rate,
+        rate_planned: config.rate.and(config.planned()),
+        start_at: config.start_at,
+        started_at,
     };
     let unfinished = unfinished(config, &total, &shared);
     let report = total.report(header, elapsed, unfinished, signal);
@@ -146,7 +165,9 @@ pub fn run(
         "internal: {done} requests finished but {} were counted",
         report.connections
     );
-    if let (Some(planned), None) = (config.planned(), signal) {
+    // With a deadline (an open model's `--duration`), planned requests may
+    // be left unbegun: `unfinished` holds them.
+    if let (Some(planned), None, None) = (config.planned(), config.duration, signal) {
         anyhow::ensure!(
             report.connections == planned,
             "internal: {planned} requests planned but {} were made",
@@ -172,63 +193,9 @@ fn unfinished(config: &BlastConfig, total: &Stats, shared: &Shared) -> u64 {
     cut_off + never_begun
 }
 
-/// What every client task shares: the settings and the counters.
-struct Shared {
-    config: BlastConfig,
-    progress: Arc<Progress>,
-    /// Clients that began at least one request (`--duration` accounting).
-    clients_begun: AtomicU64,
-    /// The instant the clients were released, set by the first task past the
-    /// start barrier: every client's `--duration` deadline and the elapsed
-    /// time count from it. A deadline each client took when it first ran let
-    /// clients that ran late (their worker busy) run late by as much.
-    release: OnceLock<Release>,
-}
-
-/// The release, on both clocks, read together once.
-#[derive(Debug, Clone, Copy)]
-struct Release {
-    /// Monotonic: deadlines and the elapsed time.
-    at: Instant,
-    /// Wall clock: the report's `started_at`, comparable across machines.
-    wall: SystemTime,
-}
-
-impl Shared {
-    fn new(config: &BlastConfig, progress: Arc<Progress>) -> Shared {
-        Shared {
-            config: config.clone(),
-            progress,
-            clients_begun: AtomicU64::new(0),
-            release: OnceLock::new(),
-        }
-    }
-
-    /// The release instant (see `release`); the first caller sets it.
-    fn released(&self) -> Instant {
-        self.release
-            .get_or_init(|| Release {
-                at: Instant::now(),
-                wall: SystemTime::now(),
-            })
-            .at
-    }
-
-    fn exchange(&self) -> Exchange<'_> {
-        Exchange {
-            addr: self.config.addr,
-            request: &self.config.request,
-            head_request: self.config.head_request,
-            timeout: self.config.timeout,
-            connect_timeout: self.config.connect_timeout,
-            keep_alive: self.config.keep_alive,
-        }
-    }
-}
-
-/// Spawns the clients, releases them together, waits for all (or aborts them
-/// on a stop request); returns the time from the release to the end, or an
-/// error when a client task died.
+/// Spawns the clients, releases them together (at `--start-at`, when given),
+/// waits for all (or aborts them on a stop request); returns the time from
+/// the release to the end, or an error when a client task died.
 async fn drive(shared: Arc<Shared>, shutdown: Shutdown) -> anyhow::Result<Duration> {
     let clients = shared.config.clients;
     // +1: this task waits too, so the clock starts when the clients are released.
@@ -237,22 +204,34 @@ async fn drive(shared: Arc<Shared>, shutdown: Shutdown) -> anyhow::Result<Durati
     ));
     let mut handles = Vec::with_capacity(usize::try_from(clients).unwrap_or(0));
     for _ in 0..clients {
-        handles.push(tokio::spawn(client(shared.clone(), barrier.clone())));
+        let (shared, barrier) = (shared.clone(), barrier.clone());
+        handles.push(match shared.config.rate {
+            Some(_) => tokio::spawn(clients::paced_client(shared, barrier)),
+            None => tokio::spawn(clients::client(shared, barrier)),
+        });
     }
     let aborts: Vec<_> = handles.iter().map(JoinHandle::abort_handle).collect();
-    let stopped = tokio::select! {
-        _ = barrier.wait() => false,
-        _ = shutdown.requested_async() => true,
+    // The clients make their sockets and wait at the barrier meanwhile.
+    let stopped = match shared.config.start_at {
+        Some(at) => schedule::wait_until(at, &shutdown).await,
+        None => false,
     };
+    let stopped = stopped
+        || tokio::select! {
+            _ = barrier.wait() => false,
+            _ = shutdown.requested_async() => true,
+        };
+    if stopped {
+        // Never released: nothing began, every client is unfinished, and
+        // there is no release instant to report.
+        aborts.iter().for_each(tokio::task::AbortHandle::abort);
+        return Ok(Duration::ZERO);
+    }
     let start = shared.released();
     shared.progress.released.store(true, Ordering::Relaxed);
-    let joined = if stopped {
-        None
-    } else {
-        tokio::select! {
-            joined = join_clients(handles) => Some(joined),
-            _ = shutdown.requested_async() => None,
-        }
+    let joined = tokio::select! {
+        joined = join_clients(handles) => Some(joined),
+        _ = shutdown.requested_async() => None,
     };
     let elapsed = start.elapsed();
     match joined {
@@ -279,60 +258,6 @@ async fn join_clients(handles: Vec<JoinHandle<()>>) -> anyhow::Result<()> {
     }
 }
 
-/// First pause of a `--duration` client after a failure for want of local
-/// resources (fds, ephemeral ports); doubled on each one in a row up to
-/// [`BACKOFF_MAX`]. Retrying at once only fails again, and millions of
-/// instant failures drown the real counts and burn the CPU that the
-/// connections in flight need.
-const BACKOFF_MIN: Duration = Duration::from_millis(1);
-const BACKOFF_MAX: Duration = Duration::from_millis(10);
-
-/// One client: its requests one after another, each bounded by `--timeout`.
-async fn client(shared: Arc<Shared>, barrier: Arc<Barrier>) {
-    let config = &shared.config;
-    let mut state = ClientState {
-        // Made before the barrier so the release is nothing but connects.
-        presocket: Some(conn::socket_for(config.addr)),
-        ..ClientState::default()
-    };
-    barrier.wait().await;
-    let ex = shared.exchange();
-    let end = config.duration.map(|d| shared.released() + d);
-    let mut made = 0u64;
-    let mut backoff = BACKOFF_MIN;
-    loop {
-        match end {
-            Some(end) if Instant::now() >= end => break,
-            None if made >= config.conns_per_client => break,
-            _ => {}
-        }
-        if made == 0 {
-            shared.clients_begun.fetch_add(1, Ordering::Relaxed);
-        }
-        made += 1;
-        stats::record(Stats::started);
-        let result = conn::run_one(&ex, &mut state).await;
-        shared.progress.done.fetch_add(1, Ordering::Relaxed);
-        if result.is_err() {
-            shared.progress.failed.fetch_add(1, Ordering::Relaxed);
-        }
-        match (result, end) {
-            (Err(ErrorKind::FdExhausted | ErrorKind::AddrNotAvailable), Some(end)) => {
-                tokio::time::sleep_until((Instant::now() + backoff).min(end)).await;
-                backoff = (backoff * 2).min(BACKOFF_MAX);
-            }
-            _ => {
-                backoff = BACKOFF_MIN;
-                // An attempt that fails synchronously (EMFILE from socket(),
-                // EADDRNOTAVAIL from connect) never reaches an await that
-                // yields; without this a client could hold its worker thread
-                // and starve the timers and sockets of every other client.
-                tokio::task::coop::consume_budget().await;
-            }
-        }
-    }
-}
-
 /// A report with one of everything, for rendering tests.
 #[cfg(test)]
 pub(crate) fn sample_report() -> BlastReport {
@@ -350,9 +275,7 @@ pub(crate) fn sample_report() -> BlastReport {
         url: "http://127.0.0.1:8888/hello".into(),
         clients: 2,
         conns_per_client: Some(2),
-        duration: None,
-        threads: 1,
-        keep_alive: false,
+        ..ReportHeader::default()
     };
     s.report(header, Duration::from_millis(500), 0, None)
 }

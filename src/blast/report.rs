@@ -29,16 +29,27 @@ pub enum ErrorKind {
     BadResponse,
     /// A complete response whose status is not 2xx.
     HttpStatus,
-    /// EADDRNOTAVAIL: the ephemeral ports are used up (TIME_WAIT).
+    /// EADDRNOTAVAIL or EADDRINUSE: no free local (address, port) pair for
+    /// this destination, the ephemeral ports used up (TIME_WAIT, or more
+    /// simultaneous connections than one source address has ports). One kind
+    /// for both: which errno the kernel returns depends only on whether it
+    /// ran out at bind or at connect, and the cure is the same (`--source`,
+    /// fewer clients, `--keep-alive`).
     AddrNotAvailable,
     /// EMFILE/ENFILE: out of file descriptors here, not a fault of the server.
     FdExhausted,
+    /// The server's certificate was refused: unknown issuer, wrong name,
+    /// expired (TLS).
+    TlsCertificate,
+    /// The TLS handshake failed otherwise: an alert, no common protocol or
+    /// cipher, a server that does not speak TLS or closed mid-handshake.
+    TlsHandshake,
     /// Anything else (unreachable network, ENOBUFS...).
     Other,
 }
 
 impl ErrorKind {
-    pub const ALL: [ErrorKind; 8] = [
+    pub const ALL: [ErrorKind; 10] = [
         ErrorKind::Refused,
         ErrorKind::Reset,
         ErrorKind::Timeout,
@@ -46,6 +57,8 @@ impl ErrorKind {
         ErrorKind::HttpStatus,
         ErrorKind::AddrNotAvailable,
         ErrorKind::FdExhausted,
+        ErrorKind::TlsCertificate,
+        ErrorKind::TlsHandshake,
         ErrorKind::Other,
     ];
 
@@ -59,6 +72,8 @@ impl ErrorKind {
             ErrorKind::HttpStatus => "http_status",
             ErrorKind::AddrNotAvailable => "addr_not_available",
             ErrorKind::FdExhausted => "fd_exhausted",
+            ErrorKind::TlsCertificate => "tls_certificate",
+            ErrorKind::TlsHandshake => "tls_handshake",
             ErrorKind::Other => "other",
         }
     }
@@ -72,7 +87,7 @@ impl ErrorKind {
         if let Some(code) = err.raw_os_error() {
             match Errno::from_raw(code) {
                 Errno::EMFILE | Errno::ENFILE => return ErrorKind::FdExhausted,
-                Errno::EADDRNOTAVAIL => return ErrorKind::AddrNotAvailable,
+                Errno::EADDRNOTAVAIL | Errno::EADDRINUSE => return ErrorKind::AddrNotAvailable,
                 _ => {}
             }
         }
@@ -81,7 +96,7 @@ impl ErrorKind {
             K::ConnectionReset | K::ConnectionAborted | K::BrokenPipe => ErrorKind::Reset,
             K::TimedOut => ErrorKind::Timeout,
             K::UnexpectedEof | K::InvalidData => ErrorKind::BadResponse,
-            K::AddrNotAvailable => ErrorKind::AddrNotAvailable,
+            K::AddrNotAvailable | K::AddrInUse => ErrorKind::AddrNotAvailable,
             _ => ErrorKind::Other,
         }
     }
@@ -93,6 +108,8 @@ pub enum Phase {
     Connect,
     Write,
     Read,
+    /// The TLS handshake, after the TCP connect.
+    Handshake,
 }
 
 /// Min, percentiles and max of one histogram, in milliseconds.
@@ -131,6 +148,8 @@ pub struct Timeouts {
     pub connect: u64,
     pub write: u64,
     pub read: u64,
+    /// In the TLS handshake (0 for http://).
+    pub handshake: u64,
 }
 
 /// The `schema` of a blast report: what `merge` checks before adding reports.
@@ -184,6 +203,11 @@ pub struct BlastReport {
     /// The HDR histograms behind the three latency rows, in microseconds, for
     /// `merge` and other tools (see `super::histogram`).
     pub histograms: Histograms,
+    /// Time of each TLS handshake, from the TCP connect to its end (empty
+    /// for http://).
+    pub tls_handshake_ms: LatencyMs,
+    /// TLS handshakes that resumed a session (only with `--tls-resume`).
+    pub tls_resumed: u64,
     /// Connects that took at least 1 s: SYN retransmits, usually a full backlog.
     pub slow_connects: u64,
     /// TCP connections established (fewer than `connections` with keep-alive).
@@ -192,14 +216,28 @@ pub struct BlastReport {
     /// got to start one) but cut off by the deadline or a stop signal: neither
     /// ok nor failed. `connections + unfinished` is every planned request.
     pub unfinished: u64,
+    /// Local addresses the connections were spread over (`--source`); 0:
+    /// the kernel chose the address.
+    pub sources: usize,
+    /// `--start-at`: the instant asked for (RFC 3339 UTC).
+    #[serde(serialize_with = "rfc3339")]
+    pub start_at: Option<SystemTime>,
+    /// `--start-at`: the actual release minus the instant asked for, in ms
+    /// (positive: late).
+    pub release_skew_ms: Option<f64>,
+    /// `--rate`: requests whose intended start came while every client was
+    /// busy, so that they started late (0 without `--rate`).
+    pub behind_schedule: u64,
+    /// `--rate`: the schedule asked for and the one achieved.
+    pub rate: Option<RateReport>,
     /// A stop signal ended the run early: the figures are what was measured
     /// until then, and there is no verdict.
     pub interrupted: bool,
     pub signal: Option<Signal>,
 }
 
-/// The three latency histograms of a report, in microseconds; serialized in
-/// the standard V2-deflate base64 encoding.
+/// The latency histograms of a report, in microseconds; serialized in the
+/// standard V2-deflate base64 encoding.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Histograms {
     /// Connect to the last byte read, per complete response.
@@ -211,20 +249,28 @@ pub struct Histograms {
     /// Request start to the first response byte.
     #[serde(serialize_with = "super::histogram::serialize")]
     pub first_byte: Histogram<u64>,
+    /// Each TLS handshake (empty for http://).
+    #[serde(serialize_with = "super::histogram::serialize")]
+    pub tls_handshake: Histogram<u64>,
+    /// How late each request of an open-model run (`--rate`) started (empty
+    /// otherwise).
+    #[serde(serialize_with = "super::histogram::serialize")]
+    pub start_lag: Histogram<u64>,
 }
 
-/// An instant as RFC 3339 UTC with nanoseconds, `2026-11-30T12:00:00.123456789Z`:
-/// `ended_at` − `started_at` read back is `elapsed_s` exactly, so a report
-/// merged alone keeps its elapsed time to the last digit.
-pub fn format_time(t: SystemTime) -> String {
-    humantime::format_rfc3339_nanos(t).to_string()
-}
-
-fn rfc3339<S: serde::Serializer>(t: &Option<SystemTime>, s: S) -> Result<S::Ok, S::Error> {
-    match t {
-        Some(t) => s.serialize_str(&format_time(*t)),
-        None => s.serialize_none(),
-    }
+/// An open-model run (`--rate`): the schedule and how well it was kept.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RateReport {
+    /// Requests per second asked for.
+    pub target_per_s: f64,
+    /// Requests the schedule holds (rate × duration, or `--max-conns`).
+    pub planned: u64,
+    /// The rate at which requests actually started: the inverse slope of a
+    /// least-squares fit of start time against schedule position, so that a
+    /// few late starts (a busy machine) move it little; null under 2 starts.
+    pub achieved_per_s: Option<f64>,
+    /// How late each request started after its intended start.
+    pub start_lag_ms: LatencyMs,
 }
 
 impl BlastReport {
@@ -254,12 +300,61 @@ impl BlastReport {
 #[derive(Debug, Clone)]
 pub(crate) struct ReportHeader {
     pub tag: String,
-    /// The release on the wall clock; None: a stop came before it.
-    pub started_at: Option<SystemTime>,
     pub url: String,
     pub clients: u64,
     pub conns_per_client: Option<u64>,
     pub duration: Option<Duration>,
     pub threads: usize,
     pub keep_alive: bool,
+    pub sources: usize,
+    /// Requests per second of an open-model run.
+    pub rate: Option<f64>,
+    /// Requests an open-model run schedules.
+    pub rate_planned: Option<u64>,
+    /// `--start-at`, as asked.
+    pub start_at: Option<SystemTime>,
+    /// The release on the wall clock; None: a stop came before it.
+    pub started_at: Option<SystemTime>,
+}
+
+impl Default for ReportHeader {
+    /// A one-client, one-request run (tests fill in what they need).
+    fn default() -> Self {
+        ReportHeader {
+            tag: String::new(),
+            url: String::new(),
+            clients: 1,
+            conns_per_client: Some(1),
+            duration: None,
+            threads: 1,
+            keep_alive: false,
+            sources: 0,
+            rate: None,
+            rate_planned: None,
+            start_at: None,
+            started_at: None,
+        }
+    }
+}
+
+/// An instant as RFC 3339 UTC with nanoseconds, `2026-11-30T12:00:00.123456789Z`:
+/// `ended_at` − `started_at` read back is `elapsed_s` exactly, so a report
+/// merged alone keeps its elapsed time to the last digit.
+pub fn format_time(t: SystemTime) -> String {
+    humantime::format_rfc3339_nanos(t).to_string()
+}
+
+fn rfc3339<S: serde::Serializer>(t: &Option<SystemTime>, s: S) -> Result<S::Ok, S::Error> {
+    match t {
+        Some(t) => s.serialize_str(&format_time(*t)),
+        None => s.serialize_none(),
+    }
+}
+
+/// `a − b` in milliseconds, negative when `a` is earlier.
+pub(crate) fn diff_ms(a: SystemTime, b: SystemTime) -> f64 {
+    match a.duration_since(b) {
+        Ok(d) => d.as_secs_f64() * 1000.0,
+        Err(e) => -e.duration().as_secs_f64() * 1000.0,
+    }
 }

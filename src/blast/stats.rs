@@ -14,7 +14,8 @@ use hdrhistogram::Histogram;
 
 use super::histogram;
 use super::report::{
-    BlastReport, ErrorKind, Histograms, LatencyMs, Phase, ReportHeader, SCHEMA, Timeouts,
+    BlastReport, ErrorKind, Histograms, LatencyMs, Phase, RateReport, ReportHeader, SCHEMA,
+    Timeouts, diff_ms,
 };
 use crate::shutdown::Signal;
 
@@ -28,9 +29,17 @@ pub struct Stats {
     connect: Histogram<u64>,
     first_byte: Histogram<u64>,
     total: Histogram<u64>,
+    handshake: Histogram<u64>,
+    /// How late each request of an open-model run started.
+    start_lag: Histogram<u64>,
     ok: u64,
     errors: [u64; ErrorKind::ALL.len()],
-    timeouts: [u64; 3],
+    timeouts: [u64; 4],
+    resumed: u64,
+    behind: u64,
+    /// Least-squares sums of (schedule position, start time) of an
+    /// open-model run: the achieved rate without a record per request.
+    fit: Fit,
     status: Vec<u64>,
     slow_connects: u64,
     sockets: u64,
@@ -52,9 +61,14 @@ impl Default for Stats {
             connect: histogram::new(),
             first_byte: histogram::new(),
             total: histogram::new(),
+            handshake: histogram::new(),
+            start_lag: histogram::new(),
             ok: 0,
             errors: [0; ErrorKind::ALL.len()],
-            timeouts: [0; 3],
+            timeouts: [0; 4],
+            resumed: 0,
+            behind: 0,
+            fit: Fit::default(),
             status: vec![0; STATUS_SLOTS],
             slow_connects: 0,
             sockets: 0,
@@ -76,6 +90,21 @@ impl Stats {
         if took >= SLOW_CONNECT {
             self.slow_connects += 1;
         }
+    }
+
+    /// A TLS handshake ended, resumed or full.
+    pub fn handshake(&mut self, took: Duration, resumed: bool) {
+        self.handshake.saturating_record(micros(took));
+        self.resumed += u64::from(resumed);
+    }
+
+    /// A request of an open-model run started: the `index`th of the schedule,
+    /// `at` after the release, `lag` after its intended start; `behind` when
+    /// every client was busy at that intended start.
+    pub fn scheduled(&mut self, index: u64, at: Duration, lag: Duration, behind: bool) {
+        self.start_lag.saturating_record(micros(lag));
+        self.behind += u64::from(behind);
+        self.fit.add(index as f64, at.as_secs_f64());
     }
 
     pub fn first_byte(&mut self, took: Duration) {
@@ -111,6 +140,11 @@ impl Stats {
         let _ = self.connect.add(&other.connect);
         let _ = self.first_byte.add(&other.first_byte);
         let _ = self.total.add(&other.total);
+        let _ = self.handshake.add(&other.handshake);
+        let _ = self.start_lag.add(&other.start_lag);
+        self.resumed += other.resumed;
+        self.behind += other.behind;
+        self.fit.merge(&other.fit);
         self.ok += other.ok;
         for (a, b) in self.errors.iter_mut().zip(other.errors) {
             *a += b;
@@ -157,6 +191,12 @@ impl Stats {
             .map(|(code, n)| (code.to_string(), *n))
             .collect();
         let elapsed_s = elapsed.as_secs_f64();
+        let rate = header.rate.map(|target| RateReport {
+            target_per_s: target,
+            planned: header.rate_planned.unwrap_or(0),
+            achieved_per_s: self.fit.rate(),
+            start_lag_ms: LatencyMs::of(&self.start_lag),
+        });
         BlastReport {
             schema: SCHEMA,
             tag: header.tag,
@@ -173,6 +213,7 @@ impl Stats {
                 connect: self.timeouts[Phase::Connect as usize],
                 write: self.timeouts[Phase::Write as usize],
                 read: self.timeouts[Phase::Read as usize],
+                handshake: self.timeouts[Phase::Handshake as usize],
             },
             status,
             started_at: header.started_at,
@@ -190,13 +231,60 @@ impl Stats {
                 total: self.total.clone(),
                 connect: self.connect.clone(),
                 first_byte: self.first_byte.clone(),
+                tls_handshake: self.handshake.clone(),
+                start_lag: self.start_lag.clone(),
             },
+            tls_handshake_ms: LatencyMs::of(&self.handshake),
+            tls_resumed: self.resumed,
             slow_connects: self.slow_connects,
             sockets_opened: self.sockets,
             unfinished,
+            sources: header.sources,
+            start_at: header.start_at,
+            release_skew_ms: header
+                .start_at
+                .zip(header.started_at)
+                .map(|(asked, actual)| diff_ms(actual, asked)),
+            behind_schedule: self.behind,
+            rate,
             interrupted: signal.is_some(),
             signal,
         }
+    }
+}
+
+/// Running sums for a least-squares line through (x, y) points.
+#[derive(Debug, Clone, Copy, Default)]
+struct Fit {
+    n: f64,
+    x: f64,
+    y: f64,
+    xx: f64,
+    xy: f64,
+}
+
+impl Fit {
+    fn add(&mut self, x: f64, y: f64) {
+        self.n += 1.0;
+        self.x += x;
+        self.y += y;
+        self.xx += x * x;
+        self.xy += x * y;
+    }
+
+    fn merge(&mut self, o: &Fit) {
+        self.n += o.n;
+        self.x += o.x;
+        self.y += o.y;
+        self.xx += o.xx;
+        self.xy += o.xy;
+    }
+
+    /// 1 / slope: x per unit of y (requests per second), when defined.
+    fn rate(&self) -> Option<f64> {
+        let den = self.n * self.xx - self.x * self.x;
+        let num = self.n * self.xy - self.x * self.y;
+        (self.n >= 2.0 && den > 0.0 && num > 0.0).then(|| den / num)
     }
 }
 
@@ -231,14 +319,8 @@ mod tests {
         b.failed(ErrorKind::Timeout, Phase::Read);
         a.merge(&b);
         let header = ReportHeader {
-            tag: "t".into(),
-            started_at: None,
-            url: "u".into(),
-            clients: 1,
             conns_per_client: Some(3),
-            duration: None,
-            threads: 1,
-            keep_alive: false,
+            ..ReportHeader::default()
         };
         let r = a.report(header, Duration::from_secs(1), 0, None);
         assert_eq!((r.connections, r.ok, r.errors_total()), (3, 1, 2));
@@ -256,28 +338,22 @@ mod tests {
     fn timeout_phases_add_up_to_the_timeout_count() {
         let mut s = Stats::default();
         for kind in ErrorKind::ALL {
-            for phase in [Phase::Connect, Phase::Write, Phase::Read] {
+            for phase in [Phase::Connect, Phase::Write, Phase::Read, Phase::Handshake] {
                 s.failed(kind, phase);
             }
         }
         let header = ReportHeader {
-            tag: "t".into(),
-            started_at: None,
-            url: "u".into(),
-            clients: 1,
             conns_per_client: None,
-            duration: None,
-            threads: 1,
-            keep_alive: false,
+            ..ReportHeader::default()
         };
         let r = s.report(header, Duration::from_secs(1), 0, None);
         let t = r.timeouts;
         assert_eq!(
-            t.connect + t.write + t.read,
+            t.connect + t.write + t.read + t.handshake,
             r.errors_of(ErrorKind::Timeout)
         );
-        assert_eq!((t.connect, t.write, t.read), (1, 1, 1));
-        assert_eq!(r.errors_total(), 3 * ErrorKind::ALL.len() as u64);
+        assert_eq!((t.connect, t.write, t.read, t.handshake), (1, 1, 1, 1));
+        assert_eq!(r.errors_total(), 4 * ErrorKind::ALL.len() as u64);
     }
 
     #[test]
@@ -288,10 +364,28 @@ mod tests {
         assert_eq!(of(EMFILE), ErrorKind::FdExhausted);
         assert_eq!(of(ENFILE), ErrorKind::FdExhausted);
         assert_eq!(of(EADDRNOTAVAIL), ErrorKind::AddrNotAvailable);
+        assert_eq!(of(EADDRINUSE), ErrorKind::AddrNotAvailable);
         assert_eq!(of(ECONNREFUSED), ErrorKind::Refused);
         assert_eq!(of(ECONNRESET), ErrorKind::Reset);
         assert_eq!(of(EPIPE), ErrorKind::Reset);
         assert_eq!(of(ETIMEDOUT), ErrorKind::Timeout);
         assert_eq!(of(EHOSTUNREACH), ErrorKind::Other);
+    }
+
+    /// The achieved rate is the inverse slope of start time against position,
+    /// so one very late start barely moves it (where first-to-last would).
+    #[test]
+    fn the_achieved_rate_shrugs_off_a_late_start() {
+        let mut s = Stats::default();
+        for i in 0..1000u64 {
+            let mut at = Duration::from_millis(i);
+            if i == 999 {
+                at += Duration::from_millis(300);
+            }
+            s.scheduled(i, at, Duration::ZERO, false);
+        }
+        let rate = s.fit.rate().expect("defined");
+        assert!((rate - 1000.0).abs() < 10.0, "{rate}");
+        assert_eq!(Fit::default().rate(), None);
     }
 }

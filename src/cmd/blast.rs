@@ -8,7 +8,9 @@
 use std::io::Write;
 use std::sync::Arc;
 
-use crate::blast::{self, BlastConfig, Load, Progress, RequestSpec};
+use anyhow::Context;
+
+use crate::blast::{self, BlastConfig, Load, Progress, RequestSpec, TlsOptions};
 use crate::cli::{BlastArgs, LoadArgs};
 use crate::outcome::Outcome;
 
@@ -20,11 +22,26 @@ pub fn load(args: &LoadArgs) -> Load {
         duration: args.duration,
         threads: args.threads,
         timeout: args.timeout,
+        rate: None,
+        start_at: None,
     }
 }
 
-/// Validates blast's flags.
+/// Validates blast's flags (reading `--cacert` first).
 pub fn config(args: &BlastArgs) -> anyhow::Result<BlastConfig> {
+    let cacert = match &args.cacert {
+        Some(path) => {
+            let pem = std::fs::read(path)
+                .with_context(|| format!("--cacert {}: cannot read it", path.display()))?;
+            Some((path.display().to_string(), pem))
+        }
+        None => None,
+    };
+    let load = Load {
+        rate: args.rate,
+        start_at: args.start_at.clone(),
+        ..load(&args.load)
+    };
     let request = RequestSpec {
         method: args.method.clone(),
         headers: args.headers.clone(),
@@ -32,8 +49,14 @@ pub fn config(args: &BlastArgs) -> anyhow::Result<BlastConfig> {
         raw: args.raw_request.clone(),
         keep_alive: args.keep_alive,
         connect_timeout: args.connect_timeout,
+        sources: args.sources.clone(),
+        tls: TlsOptions {
+            cacert,
+            insecure: args.insecure,
+            resume: args.tls_resume,
+        },
     };
-    let mut config = BlastConfig::new(&args.url, &load(&args.load), &request, args.max_errors)?;
+    let mut config = BlastConfig::new(&args.url, &load, &request, args.max_errors)?;
     if let Some(tag) = &args.tag {
         anyhow::ensure!(!tag.trim().is_empty(), "--tag must not be empty");
         config.tag = tag.clone();

@@ -23,7 +23,7 @@ use std::time::SystemTime;
 use anyhow::{Context, ensure};
 use serde::Serialize;
 
-use crate::blast::{BlastReport, Histograms, LatencyMs, SCHEMA, Timeouts, histogram};
+use crate::blast::{BlastReport, Histograms, LatencyMs, RateReport, SCHEMA, Timeouts, histogram};
 use crate::shutdown::Signal;
 use shard::Shard;
 
@@ -90,6 +90,8 @@ pub fn merge(shards: &[Shard], tag: Option<&str>) -> anyhow::Result<MergeReport>
         total: histogram::new(),
         connect: histogram::new(),
         first_byte: histogram::new(),
+        tls_handshake: histogram::new(),
+        start_lag: histogram::new(),
     };
     for s in shards {
         if !std::ptr::eq(s, first) {
@@ -110,7 +112,30 @@ pub fn merge(shards: &[Shard], tag: Option<&str>) -> anyhow::Result<MergeReport>
         add(&mut hist.total, &s.total, "total")?;
         add(&mut hist.connect, &s.connect, "connect")?;
         add(&mut hist.first_byte, &s.first_byte, "first_byte")?;
+        add(&mut hist.tls_handshake, &s.tls_handshake, "tls_handshake")?;
+        add(&mut hist.start_lag, &s.start_lag, "start_lag")?;
     }
+    // Open-model runs add up as concurrent schedules: targets and plans sum;
+    // the achieved rates are each run's own fit, so their sum is the one
+    // figure here that is not exact (null when a shard has none).
+    let rate = match shards.iter().map(|s| s.rate).collect::<Option<Vec<_>>>() {
+        Some(rates) => Some(RateReport {
+            target_per_s: rates.iter().map(|r| r.0).sum(),
+            planned: rates
+                .iter()
+                .try_fold(0u64, |a, r| a.checked_add(r.1))
+                .context("the sum of rate.planned overflows")?,
+            achieved_per_s: rates.iter().map(|r| r.2).sum::<Option<f64>>(),
+            start_lag_ms: LatencyMs::of(&hist.start_lag),
+        }),
+        None => {
+            ensure!(
+                shards.iter().all(|s| s.rate.is_none()),
+                "some reports ran at a --rate and some did not: open and closed models do not add up"
+            );
+            None
+        }
+    };
     // Shards stopped before their release have no instants and add no time.
     let started_at = shards.iter().filter_map(|s| s.started_at).min();
     let ended_at = shards.iter().filter_map(|s| s.ended_at).max();
@@ -142,6 +167,7 @@ pub fn merge(shards: &[Shard], tag: Option<&str>) -> anyhow::Result<MergeReport>
             connect: sum(|s| s.timeouts.connect, "timeouts")?,
             write: sum(|s| s.timeouts.write, "timeouts")?,
             read: sum(|s| s.timeouts.read, "timeouts")?,
+            handshake: sum(|s| s.timeouts.handshake, "timeouts")?,
         },
         status,
         started_at,
@@ -155,10 +181,22 @@ pub fn merge(shards: &[Shard], tag: Option<&str>) -> anyhow::Result<MergeReport>
         latency_ms: LatencyMs::of(&hist.total),
         connect_ms: LatencyMs::of(&hist.connect),
         first_byte_ms: LatencyMs::of(&hist.first_byte),
+        tls_handshake_ms: LatencyMs::of(&hist.tls_handshake),
+        tls_resumed: sum(|s| s.tls_resumed, "tls_resumed")?,
         histograms: hist,
         slow_connects: sum(|s| s.slow_connects, "slow_connects")?,
         sockets_opened: sum(|s| s.sockets_opened, "sockets_opened")?,
         unfinished: sum(|s| s.unfinished, "unfinished")?,
+        sources: usize::try_from(sum(|s| s.sources, "sources")?).unwrap_or(usize::MAX),
+        // One instant all shards were asked to start at, or none.
+        start_at: all_same(shards.iter().map(|s| s.start_at)).flatten(),
+        // The worst shard's: how far apart the release really was.
+        release_skew_ms: shards
+            .iter()
+            .filter_map(|s| s.release_skew_ms)
+            .max_by(|a, b| a.abs().total_cmp(&b.abs())),
+        behind_schedule: sum(|s| s.behind_schedule, "behind_schedule")?,
+        rate,
         interrupted: shards.iter().any(|s| s.signal.is_some()),
         signal: shards.iter().find_map(|s| s.signal),
     };

@@ -43,12 +43,21 @@ pub struct Shard {
     pub total: Histogram<u64>,
     pub connect: Histogram<u64>,
     pub first_byte: Histogram<u64>,
+    pub tls_handshake: Histogram<u64>,
+    pub start_lag: Histogram<u64>,
+    pub tls_resumed: u64,
     pub slow_connects: u64,
     pub sockets_opened: u64,
     pub unfinished: u64,
     pub signal: Option<Signal>,
     /// `--start-at`'s actual release − the time asked, when the run had one.
     pub release_skew_ms: Option<f64>,
+    /// `--start-at` as asked.
+    pub start_at: Option<SystemTime>,
+    pub sources: u64,
+    pub behind_schedule: u64,
+    /// `--rate`: the target, the planned count and the achieved rate.
+    pub rate: Option<(f64, u64, Option<f64>)>,
 }
 
 impl Shard {
@@ -84,8 +93,13 @@ struct Wire {
     unfinished: u64,
     interrupted: bool,
     signal: Option<String>,
-    #[serde(default)]
     release_skew_ms: Option<f64>,
+    start_at: Option<String>,
+    tls_handshake_ms: Count,
+    tls_resumed: u64,
+    sources: u64,
+    behind_schedule: u64,
+    rate: Option<WireRate>,
 }
 
 #[derive(Deserialize)]
@@ -93,6 +107,15 @@ struct WireTimeouts {
     connect: u64,
     write: u64,
     read: u64,
+    handshake: u64,
+}
+
+#[derive(Deserialize)]
+struct WireRate {
+    target_per_s: f64,
+    planned: u64,
+    achieved_per_s: Option<f64>,
+    start_lag_ms: Count,
 }
 
 #[derive(Deserialize)]
@@ -100,14 +123,16 @@ struct Count {
     count: u64,
 }
 
-/// Exactly these three: a histogram this lsbaws does not know would be
-/// dropped from the total without a word.
+/// Exactly these: a histogram this lsbaws does not know would be dropped from
+/// the total without a word.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct WireHistograms {
     total: String,
     connect: String,
     first_byte: String,
+    tls_handshake: String,
+    start_lag: String,
 }
 
 /// Reads one document as a shard, or says why it is not one.
@@ -191,6 +216,13 @@ fn shard(at: &super::input::Position, w: Wire) -> anyhow::Result<Shard> {
         &w.histograms.first_byte,
         w.first_byte_ms.count,
     )?;
+    let tls_handshake = decode(
+        "tls_handshake",
+        &w.histograms.tls_handshake,
+        w.tls_handshake_ms.count,
+    )?;
+    let lag_count = w.rate.as_ref().map_or(0, |r| r.start_lag_ms.count);
+    let start_lag = decode("start_lag", &w.histograms.start_lag, lag_count)?;
     let time = |name: &str, text: &str| {
         humantime::parse_rfc3339(text).map_err(|e| {
             anyhow::anyhow!(
@@ -216,6 +248,11 @@ fn shard(at: &super::input::Position, w: Wire) -> anyhow::Result<Shard> {
         }
         _ => bail!("{at}: one of started_at and ended_at is null"),
     };
+    let start_at = w
+        .start_at
+        .as_deref()
+        .map(|t| time("start_at", t))
+        .transpose()?;
     let signal = match (&w.signal, w.interrupted) {
         (None, false) => None,
         (Some(name), true) => Some(Signal(signal_number(name).with_context(|| {
@@ -239,6 +276,7 @@ fn shard(at: &super::input::Position, w: Wire) -> anyhow::Result<Shard> {
             connect: w.timeouts.connect,
             write: w.timeouts.write,
             read: w.timeouts.read,
+            handshake: w.timeouts.handshake,
         },
         status: w.status,
         started_at,
@@ -246,10 +284,19 @@ fn shard(at: &super::input::Position, w: Wire) -> anyhow::Result<Shard> {
         total,
         connect,
         first_byte,
+        tls_handshake,
+        start_lag,
+        tls_resumed: w.tls_resumed,
         slow_connects: w.slow_connects,
         sockets_opened: w.sockets_opened,
         unfinished: w.unfinished,
         signal,
         release_skew_ms: w.release_skew_ms,
+        start_at,
+        sources: w.sources,
+        behind_schedule: w.behind_schedule,
+        rate: w
+            .rate
+            .map(|r| (r.target_per_s, r.planned, r.achieved_per_s)),
     })
 }

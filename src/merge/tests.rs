@@ -51,6 +51,8 @@ fn report(tag: &str, values: &[u64], start_s: f64, elapsed_s: f64) -> BlastRepor
         total: hist(values),
         connect: hist(&connect),
         first_byte: hist(&first),
+        tls_handshake: hist(&[]),
+        start_lag: hist(&[]),
     };
     BlastReport {
         schema: SCHEMA,
@@ -74,10 +76,17 @@ fn report(tag: &str, values: &[u64], start_s: f64, elapsed_s: f64) -> BlastRepor
         latency_ms: LatencyMs::of(&histograms.total),
         connect_ms: LatencyMs::of(&histograms.connect),
         first_byte_ms: LatencyMs::of(&histograms.first_byte),
+        tls_handshake_ms: LatencyMs::default(),
+        tls_resumed: 0,
         histograms,
         slow_connects: 0,
         sockets_opened: n,
         unfinished: 0,
+        sources: 0,
+        start_at: None,
+        release_skew_ms: None,
+        behind_schedule: 0,
+        rate: None,
         interrupted: false,
         signal: None,
     }
@@ -326,8 +335,8 @@ fn documents_that_are_not_mergeable_reports_are_refused_with_a_reason() {
             "histograms.total holds 10 samples but the report counts 11",
         ),
         (
-            edit(&|v| v["errors"]["tls_handshake"] = 1.into()),
-            "error kind \"tls_handshake\" is unknown",
+            edit(&|v| v["errors"]["warp_drive"] = 1.into()),
+            "error kind \"warp_drive\" is unknown",
         ),
         (
             edit(&|v| v["ok"] = 9.into()),

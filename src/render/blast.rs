@@ -102,14 +102,20 @@ pub fn summary(report: &BlastReport, out: &mut impl Write) -> io::Result<()> {
         "slow connects (≥1 s)".to_string(),
         report.slow_connects.to_string(),
     ]);
+    extra_rows(report, &mut t);
     writeln!(out, "{t}")?;
     writeln!(out)?;
 
-    let rows = [
-        ("connect", &report.connect_ms),
-        ("first byte", &report.first_byte_ms),
-        ("total", &report.latency_ms),
-    ];
+    let tls = report.tls_handshake_ms.count > 0 || is_https(&report.url);
+    let rows: Vec<(&str, &LatencyMs)> = [
+        ("connect", Some(&report.connect_ms)),
+        ("tls handshake", tls.then_some(&report.tls_handshake_ms)),
+        ("first byte", Some(&report.first_byte_ms)),
+        ("total", Some(&report.latency_ms)),
+    ]
+    .into_iter()
+    .filter_map(|(name, l)| Some((name, l?)))
+    .collect();
     if rows.iter().all(|(_, l)| l.count == 0) {
         // Rows of 0.000 would read as "instant"; there is nothing to show.
         writeln!(
@@ -143,6 +149,48 @@ pub fn summary(report: &BlastReport, out: &mut impl Write) -> io::Result<()> {
         writeln!(out, "{hint}")?;
     }
     Ok(())
+}
+
+fn is_https(url: &str) -> bool {
+    url.get(..8)
+        .is_some_and(|s| s.eq_ignore_ascii_case("https://"))
+}
+
+/// Rows of the options that change how the run was made: `--source`,
+/// `--start-at`, `--rate`, TLS session resumption.
+fn extra_rows(report: &BlastReport, t: &mut comfy_table::Table) {
+    if report.sources > 0 {
+        t.add_row(["source addresses".to_string(), report.sources.to_string()]);
+    }
+    if let (Some(at), Some(skew)) = (report.start_at, report.release_skew_ms) {
+        t.add_row(["start at".to_string(), crate::blast::format_time(at)]);
+        t.add_row(["release skew".to_string(), format!("{skew:+.3} ms")]);
+    }
+    if let Some(rate) = &report.rate {
+        let achieved = rate
+            .achieved_per_s
+            .map_or_else(|| "-".to_string(), |r| format!("{r:.1}/s"));
+        t.add_row([
+            "rate".to_string(),
+            format!(
+                "{:.1}/s asked, {achieved} achieved, {} planned",
+                rate.target_per_s, rate.planned
+            ),
+        ]);
+        t.add_row([
+            "behind schedule".to_string(),
+            format!(
+                "{} (start lag p99 {:.3} ms)",
+                report.behind_schedule, rate.start_lag_ms.p99
+            ),
+        ]);
+    }
+    if report.tls_resumed > 0 {
+        t.add_row([
+            "tls sessions resumed".to_string(),
+            report.tls_resumed.to_string(),
+        ]);
+    }
 }
 
 /// One latency row; a row without samples shows `-`, never 0.000.
@@ -191,9 +239,23 @@ fn hints(report: &BlastReport) -> Vec<String> {
     if report.errors_of(ErrorKind::AddrNotAvailable) > 0 {
         hints.push(
             "note: addr_not_available: ephemeral ports used up (TIME_WAIT); fewer clients, \
-             --keep-alive, or a wider net.ipv4.ip_local_port_range"
+             --keep-alive, more --source addresses, or a wider net.ipv4.ip_local_port_range"
                 .to_string(),
         );
+    }
+    if report.errors_of(ErrorKind::TlsCertificate) > 0 {
+        hints.push(
+            "note: tls_certificate: the server's certificate was not trusted; name its CA \
+             with --cacert FILE (or --insecure to skip verification)"
+                .to_string(),
+        );
+    }
+    if report.rate.is_some() && report.behind_schedule > 0 {
+        hints.push(format!(
+            "note: {} requests started late because every client was busy; their wait \
+             is in the latency (more --max-clients to keep the schedule)",
+            report.behind_schedule
+        ));
     }
     hints
 }
@@ -291,5 +353,51 @@ mod tests {
         let text = String::from_utf8(out).expect("utf8");
         assert!(text.contains("latency: no samples"), "{text}");
         assert!(!text.contains("| latency (ms)"), "{text}");
+    }
+
+    /// The keys of `--start-at`, `--rate`, `--source` and TLS, in JSON and
+    /// in the table.
+    #[test]
+    fn start_rate_source_and_tls_figures_are_shown() {
+        use std::time::{Duration, UNIX_EPOCH};
+        let mut r = crate::blast::sample_report();
+        let at = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        r.url = "https://127.0.0.1:8443/".into();
+        r.start_at = Some(at);
+        r.started_at = Some(at + Duration::from_micros(1500));
+        r.release_skew_ms = Some(1.5);
+        r.sources = 3;
+        r.behind_schedule = 7;
+        r.rate = Some(crate::blast::RateReport {
+            target_per_s: 200.0,
+            planned: 800,
+            achieved_per_s: Some(199.5),
+            start_lag_ms: LatencyMs::default(),
+        });
+        let mut out = Vec::new();
+        json(&r, &mut out).expect("render");
+        let v: serde_json::Value = serde_json::from_slice(&out).expect("json");
+        assert_eq!(v["start_at"], "2027-01-15T08:00:00.000000000Z");
+        assert_eq!(v["started_at"], "2027-01-15T08:00:00.001500000Z");
+        assert_eq!(v["release_skew_ms"], 1.5);
+        assert_eq!(v["behind_schedule"], 7);
+        assert_eq!(v["rate"]["planned"], 800);
+        assert_eq!(v["sources"], 3);
+        assert!(v["tls_handshake_ms"]["p99"].is_f64(), "{v}");
+        assert_eq!(v["timeouts"]["handshake"], 0);
+        let mut out = Vec::new();
+        summary(&r, &mut out).expect("render");
+        let text = String::from_utf8(out).expect("utf8");
+        for needle in [
+            "| release skew ",
+            "+1.500 ms",
+            "200.0/s asked, 199.5/s achieved, 800 planned",
+            "| behind schedule ",
+            "| source addresses ",
+            "| tls handshake ",
+            "note: 7 requests started late",
+        ] {
+            assert!(text.contains(needle), "{needle:?} missing:\n{text}");
+        }
     }
 }

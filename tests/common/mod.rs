@@ -3,6 +3,13 @@
 
 #![allow(dead_code)]
 
+pub mod listener;
+
+/// A `sh` fragment for launcher scripts: waits (at most 20 s) until something
+/// listens on `{port}` on 127.0.0.1, read from /proc/net/tcp so that no probe
+/// connection reaches the server.
+pub const WAIT_LISTEN: &str = "i=0; while [ $i -lt 200 ] && ! grep -q \":$(printf %04X {port}) 00000000:0000 0A\" /proc/net/tcp; do sleep 0.1; i=$((i+1)); done";
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::os::unix::process::CommandExt;
