@@ -189,7 +189,7 @@ fn finish(
     server.kill_group();
     // Unkillable within the bound (uninterruptible sleep): reported, not
     // waited for.
-    let unstopped = leftovers::stop_children(LEFTOVER_GRACE, CLEANUP_LIMIT);
+    let unstopped = leftovers::stop_children(LEFTOVER_GRACE, CLEANUP_LIMIT, &[]);
     let mut report = report(
         config,
         Some(&server),
