@@ -2,6 +2,8 @@
 //! loopback, real /proc.
 
 mod audit;
+mod audit_exec;
+mod audit_exec_stress;
 mod blast;
 mod cgi;
 mod common;

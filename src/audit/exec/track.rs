@@ -1,0 +1,345 @@
+//! The samples of `audit -- COMMAND`: which processes are the run's, which of
+//! them are zombies and for how long, and who started whom.
+//!
+//! Owns membership across samples and the zombie bookkeeping. Each sample is
+//! one full scan of /proc (the audit scan: `ProcReader::scan`, then
+//! `leftovers::below`). Must never print, signal or reap (the runner does),
+//! and never let a scan's inconsistency hide a process that stays.
+//!
+//! Why samples cannot lose a zombie that stays: the scan lists /proc in pid
+//! order, so a process that exists for the whole scan is always read. What a
+//! scan can get wrong is a parent link, since each `stat` is read at its own
+//! instant: a zombie read while its parent was alive names that parent, and
+//! if the parent exits and is reaped before its own `stat` is read, the walk
+//! from this process would find no path to the zombie. So membership is
+//! remembered: every process once seen below us stays ours (nothing leaves a
+//! subreaper's tree but by exiting) and leads the walk even when absent from
+//! the scan. A process born after the previous sample whose parent also came
+//! and went within one scan is found at the next sample, as our own child
+//! (re-parenting happens at its parent's exit). Walking the `children` files
+//! instead would be cheaper but can skip entries when a child is reaped
+//! mid-read (see `audit::children`).
+//!
+//! Limits: a zombie that lasts less than one interval may not be seen at all;
+//! one that is seen is timed from the end of the first scan that saw it to the
+//! start of the last, which is at most two intervals (and two scans) short of
+//! its real time, never longer. That is what `--min-age` means here: a zombie
+//! counts once it was seen defunct for at least that long. On a starved
+//! machine samples come late (a 2 s gap at load 50 on 2 cores was seen), and a
+//! zombie held little longer than `--min-age` can then go uncounted.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+
+use super::report::{MAX_LISTED, ReapedOrphan, ZombieHolder};
+use crate::audit::leftovers::{self, Leftover, Origin, Reaped};
+use crate::proc::{ProcReader, ProcStat};
+
+/// Distinct zombie command names kept per parent.
+const MAX_COMMS: usize = 5;
+
+/// A process of the run, as remembered between samples.
+struct Member {
+    starttime: u64,
+    comm: String,
+    /// Read once when first seen alive, again when its comm changes (exec).
+    cmdline: Option<String>,
+    /// Its parent when first seen, unless that was this process.
+    started_by: Option<Origin>,
+}
+
+/// A zombie being timed.
+struct Seen {
+    /// The end of the first scan that saw it defunct.
+    first: Instant,
+    counted: bool,
+}
+
+/// A parent that held zombies beyond the minimum age.
+struct Holder {
+    report: ZombieHolder,
+    longest: Duration,
+}
+
+/// Everything the samples have learned.
+pub struct Tracker {
+    me: i32,
+    min_age: Duration,
+    started: Instant,
+    procs: ProcReader,
+    ticks: f64,
+    members: HashMap<i32, Member>,
+    /// Zombies seen in the last sample, by (pid, start time).
+    zombies: HashMap<(i32, u64), Seen>,
+    /// By (pid, start time) of the parent.
+    holders: HashMap<(i32, u64), Holder>,
+    zombie_count: u64,
+    /// The run's processes in the last sample, and the uptime it was read at.
+    last: Vec<ProcStat>,
+    last_uptime: f64,
+    reaped: Vec<ReapedOrphan>,
+    reaped_count: u64,
+    pub samples: u64,
+    /// Time spent sampling, in all.
+    pub sampling: Duration,
+}
+
+impl Tracker {
+    /// A tracker of this process's descendants from `started` on.
+    pub fn new(min_age: Duration, started: Instant) -> Tracker {
+        Tracker {
+            me: std::process::id() as i32,
+            min_age,
+            started,
+            procs: ProcReader::new(Path::new(crate::proc::ROOT)),
+            ticks: crate::proc::ticks_per_second() as f64,
+            members: HashMap::new(),
+            zombies: HashMap::new(),
+            holders: HashMap::new(),
+            zombie_count: 0,
+            last: Vec::new(),
+            last_uptime: 0.0,
+            reaped: Vec::new(),
+            reaped_count: 0,
+            samples: 0,
+            sampling: Duration::ZERO,
+        }
+    }
+
+    /// Takes one sample. An error leaves what earlier samples learned as it was.
+    pub fn sample(&mut self) -> Result<()> {
+        let began = Instant::now();
+        let result = self.sample_now(began);
+        self.sampling += began.elapsed();
+        result
+    }
+
+    fn sample_now(&mut self, began: Instant) -> Result<()> {
+        let uptime = self.procs.uptime()?;
+        let everyone = self.procs.scan(|_| true)?;
+        let scanned = Instant::now();
+        let index: HashMap<i32, usize> = everyone
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (p.pid, i))
+            .collect();
+        // A member whose pid now has another start time exited, and the pid
+        // went to a stranger.
+        self.members.retain(|pid, m| {
+            index
+                .get(pid)
+                .is_none_or(|&i| everyone[i].starttime == m.starttime)
+        });
+        let mut roots = vec![self.me];
+        let mut run: Vec<&ProcStat> = Vec::new();
+        for &pid in self.members.keys() {
+            roots.push(pid);
+            if let Some(&i) = index.get(&pid) {
+                run.push(&everyone[i]);
+            }
+        }
+        run.extend(leftovers::below(&everyone, &roots, &[]));
+        self.remember(&run);
+        self.time_zombies(&run, &index, &everyone, (began, scanned));
+        self.last = run.into_iter().cloned().collect();
+        self.last_uptime = uptime;
+        self.samples += 1;
+        Ok(())
+    }
+
+    /// Updates the members from this sample's processes of the run; the
+    /// members that are gone are forgotten.
+    fn remember(&mut self, run: &[&ProcStat]) {
+        let mut next: HashMap<i32, Member> = HashMap::with_capacity(run.len());
+        let mut new = Vec::new();
+        for p in run {
+            let member = match self.members.remove(&p.pid) {
+                Some(mut m) => {
+                    if m.comm != p.comm {
+                        // It exec'd: the command line is another one now.
+                        m.comm.clone_from(&p.comm);
+                        m.cmdline = (!p.is_zombie())
+                            .then(|| crate::proc::cmdline(p.pid))
+                            .flatten();
+                    }
+                    m
+                }
+                None => {
+                    new.push((p.pid, p.ppid));
+                    Member {
+                        starttime: p.starttime,
+                        comm: p.comm.clone(),
+                        cmdline: (!p.is_zombie())
+                            .then(|| crate::proc::cmdline(p.pid))
+                            .flatten(),
+                        started_by: None,
+                    }
+                }
+            };
+            next.insert(p.pid, member);
+        }
+        // Parents are members too (every process of the run descends from
+        // one), so a new process's parent is named from what is known of it.
+        for (pid, ppid) in new {
+            if ppid == self.me {
+                continue;
+            }
+            let origin = next.get(&ppid).map(|parent| Origin {
+                pid: ppid,
+                comm: parent.comm.clone(),
+                cmdline: parent.cmdline.clone(),
+            });
+            if let Some(m) = next.get_mut(&pid) {
+                m.started_by = origin;
+            }
+        }
+        self.members = next;
+    }
+
+    /// Times the zombies of this sample, whose scan ran from `began` to
+    /// `scanned`, and credits those over the minimum age to their parents.
+    /// Zombies of this process are not counted: they are re-parented orphans,
+    /// reaped at once by the runner.
+    ///
+    /// Each `stat` is read at some instant within its scan, so a zombie seen
+    /// by two scans was defunct at least from the end of the first to the
+    /// start of the second: that is the time credited, never more (a scan
+    /// slowed by a loaded machine must not make a zombie look older).
+    fn time_zombies(
+        &mut self,
+        run: &[&ProcStat],
+        index: &HashMap<i32, usize>,
+        everyone: &[ProcStat],
+        (began, scanned): (Instant, Instant),
+    ) {
+        let mut seen_now = HashMap::new();
+        let mut held_now: HashMap<(i32, u64), u64> = HashMap::new();
+        for p in run.iter().filter(|p| p.is_zombie() && p.ppid != self.me) {
+            let key = (p.pid, p.starttime);
+            let mut seen = self.zombies.remove(&key).unwrap_or(Seen {
+                first: scanned,
+                counted: false,
+            });
+            let held = began.saturating_duration_since(seen.first);
+            if held >= self.min_age {
+                let parent = index.get(&p.ppid).map(|&i| &everyone[i]);
+                let parent_key = (p.ppid, parent.map_or(0, |s| s.starttime));
+                let holder = self.holders.entry(parent_key).or_insert_with(|| {
+                    let member = self.members.get(&p.ppid);
+                    Holder {
+                        report: ZombieHolder {
+                            ppid: p.ppid,
+                            comm: parent
+                                .map(|s| s.comm.clone())
+                                .or_else(|| member.map(|m| m.comm.clone()))
+                                .unwrap_or_else(|| "?".into()),
+                            cmdline: member.and_then(|m| m.cmdline.clone()),
+                            zombies: 0,
+                            peak: 0,
+                            longest_s: 0.0,
+                            first_seen_s: round2(
+                                began.saturating_duration_since(self.started).as_secs_f64(),
+                            ),
+                            pids: Vec::new(),
+                            zombie_comms: Vec::new(),
+                        },
+                        longest: Duration::ZERO,
+                    }
+                });
+                if !seen.counted {
+                    seen.counted = true;
+                    self.zombie_count += 1;
+                    holder.report.zombies += 1;
+                    if holder.report.pids.len() < MAX_LISTED {
+                        holder.report.pids.push(p.pid);
+                    }
+                    let comms = &mut holder.report.zombie_comms;
+                    if comms.len() < MAX_COMMS && !comms.contains(&p.comm) {
+                        comms.push(p.comm.clone());
+                    }
+                }
+                holder.longest = holder.longest.max(held);
+                *held_now.entry(parent_key).or_default() += 1;
+            }
+            seen_now.insert(key, seen);
+        }
+        // Zombies not seen now were reaped: they are done being timed.
+        self.zombies = seen_now;
+        for (key, n) in held_now {
+            if let Some(h) = self.holders.get_mut(&key) {
+                h.report.peak = h.report.peak.max(n);
+            }
+        }
+    }
+
+    /// Notes a child this process reaped (not COMMAND).
+    pub fn reaped(&mut self, r: &Reaped) {
+        self.reaped_count += 1;
+        let member = self.members.remove(&r.pid);
+        if self.reaped.len() >= MAX_LISTED {
+            return;
+        }
+        let comm = r
+            .stat
+            .as_ref()
+            .map(|s| s.comm.clone())
+            .or_else(|| member.as_ref().map(|m| m.comm.clone()))
+            .unwrap_or_else(|| "?".into());
+        self.reaped.push(ReapedOrphan {
+            pid: r.pid,
+            comm,
+            started_by: member.and_then(|m| m.started_by),
+            status: super::describe(r.status),
+        });
+    }
+
+    /// Whether the last sample saw no process of the run at all.
+    pub fn empty(&self) -> bool {
+        self.last.is_empty()
+    }
+
+    /// The run's live processes in the last sample, in pid order, with who
+    /// started them where a sample saw it.
+    pub fn orphans(&self) -> Vec<Leftover> {
+        let mut out: Vec<Leftover> = self
+            .last
+            .iter()
+            .filter(|p| p.state != 'Z')
+            .map(|p| {
+                let mut l = Leftover::of(p, self.last_uptime, self.ticks);
+                l.started_by = self.members.get(&p.pid).and_then(|m| m.started_by.clone());
+                l
+            })
+            .collect();
+        out.sort_by_key(|l| l.pid);
+        out
+    }
+
+    /// The parents that held zombies beyond the minimum age, most zombies
+    /// first, and how many zombies that was in all.
+    pub fn zombies(&self) -> (Vec<ZombieHolder>, u64) {
+        let mut out: Vec<ZombieHolder> = self
+            .holders
+            .values()
+            .map(|h| {
+                let mut r = h.report.clone();
+                r.longest_s = round2(h.longest.as_secs_f64());
+                r
+            })
+            .collect();
+        out.sort_by(|a, b| b.zombies.cmp(&a.zombies).then(a.ppid.cmp(&b.ppid)));
+        (out, self.zombie_count)
+    }
+
+    /// The orphans reaped so far (the first `MAX_LISTED`) and their number.
+    pub fn reaped_orphans(&self) -> (Vec<ReapedOrphan>, u64) {
+        (self.reaped.clone(), self.reaped_count)
+    }
+}
+
+fn round2(x: f64) -> f64 {
+    (x * 100.0).round() / 100.0
+}
