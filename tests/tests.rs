@@ -4,6 +4,7 @@
 mod audit;
 mod audit_exec;
 mod audit_exec_stress;
+mod audit_exec_tty;
 mod blast;
 mod cgi;
 mod common;

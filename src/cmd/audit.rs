@@ -59,7 +59,18 @@ pub fn exec_config(args: &AuditArgs) -> Result<ExecConfig> {
         max_zombies: args.max_zombies,
         max_orphans: args.max_orphans,
         keep: args.keep,
+        terminal: foreground_terminal(),
     })
+}
+
+/// Whether stdin is a terminal whose foreground process group is ours: then
+/// COMMAND's group is given it while it runs, as a shell gives it to a job.
+fn foreground_terminal() -> bool {
+    use std::io::IsTerminal;
+    use std::os::fd::AsFd;
+    let stdin = std::io::stdin();
+    stdin.is_terminal()
+        && nix::unistd::tcgetpgrp(stdin.as_fd()).is_ok_and(|g| g == nix::unistd::getpgrp())
 }
 
 /// `--watch INTERVAL --count K`, validated; `None` without `--watch`.

@@ -12,6 +12,7 @@
 //! was asked for, and never leave a process of the run behind by default.
 
 mod report;
+mod terminal;
 mod track;
 
 use std::ffi::OsString;
@@ -22,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use nix::sys::signal::{Signal as Sig, kill, killpg};
-use nix::sys::wait::WaitStatus;
+use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::{Pid, getpgid};
 
 pub use report::{ExecReport, Exit, MAX_LISTED, ReapedOrphan, ZombieHolder};
@@ -30,7 +31,8 @@ pub use report::{ExecReport, Exit, MAX_LISTED, ReapedOrphan, ZombieHolder};
 use super::leftovers;
 use crate::proc::ProcReader;
 use crate::shutdown::Shutdown;
-use track::Tracker;
+use terminal::Terminal;
+use track::{Scan, Tracker};
 
 /// A validated `audit -- COMMAND` run.
 #[derive(Debug, Clone)]
@@ -47,6 +49,9 @@ pub struct ExecConfig {
     pub max_orphans: u64,
     /// Leave the orphans running instead of stopping them after the report.
     pub keep: bool,
+    /// lsbaws runs in the foreground of the terminal on stdin: COMMAND's
+    /// group gets the terminal while it runs (`terminal`).
+    pub terminal: bool,
 }
 
 /// How often the runner reaps and looks for COMMAND's exit between samples:
@@ -74,7 +79,7 @@ pub fn run(config: &ExecConfig, shutdown: &Shutdown) -> Result<ExecReport> {
     let started = Instant::now();
     let mut tracker = Tracker::new(config.min_age, started);
     // A /proc that cannot be read fails now, before COMMAND runs, not after.
-    tracker.sample()?;
+    tracker.sample(Scan::Full)?;
     // Orphans of the run (daemons, children of a parent that exited) come to
     // us instead of init, so they are listed, reaped and stopped here.
     nix::sys::prctl::set_child_subreaper(true)
@@ -95,12 +100,17 @@ pub fn run(config: &ExecConfig, shutdown: &Shutdown) -> Result<ExecReport> {
     let pid = child.id() as i32;
     drop(child);
     let mut run = Running::new(pid);
+    run.terminal = config
+        .terminal
+        .then(|| Terminal::give_to(Pid::from_raw(pid)));
     run.until_exit(config, shutdown, &mut tracker);
+    // COMMAND is gone: the terminal is ours again (leftovers are no job).
+    run.terminal = None;
     if shutdown.interruption().is_none() {
         run.settle(config, shutdown, &mut tracker);
     } else {
         run.reap(&mut tracker);
-        run.note(tracker.sample());
+        run.note(tracker.sample(Scan::Full));
     }
     let mut report = run.report(config, &tracker, started);
     if !config.keep {
@@ -125,6 +135,8 @@ struct Running {
     killed: Option<Instant>,
     /// The first sampling error: the counts are uncertain.
     error: Option<String>,
+    /// The terminal, while COMMAND's group holds it.
+    terminal: Option<Terminal>,
 }
 
 impl Running {
@@ -136,6 +148,7 @@ impl Running {
             forwarded: None,
             killed: None,
             error: None,
+            terminal: None,
         }
     }
 
@@ -153,6 +166,17 @@ impl Running {
         });
         if exit.is_some() {
             self.exit = exit;
+        }
+        // With the terminal, COMMAND's stops are job control to act on.
+        if let (Some(terminal), None) = (&self.terminal, self.exit) {
+            let untraced = WaitPidFlag::WUNTRACED | WaitPidFlag::WNOHANG;
+            match waitpid(Pid::from_raw(pid), Some(untraced)) {
+                Ok(WaitStatus::Stopped(_, signal)) => terminal.stopped(signal),
+                Ok(status @ (WaitStatus::Exited(..) | WaitStatus::Signaled(..))) => {
+                    self.exit = Some(exit_of(status));
+                }
+                _ => {}
+            }
         }
     }
 
@@ -178,7 +202,7 @@ impl Running {
                 return; // unkillable: reported without its status
             }
             if now >= next_sample {
-                let sampled = tracker.sample();
+                let sampled = tracker.sample(Scan::Walk);
                 self.note(sampled);
                 // Due at fixed steps; a slow scan skips steps, never bunches them.
                 next_sample += config.interval;
@@ -225,18 +249,28 @@ impl Running {
     }
 
     /// After COMMAND's exit: reap and sample until the run has no process
-    /// left, `settle` has passed, or a stop is asked for.
+    /// left, `settle` has passed, or a stop is asked for. The sample the
+    /// report rests on, and any that finds the run empty, is a full scan.
     fn settle(&mut self, config: &ExecConfig, shutdown: &Shutdown, tracker: &mut Tracker) {
         let deadline = Instant::now() + config.settle;
         loop {
             self.reap(tracker);
-            let sampled = tracker.sample();
+            let last = Instant::now() >= deadline || shutdown.requested();
+            let sampled = tracker.sample(if last { Scan::Full } else { Scan::Walk });
             self.note(sampled);
-            let now = Instant::now();
-            if tracker.empty() || now >= deadline || shutdown.requested() {
+            if last {
                 return;
             }
-            pause(shutdown, config.interval.min(deadline - now));
+            if tracker.empty() {
+                self.reap(tracker);
+                let sampled = tracker.sample(Scan::Full);
+                self.note(sampled);
+                if tracker.empty() {
+                    return;
+                }
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            pause(shutdown, config.interval.min(left));
         }
     }
 

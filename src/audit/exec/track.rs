@@ -1,24 +1,26 @@
 //! The samples of `audit -- COMMAND`: which processes are the run's, which of
 //! them are zombies and for how long, and who started whom.
 //!
-//! Owns membership across samples and the zombie bookkeeping. Each sample is
-//! one full scan of /proc (the audit scan: `ProcReader::scan`, then
-//! `leftovers::below`). Must never print, signal or reap (the runner does),
-//! and never let a scan's inconsistency hide a process that stays.
+//! Owns membership across samples and the zombie bookkeeping. A sample reads
+//! the run's own tree with the audit's two scans: most walk it (every known
+//! member's `stat`, then the `children` files from us down: cost in
+//! proportion to the run, not to the machine); the first, the settle's and
+//! the report's read every process (`ProcReader::scan`, then
+//! `leftovers::below`), and so does a safety-net scan at most once a second
+//! and within 1 % of the time. Must never print, signal or reap (the runner
+//! does), and never let a scan's inconsistency hide a process that stays.
 //!
-//! Why samples cannot lose a zombie that stays: the scan lists /proc in pid
-//! order, so a process that exists for the whole scan is always read. What a
-//! scan can get wrong is a parent link, since each `stat` is read at its own
-//! instant: a zombie read while its parent was alive names that parent, and
-//! if the parent exits and is reaped before its own `stat` is read, the walk
-//! from this process would find no path to the zombie. So membership is
-//! remembered: every process once seen below us stays ours (nothing leaves a
-//! subreaper's tree but by exiting) and leads the walk even when absent from
-//! the scan. A process born after the previous sample whose parent also came
-//! and went within one scan is found at the next sample, as our own child
-//! (re-parenting happens at its parent's exit). Walking the `children` files
-//! instead would be cheaper but can skip entries when a child is reaped
-//! mid-read (see `audit::children`).
+//! Why a zombie that stays is not lost to a list read mid-change: once seen,
+//! a process is a member, and every sample reads a member's own `stat` (a
+//! file that exists until it is reaped), whatever the `children` files said;
+//! nothing leaves a subreaper's tree but by exiting. A `children` read that
+//! races with a reap can skip an entry, so a new process can be found one
+//! sample late (or at the next full scan). A full scan lists /proc in pid
+//! order, so a process that exists for the whole scan is always read; its
+//! parent links are read at different instants, so a zombie whose parent
+//! exited and was reaped mid-scan could lose its path from us: members lead
+//! the walk even when absent from the scan, and re-parenting (at the parent's
+//! exit) makes it our child by the next sample.
 //!
 //! Limits: a zombie that lasts less than one interval may not be seen at all;
 //! one that is seen is timed from the end of the first scan that saw it to the
@@ -85,7 +87,25 @@ pub struct Tracker {
     pub samples: u64,
     /// Time spent sampling, in all.
     pub sampling: Duration,
+    /// When the next sample scans every process on the machine.
+    next_full: Instant,
 }
+
+/// How a sample finds the run's processes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scan {
+    /// Walk the run's own tree; a full scan when the safety net is due.
+    Walk,
+    /// Read every process on the machine (the first sample, the settle, the
+    /// report's): what the verdict on leftovers rests on.
+    Full,
+}
+
+/// The safety-net full scan runs at most this often, and never costs more
+/// than 1/FULL_COST_RATIO of the time (on a machine with thousands of
+/// processes one full scan can take 100 ms and more).
+const FULL_PERIOD: Duration = Duration::from_secs(1);
+const FULL_COST_RATIO: u32 = 100;
 
 impl Tracker {
     /// A tracker of this process's descendants from `started` on.
@@ -106,21 +126,46 @@ impl Tracker {
             reaped_count: 0,
             samples: 0,
             sampling: Duration::ZERO,
+            next_full: started,
         }
     }
 
-    /// Takes one sample. An error leaves what earlier samples learned as it was.
-    pub fn sample(&mut self) -> Result<()> {
+    /// Takes one sample: a walk of the run's tree, or a full scan when `scan`
+    /// asks for one or the safety net is due. An error leaves what earlier
+    /// samples learned as it was.
+    pub fn sample(&mut self, scan: Scan) -> Result<()> {
         let began = Instant::now();
-        let result = self.sample_now(began);
-        self.sampling += began.elapsed();
+        let full = scan == Scan::Full || began >= self.next_full;
+        let result = self.sample_now(began, full);
+        let took = began.elapsed();
+        self.sampling += took;
+        if full {
+            self.next_full = Instant::now() + FULL_PERIOD.max(took * FULL_COST_RATIO);
+        }
         result
     }
 
-    fn sample_now(&mut self, began: Instant) -> Result<()> {
+    fn sample_now(&mut self, began: Instant, full: bool) -> Result<()> {
         let uptime = self.procs.uptime()?;
-        let everyone = self.procs.scan(|_| true)?;
+        let walked = if full { None } else { self.walk()? };
+        let run = match walked {
+            Some(run) => run,
+            None => self.full_scan()?,
+        };
         let scanned = Instant::now();
+        let by_pid: HashMap<i32, &ProcStat> = run.iter().map(|p| (p.pid, p)).collect();
+        self.remember(&run);
+        self.time_zombies(&run, &by_pid, (began, scanned));
+        self.last = run;
+        self.last_uptime = uptime;
+        self.samples += 1;
+        Ok(())
+    }
+
+    /// The run's processes from one scan of every process on the machine:
+    /// the members, and whatever descends from them or from us.
+    fn full_scan(&mut self) -> Result<Vec<ProcStat>> {
+        let everyone = self.procs.scan(|_| true)?;
         let index: HashMap<i32, usize> = everyone
             .iter()
             .enumerate()
@@ -134,25 +179,68 @@ impl Tracker {
                 .is_none_or(|&i| everyone[i].starttime == m.starttime)
         });
         let mut roots = vec![self.me];
-        let mut run: Vec<&ProcStat> = Vec::new();
+        let mut run: Vec<ProcStat> = Vec::new();
         for &pid in self.members.keys() {
             roots.push(pid);
             if let Some(&i) = index.get(&pid) {
-                run.push(&everyone[i]);
+                run.push(everyone[i].clone());
             }
         }
-        run.extend(leftovers::below(&everyone, &roots, &[]));
-        self.remember(&run);
-        self.time_zombies(&run, &index, &everyone, (began, scanned));
-        self.last = run.into_iter().cloned().collect();
-        self.last_uptime = uptime;
-        self.samples += 1;
-        Ok(())
+        run.extend(
+            leftovers::below(&everyone, &roots, &[])
+                .into_iter()
+                .cloned(),
+        );
+        Ok(run)
+    }
+
+    /// The run's processes from its own tree: each member's `stat`, then the
+    /// `children` files from us down (the audit's fast path), each listed
+    /// child confirmed by its own `stat`. Costs a few reads per process of
+    /// the run instead of one per process on the machine. A `children` read
+    /// that races with a reap can skip an entry (see `audit::children`): a
+    /// member is never lost to that (its `stat` is read directly), and a new
+    /// process is found at a later sample or by the next full scan. None
+    /// when our own `children` files cannot be read (a kernel without
+    /// CONFIG_PROC_CHILDREN): the caller scans in full.
+    fn walk(&mut self) -> Result<Option<Vec<ProcStat>>> {
+        let known: Vec<i32> = self.members.keys().copied().collect();
+        let stats = self.procs.stat_many(&known, |_| true)?;
+        let mut run: Vec<ProcStat> = stats
+            .into_iter()
+            .filter(|s| {
+                self.members
+                    .get(&s.pid)
+                    .is_some_and(|m| m.starttime == s.starttime)
+            })
+            .collect();
+        let mut seen: std::collections::HashSet<i32> = run.iter().map(|p| p.pid).collect();
+        let mut queue: std::collections::VecDeque<i32> = seen.iter().copied().collect();
+        queue.push_front(self.me);
+        while let Some(parent) = queue.pop_front() {
+            let Some(listed) = self.procs.listed_children(parent) else {
+                if parent == self.me {
+                    return Ok(None);
+                }
+                continue; // it exited meanwhile: its children moved to us
+            };
+            let new: Vec<i32> = listed
+                .pids
+                .into_iter()
+                .filter(|p| !seen.contains(p))
+                .collect();
+            for child in self.procs.stat_many(&new, |s| s.ppid == parent)? {
+                seen.insert(child.pid);
+                queue.push_back(child.pid);
+                run.push(child);
+            }
+        }
+        Ok(Some(run))
     }
 
     /// Updates the members from this sample's processes of the run; the
     /// members that are gone are forgotten.
-    fn remember(&mut self, run: &[&ProcStat]) {
+    fn remember(&mut self, run: &[ProcStat]) {
         let mut next: HashMap<i32, Member> = HashMap::with_capacity(run.len());
         let mut new = Vec::new();
         for p in run {
@@ -210,9 +298,8 @@ impl Tracker {
     /// slowed by a loaded machine must not make a zombie look older).
     fn time_zombies(
         &mut self,
-        run: &[&ProcStat],
-        index: &HashMap<i32, usize>,
-        everyone: &[ProcStat],
+        run: &[ProcStat],
+        by_pid: &HashMap<i32, &ProcStat>,
         (began, scanned): (Instant, Instant),
     ) {
         let mut seen_now = HashMap::new();
@@ -225,7 +312,7 @@ impl Tracker {
             });
             let held = began.saturating_duration_since(seen.first);
             if held >= self.min_age {
-                let parent = index.get(&p.ppid).map(|&i| &everyone[i]);
+                let parent = by_pid.get(&p.ppid).copied();
                 let parent_key = (p.ppid, parent.map_or(0, |s| s.starttime));
                 let holder = self.holders.entry(parent_key).or_insert_with(|| {
                     let member = self.members.get(&p.ppid);
