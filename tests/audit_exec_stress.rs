@@ -163,3 +163,73 @@ fn a_command_that_leaks_1000_processes() {
     assert!(took < Duration::from_secs(60), "took {took:?}");
     eprintln!("1000 leaked processes: listed and stopped, lsbaws ran {took:?}");
 }
+
+/// The lowest descriptor number `pid` does not hold: as its open-file limit,
+/// it can open nothing more (EMFILE).
+fn lowest_free_fd(pid: i32) -> usize {
+    let held: std::collections::HashSet<usize> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .expect("fd dir")
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+        .collect();
+    (0..).find(|fd| !held.contains(fd)).unwrap_or(0)
+}
+
+/// Verdicts: a /proc read that fails mid-run (EMFILE: lsbaws's open-file
+/// limit lowered to what it holds) makes the counts uncertain: exit 2 with
+/// the reason, never a pass, and COMMAND still runs to its end. Negative
+/// control: the same run with its descriptors is a pass.
+#[test]
+fn a_scan_that_fails_mid_run_is_exit_2_never_a_pass() {
+    for starve in [true, false] {
+        let lsbaws = Spawned::start(Command::new(bin()).args([
+            "audit",
+            "--json",
+            "--",
+            "sh",
+            "-c",
+            "sleep 1; echo done",
+        ]));
+        assert!(eventually(Duration::from_secs(30), || !children_of(
+            lsbaws.pid
+        )
+        .is_empty()));
+        if starve {
+            let limit = lowest_free_fd(lsbaws.pid);
+            let status = Command::new("prlimit")
+                .args([
+                    "--pid",
+                    &lsbaws.pid.to_string(),
+                    &format!("--nofile={limit}:"),
+                ])
+                .status()
+                .expect("run prlimit");
+            assert!(status.success(), "prlimit");
+        }
+        let (status, out, err) = lsbaws.finish(LIMIT);
+        let out = text(&out);
+        assert!(out.starts_with("done\n"), "{out}");
+        let r = report(out.as_bytes());
+        if starve {
+            assert_eq!(status.code(), Some(2), "{out}");
+            assert!(
+                r["error"].as_str().is_some_and(|e| e.contains("uncertain")),
+                "{r}"
+            );
+            assert!(
+                r["verdict"]
+                    .as_str()
+                    .is_some_and(|v| v.starts_with("ERROR")),
+                "{r}"
+            );
+            assert!(
+                text(&err).starts_with("lsbaws: the counts are uncertain"),
+                "{}",
+                text(&err)
+            );
+        } else {
+            assert_eq!(status.code(), Some(0), "{out}");
+            assert_eq!(r["verdict"], "PASS", "{r}");
+        }
+    }
+}

@@ -176,10 +176,7 @@ fn run_exec(args: &AuditArgs) -> Result<Outcome> {
         }
     }
     if let Some(error) = &report.error {
-        super::diag(&format!(
-            "the counts are uncertain: {}",
-            crate::text::escape(error)
-        ));
+        super::diag(&crate::text::escape(error));
     }
     Ok(report.outcome())
 }

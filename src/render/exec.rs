@@ -226,7 +226,7 @@ fn cases(report: &ExecReport, verdict: &str) -> Vec<(&'static str, f64, Case)> {
         None => Case::Error("the command could not be reaped".into(), String::new()),
     };
     let leaks = |over: bool, message: String, detail: String| match &report.error {
-        Some(error) => Case::Error(format!("the count is uncertain: {error}"), String::new()),
+        Some(error) => Case::Error(error.clone(), String::new()),
         None if over => Case::Failure(message, detail),
         None => Case::Pass,
     };

@@ -22,8 +22,9 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
+use nix::errno::Errno;
 use nix::sys::signal::{Signal as Sig, kill, killpg};
-use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+use nix::sys::wait::{Id, WaitPidFlag, WaitStatus, waitid, waitpid};
 use nix::unistd::{Pid, getpgid};
 
 pub use report::{ExecReport, Exit, MAX_LISTED, ReapedOrphan, ZombieHolder};
@@ -137,6 +138,8 @@ struct Running {
     error: Option<String>,
     /// The terminal, while COMMAND's group holds it.
     terminal: Option<Terminal>,
+    /// COMMAND is no child of ours, yet was not reaped here.
+    lost: bool,
 }
 
 impl Running {
@@ -149,6 +152,7 @@ impl Running {
             killed: None,
             error: None,
             terminal: None,
+            lost: false,
         }
     }
 
@@ -166,6 +170,13 @@ impl Running {
         });
         if exit.is_some() {
             self.exit = exit;
+        } else if self.exit.is_none()
+            && waitid(Id::Pid(Pid::from_raw(pid)), peek()) == Err(Errno::ECHILD)
+        {
+            // Not our child any more, yet never reaped here: its status is
+            // lost (only this thread reaps, so this cannot happen). End the
+            // run rather than wait for it forever; no status is no verdict.
+            self.lost = true;
         }
         // With the terminal, COMMAND's stops are job control to act on.
         if let (Some(terminal), None) = (&self.terminal, self.exit) {
@@ -182,7 +193,8 @@ impl Running {
 
     fn note(&mut self, sampled: Result<()>) {
         if let Err(e) = sampled {
-            self.error.get_or_insert_with(|| format!("{e:#}"));
+            self.error
+                .get_or_insert_with(|| format!("the counts are uncertain: {e:#}"));
         }
     }
 
@@ -192,7 +204,7 @@ impl Running {
         let mut next_sample = Instant::now();
         loop {
             self.reap(tracker);
-            if self.exit.is_some() {
+            if self.exit.is_some() || self.lost {
                 return;
             }
             let now = Instant::now();
@@ -300,7 +312,10 @@ impl Running {
             max_orphans: config.max_orphans,
             kept: config.keep,
             unstopped: Vec::new(),
-            error: self.error.clone(),
+            error: self
+                .lost
+                .then(|| "the command's exit status was lost".to_string())
+                .or_else(|| self.error.clone()),
             interrupted: false,
             signal: None,
         }
@@ -332,6 +347,11 @@ fn exit_of(status: WaitStatus) -> Exit {
             signal: None,
         },
     }
+}
+
+/// Flags that ask whether a child has exited without reaping it.
+fn peek() -> WaitPidFlag {
+    WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT
 }
 
 /// `exit status 0`, `killed by SIGTERM`.

@@ -52,7 +52,8 @@ pub struct ExecReport {
     /// Processes of the run that could not be stopped within the clean-up's
     /// bound (uninterruptible sleep): said, not waited for.
     pub unstopped: Vec<i32>,
-    /// Why the counts are uncertain (a /proc read failed during the run).
+    /// Why there is no verdict on leaks: the counts are uncertain (a /proc
+    /// read failed during the run), or COMMAND's status was lost.
     pub error: Option<String>,
     /// A stop signal ended the run: the figures are what was seen until then.
     pub interrupted: bool,
@@ -139,7 +140,7 @@ impl ExecReport {
             reasons.push(format!("the command failed ({})", exit.describe()));
         }
         if let Some(error) = &self.error {
-            reasons.push(format!("the counts are uncertain: {error}"));
+            reasons.push(error.clone());
         }
         let orphans = self.orphans.len() as u64;
         if orphans > self.max_orphans {
@@ -168,7 +169,7 @@ impl ExecReport {
         let reasons = self.reasons();
         match self.outcome() {
             Outcome::Pass => "PASS".to_string(),
-            Outcome::Status(ERROR) if self.exit.is_some_and(Exit::success) => {
+            Outcome::Status(ERROR) if self.exit.is_none_or(Exit::success) => {
                 format!("ERROR: {}", reasons.join("; "))
             }
             _ => format!("FAIL: {}", reasons.join("; ")),
@@ -244,7 +245,7 @@ mod tests {
             "{}",
             r.verdict()
         );
-        r.error = Some("cannot read /proc".into());
+        r.error = Some("the counts are uncertain: cannot read /proc".into());
         assert_eq!(r.outcome().code(), 2);
         assert!(r.verdict().starts_with("ERROR: "), "{}", r.verdict());
         r.exit = Some(Exit {

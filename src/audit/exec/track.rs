@@ -89,6 +89,8 @@ pub struct Tracker {
     pub sampling: Duration,
     /// When the next sample scans every process on the machine.
     next_full: Instant,
+    /// The last sample failed.
+    stale: bool,
 }
 
 /// How a sample finds the run's processes.
@@ -127,6 +129,7 @@ impl Tracker {
             samples: 0,
             sampling: Duration::ZERO,
             next_full: started,
+            stale: false,
         }
     }
 
@@ -137,6 +140,9 @@ impl Tracker {
         let began = Instant::now();
         let full = scan == Scan::Full || began >= self.next_full;
         let result = self.sample_now(began, full);
+        // A failed sample leaves the last list stale: no orphan is named from
+        // it (the error, which makes the verdict exit 2, says why).
+        self.stale = result.is_err();
         let took = began.elapsed();
         self.sampling += took;
         if full {
@@ -389,8 +395,11 @@ impl Tracker {
     }
 
     /// The run's live processes in the last sample, in pid order, with who
-    /// started them where a sample saw it.
+    /// started them where a sample saw it; none when the last sample failed.
     pub fn orphans(&self) -> Vec<Leftover> {
+        if self.stale {
+            return Vec::new();
+        }
         let mut out: Vec<Leftover> = self
             .last
             .iter()
