@@ -79,8 +79,9 @@ const CLEANUP_LIMIT: Duration = Duration::from_secs(10);
 pub fn run(config: &ExecConfig, shutdown: &Shutdown) -> Result<ExecReport> {
     let started = Instant::now();
     let mut tracker = Tracker::new(config.min_age, started);
-    // A /proc that cannot be read fails now, before COMMAND runs, not after.
-    tracker.sample(Scan::Full)?;
+    // A /proc that cannot be read fails now, before COMMAND runs, not after
+    // (a walk: our own tree is empty yet; the settle scans in full).
+    tracker.sample(Scan::Walk)?;
     // Orphans of the run (daemons, children of a parent that exited) come to
     // us instead of init, so they are listed, reaped and stopped here.
     nix::sys::prctl::set_child_subreaper(true)
@@ -202,6 +203,7 @@ impl Running {
     /// until it could not be made to.
     fn until_exit(&mut self, config: &ExecConfig, shutdown: &Shutdown, tracker: &mut Tracker) {
         let mut next_sample = Instant::now();
+        let mut tick = Duration::from_millis(1);
         loop {
             self.reap(tracker);
             if self.exit.is_some() || self.lost {
@@ -224,8 +226,11 @@ impl Running {
             }
             let wait = next_sample
                 .saturating_duration_since(Instant::now())
-                .min(TICK);
+                .min(tick);
             pause(shutdown, wait);
+            // 1 ms, 2 ms, ... up to TICK: a short COMMAND is noticed at once,
+            // a long one costs 100 wake-ups a second.
+            tick = (tick * 2).min(TICK);
         }
     }
 
@@ -261,8 +266,9 @@ impl Running {
     }
 
     /// After COMMAND's exit: reap and sample until the run has no process
-    /// left, `settle` has passed, or a stop is asked for. The sample the
-    /// report rests on, and any that finds the run empty, is a full scan.
+    /// left, `settle` has passed, or a stop is asked for. A walk that finds
+    /// the run empty is exact (see `Tracker::walk`); the sample a report of
+    /// leftovers rests on is a full scan.
     fn settle(&mut self, config: &ExecConfig, shutdown: &Shutdown, tracker: &mut Tracker) {
         let deadline = Instant::now() + config.settle;
         loop {
@@ -270,16 +276,8 @@ impl Running {
             let last = Instant::now() >= deadline || shutdown.requested();
             let sampled = tracker.sample(if last { Scan::Full } else { Scan::Walk });
             self.note(sampled);
-            if last {
+            if last || tracker.empty() {
                 return;
-            }
-            if tracker.empty() {
-                self.reap(tracker);
-                let sampled = tracker.sample(Scan::Full);
-                self.note(sampled);
-                if tracker.empty() {
-                    return;
-                }
             }
             let left = deadline.saturating_duration_since(Instant::now());
             pause(shutdown, config.interval.min(left));

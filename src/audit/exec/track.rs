@@ -4,10 +4,10 @@
 //! Owns membership across samples and the zombie bookkeeping. A sample reads
 //! the run's own tree with the audit's two scans: most walk it (every known
 //! member's `stat`, then the `children` files from us down: cost in
-//! proportion to the run, not to the machine); the first, the settle's and
-//! the report's read every process (`ProcReader::scan`, then
-//! `leftovers::below`), and so does a safety-net scan at most once a second
-//! and within 1 % of the time. Must never print, signal or reap (the runner
+//! proportion to the run, not to the machine); the settle's and the
+//! report's read every process (`ProcReader::scan`, then `leftovers::below`),
+//! and so does a safety-net scan at most once a second and within 1 % of the
+//! time. Must never print, signal or reap (the runner
 //! does), and never let a scan's inconsistency hide a process that stays.
 //!
 //! Why a zombie that stays is not lost to a list read mid-change: once seen,
@@ -128,7 +128,7 @@ impl Tracker {
             reaped_count: 0,
             samples: 0,
             sampling: Duration::ZERO,
-            next_full: started,
+            next_full: started + FULL_PERIOD,
             stale: false,
         }
     }
@@ -206,8 +206,12 @@ impl Tracker {
     /// the run instead of one per process on the machine. A `children` read
     /// that races with a reap can skip an entry (see `audit::children`): a
     /// member is never lost to that (its `stat` is read directly), and a new
-    /// process is found at a later sample or by the next full scan. None
-    /// when our own `children` files cannot be read (a kernel without
+    /// process is found at a later sample or by the next full scan. Our own
+    /// `children` files cannot skip: only the thread that reads them reaps
+    /// our children, and nothing is re-parented away from a live parent. So
+    /// a walk that finds no child of ours and no member is exact: every
+    /// descendant has a live chain of parents up to us. None when our own
+    /// `children` files cannot be read (a kernel without
     /// CONFIG_PROC_CHILDREN): the caller scans in full.
     fn walk(&mut self) -> Result<Option<Vec<ProcStat>>> {
         let known: Vec<i32> = self.members.keys().copied().collect();
