@@ -32,6 +32,7 @@ pub enum Command {
     Blast(BlastArgs),
     Audit(AuditArgs),
     Smoke(SmokeArgs),
+    Merge(MergeArgs),
 }
 
 impl Command {
@@ -44,6 +45,7 @@ impl Command {
             // With --report FILE, stdout is COMMAND's alone: errors go to FILE.
             Command::Audit(a) => a.json && a.report.is_none(),
             Command::Smoke(a) => a.json,
+            Command::Merge(a) => a.json,
         }
     }
 }
@@ -207,13 +209,19 @@ pub struct BlastArgs {
     #[arg(long)]
     pub keep_alive: bool,
 
-    /// Exit 1 only when more connections than this fail.
+    /// Exit 1 only when more requests than this fail (with --duration, a client
+    /// that never got to start one counts too).
     #[arg(long, default_value_t = 0, value_name = "K")]
     pub max_errors: u64,
 
     /// Print one JSON object instead of the table.
     #[arg(long)]
     pub json: bool,
+
+    /// Name of this run in its JSON report, so `lsbaws merge` can tell the runs
+    /// of many machines apart (default: the host name; a pod's name in Kubernetes).
+    #[arg(long, value_name = "TEXT")]
+    pub tag: Option<String>,
 
     /// No progress bar.
     #[arg(long, short)]
@@ -413,6 +421,47 @@ pub struct SmokeArgs {
     /// by a free loopback port.
     #[arg(last = true, value_name = "SERVER COMMAND")]
     pub command: Vec<String>,
+}
+
+/// Add up `blast --json` reports of many runs, exactly.
+///
+/// For load from many machines or pods: counts, error kinds and statuses are
+/// summed, the latency histograms added (percentiles come from all samples, never
+/// an average of percentiles), and elapsed runs from the first release to the last
+/// end. Prints one row per report and the total as blast's table, or --json in
+/// blast's own shape (so merges merge again). Exit 0 when the total's failures
+/// are at most --max-errors, 1 when more, 2 when an input is unreadable or cannot
+/// be added (another URL, another schema, a truncated report), naming where.
+#[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Input: files, or - for standard input: JSON objects one after another.\n\
+    Lines that are not JSON (blast's warnings on stderr, kubectl's noise) are skipped and\n\
+    counted on stderr; a line that begins with { and does not parse is an error.\n\n\
+    Examples:\n  \
+    lsbaws merge a.json b.json\n  \
+    kubectl logs -l job-name=lsbaws-blast --tail=-1 | lsbaws merge --shards 3 -"
+)]
+pub struct MergeArgs {
+    /// Reports: files holding `lsbaws blast --json` output, or - for standard input.
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+
+    /// Exit 1 only when more connections than this failed in all reports together.
+    #[arg(long, default_value_t = 0, value_name = "K")]
+    pub max_errors: u64,
+
+    /// Exactly this many reports must be found (exit 2 otherwise): a pod whose
+    /// output went missing must not pass as a smaller load.
+    #[arg(long, value_name = "N")]
+    pub shards: Option<usize>,
+
+    /// Name of the total in its JSON (default: "merge of N shards").
+    #[arg(long, value_name = "TEXT")]
+    pub tag: Option<String>,
+
+    /// Print one JSON object (blast's shape, plus "shards") instead of the tables.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// The size and bounds of a burst: the flags `blast` and `smoke` share, so that

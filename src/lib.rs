@@ -8,8 +8,10 @@
 //!   the terminal, files and signal handlers.
 //! - Engines, each config → report, taking a [`shutdown::Shutdown`] as input:
 //!   [`blast`] (the tokio client), [`audit`] (zombies and leftovers in /proc),
-//!   [`smoke`] (the CI job's sequence). `serve` is the `lsbaws-server` crate,
-//!   which holds the forking server and all of the project's `unsafe` code.
+//!   [`smoke`] (the CI job's sequence), [`merge`] (blast reports of many runs
+//!   added exactly; pure computation, so it takes no shutdown). `serve` is
+//!   the `lsbaws-server` crate, which holds the forking server and all of the
+//!   project's `unsafe` code.
 //! - [`proc`]: the one reader of /proc. [`render`]: tables, JSON, JUnit, the
 //!   progress bar's look; reads report types only. [`text`]: names from other
 //!   processes made safe to print.
@@ -21,6 +23,7 @@ pub mod audit;
 pub mod blast;
 pub mod cli;
 pub mod cmd;
+pub mod merge;
 pub mod outcome;
 pub mod proc;
 pub mod render;

@@ -17,6 +17,9 @@ pub enum Outcome {
     Finding,
     /// A stop signal ended the command before a verdict: exit 128 + the signal.
     Interrupted(i32),
+    /// The run ended but could not do what was asked (the load generator ran
+    /// out of descriptors, say): no verdict, exit 2.
+    Inconclusive,
     /// A command run under `audit -- COMMAND` failed: its own exit code.
     Status(u8),
 }
@@ -39,6 +42,7 @@ impl Outcome {
             // Shells report a death by signal N as 128 + N; saying it ourselves
             // keeps that meaning while still printing what was measured.
             Outcome::Interrupted(signal) => u8::try_from(128 + signal.clamp(1, 127)).unwrap_or(255),
+            Outcome::Inconclusive => ERROR,
             Outcome::Status(code) => code,
         }
     }
@@ -56,6 +60,7 @@ mod tests {
         assert_eq!(Outcome::Interrupted(15).code(), 143);
         assert_eq!(Outcome::Interrupted(1).code(), 129);
         assert_eq!(Outcome::Status(3).code(), 3);
+        assert_eq!(Outcome::Inconclusive.code(), 2);
         assert_eq!(Outcome::of(true), Outcome::Finding);
     }
 }

@@ -128,6 +128,21 @@ impl Shutdown {
     }
 }
 
+/// The number of a name [`signal_name`] gives (a report read back).
+pub fn signal_number(name: &str) -> Option<i32> {
+    match name {
+        "SIGHUP" => Some(1),
+        "SIGINT" => Some(2),
+        "SIGQUIT" => Some(3),
+        "SIGTERM" => Some(15),
+        other => other
+            .strip_prefix("signal ")?
+            .parse()
+            .ok()
+            .filter(|n| (1..128).contains(n)),
+    }
+}
+
 /// `SIGINT`, `SIGTERM`, `SIGHUP`, or `signal N`.
 pub fn signal_name(signal: i32) -> String {
     match signal {
@@ -178,5 +193,14 @@ mod tests {
                 .unwrap()
                 .unwrap();
         });
+    }
+
+    #[test]
+    fn signal_names_read_back() {
+        for n in [1, 2, 3, 15, 9, 127] {
+            assert_eq!(signal_number(&signal_name(n)), Some(n));
+        }
+        assert_eq!(signal_number("SIGFOO"), None);
+        assert_eq!(signal_number("signal 300"), None);
     }
 }

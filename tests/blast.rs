@@ -238,7 +238,9 @@ fn blast_refused_port_ends_fast_with_all_refused() {
     assert_eq!(code, Some(1), "{r}");
     assert_eq!(errors_of(&r, "refused"), 64, "{r}");
     assert_eq!(errors_total(&r), 64, "{r}");
-    assert!(r["elapsed_s"].as_f64().expect("elapsed") < 1.0, "{r}");
+    // Refusals are immediate; the bound only tells them from waiting out a
+    // timeout (seconds), with room for a loaded 2-core host.
+    assert!(r["elapsed_s"].as_f64().expect("elapsed") < 5.0, "{r}");
     // The whole process, start-up included, on a noisy machine.
     assert!(wall < Duration::from_secs(10), "{wall:?}");
 }
@@ -376,8 +378,7 @@ fn blast_duration_mode_loops_until_the_duration() {
 fn blast_2000_clients_against_serve_all_ok() {
     let hard = hard_nofile();
     if hard < 2100 {
-        eprintln!("skipped: hard open-file limit {hard} is below 2100");
-        return;
+        return skip(&format!("hard open-file limit {hard} is below 2100"));
     }
     let server = Server::start(&["--quiet"]);
     let (code, r, err) = blast_json(
@@ -542,8 +543,7 @@ fn blast_duration_under_a_low_fd_limit_ends_on_time() {
 fn blast_raises_the_soft_fd_limit_to_the_hard_one() {
     let hard = hard_nofile();
     if hard < 400 {
-        eprintln!("skipped: hard open-file limit {hard} is below 400");
-        return;
+        return skip(&format!("hard open-file limit {hard} is below 400"));
     }
     let server = hello_server();
     let url = server.url();
@@ -579,8 +579,7 @@ fn blast_keep_alive_retries_a_connection_closed_while_idle() {
 #[test]
 fn blast_ipv6_loopback_url() {
     let Ok(probe) = TcpListener::bind("[::1]:0") else {
-        eprintln!("skipped: no IPv6 loopback");
-        return;
+        return skip("no IPv6 loopback");
     };
     drop(probe);
     let server = TestServer::start_on("[::1]:0", |_, mut conn, _| {

@@ -1,6 +1,7 @@
-//! The fault suite: `lsbaws serve` under resource exhaustion, hostile clients,
-//! bad input, shutdown under load and foreign children. Every loop is bounded and
-//! every process is owned by a guard that kills and reaps it by pid.
+//! The fault suite: `lsbaws serve` under hostile clients, bad input, shutdown
+//! under load and foreign children (resource limits are in serve_limits.rs).
+//! Every loop is bounded and every process is owned by a guard that kills and
+//! reaps it (with its process group, for servers).
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -9,183 +10,11 @@ use std::time::{Duration, Instant};
 
 use crate::common::*;
 
-/// Sends `request` (tolerating a server that stops reading) and returns what came
-/// back before the close, and how long that took.
-fn try_exchange(addr: SocketAddr, request: &[u8]) -> (String, Duration) {
-    let started = Instant::now();
-    let mut conn = TcpStream::connect(addr).expect("connect");
-    conn.set_read_timeout(Some(Duration::from_secs(15)))
-        .expect("timeout");
-    let _ = conn.write_all(request);
-    let mut response = Vec::new();
-    let _ = conn.read_to_end(&mut response);
-    (
-        String::from_utf8_lossy(&response).into_owned(),
-        started.elapsed(),
-    )
-}
-
-/// The lowest descriptor number a process does not use: the one its next
-/// accept would get, so a soft limit of exactly this makes accept fail.
-fn lowest_free_fd(pid: i32) -> usize {
-    let used: Vec<usize> = std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .expect("read fd dir")
-        .flatten()
-        .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse().ok()))
-        .collect();
-    (0..).find(|n| !used.contains(n)).unwrap_or(0)
-}
-
-/// user + system CPU time of a process, in clock ticks.
-fn cpu_ticks(pid: i32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let fields: Vec<&str> = rest.split_ascii_whitespace().collect();
-    // After the comm: state is field 0, utime 11, stime 12.
-    fields
-        .get(11)
-        .and_then(|u| u.parse::<u64>().ok())
-        .unwrap_or(0)
-        + fields
-            .get(12)
-            .and_then(|s| s.parse::<u64>().ok())
-            .unwrap_or(0)
-}
-
-fn prlimit_nofile(pid: i32, soft: usize) {
-    let status = Command::new("prlimit")
-        .args(["--pid", &pid.to_string(), &format!("--nofile={soft}:")])
-        .status()
-        .expect("run prlimit");
-    assert!(status.success(), "prlimit --nofile={soft} on {pid}");
-}
-
-/// The issue's literal case: a server started under `ulimit -n 64` still serves a
-/// burst of 500, because the parent holds one connection at a time.
-#[test]
-fn serve_under_ulimit_64_serves_500_simultaneous_clients() {
-    let server = Server::start_with(
-        Command::new("sh")
-            .arg("-c")
-            .arg("ulimit -n 64 && exec \"$0\" serve --bind 127.0.0.1:0 --quiet")
-            .arg(bin()),
-    );
-    let replies = burst(server.addr, 500);
-    let ok = replies.iter().filter(|r| *r == HELLO).count();
-    assert_eq!(ok, 500);
-    server.stop_clean();
-}
-
-/// EMFILE for real: the parent's fd limit is lowered to what it already holds, so
-/// every accept fails. It must log once, back off instead of spinning, and serve
-/// every waiting client once descriptors are available again.
-#[test]
-fn accept_emfile_is_survived_logged_once_and_not_spun_on() {
-    let server = Server::start(&["--quiet"]);
-    let pid = server.pid();
-    prlimit_nofile(pid, lowest_free_fd(pid));
-    let addr = server.addr;
-    let clients: Vec<_> = (0..100)
-        .map(|_| std::thread::spawn(move || try_exchange(addr, b"GET / HTTP/1.1\r\n\r\n").0))
-        .collect();
-    assert!(eventually(Duration::from_secs(5), || server
-        .stderr()
-        .contains("Too many open files")));
-    let ticks = cpu_ticks(pid);
-    std::thread::sleep(Duration::from_secs(1));
-    let spent = cpu_ticks(pid) - ticks;
-    // Backing off 10 ms per try costs a few ticks a second; a busy loop costs ~100.
-    assert!(
-        spent < 30,
-        "parent burned {spent} ticks in 1 s while accept failed"
-    );
-    assert!(alive(pid));
-    prlimit_nofile(pid, 1024);
-    let replies: Vec<String> = clients
-        .into_iter()
-        .map(|c| c.join().expect("client"))
-        .collect();
-    assert_eq!(replies.iter().filter(|r| *r == HELLO).count(), 100);
-    let err = server.stderr();
-    assert_eq!(
-        err.matches("accept failed").count(),
-        1,
-        "logged once per burst: {err}"
-    );
-    let (out, _) = server.stop_clean();
-    assert!(out.contains("Shutdown: 100 connections served"), "{out}");
-}
-
-/// fork fails with EAGAIN under RLIMIT_NPROC. Root ignores that limit, so the
-/// server runs as the unprivileged `nobody` (setpriv), with the limit set by
-/// prlimit, which then execs it (the pid stays the server's).
-#[test]
-fn fork_eagain_is_survived_and_failed_clients_are_closed() {
-    if !is_root() {
-        eprintln!("skipped: needs root to run the server as `nobody` (root ignores RLIMIT_NPROC)");
-        return;
-    }
-    // `nobody` may not be able to reach the build directory (a checkout under
-    // /root is mode 700): run a copy from a directory anyone can enter.
-    use std::os::unix::fs::PermissionsExt;
-    let dir = std::env::temp_dir().join(format!("lsbaws-nproc-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).expect("chmod dir");
-    let copy = dir.join("lsbaws");
-    std::fs::copy(bin(), &copy).expect("copy binary");
-    std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o755)).expect("chmod binary");
-    let copy = copy.to_str().expect("utf-8 path").to_string();
-    let server = Server::start_with(
-        Command::new("setpriv")
-            .current_dir(&dir)
-            .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
-            .args([
-                "prlimit",
-                "--nproc=12:12",
-                &copy,
-                "serve",
-                "--bind",
-                "127.0.0.1:0",
-            ])
-            .args(["--quiet", "--delay", "2s"]),
-    );
-    let replies = burst(server.addr, 40);
-    let served = replies.iter().filter(|r| *r == HELLO).count();
-    let refused = replies
-        .iter()
-        .filter(|r| r.starts_with("HTTP/1.1 503 ") || r.is_empty())
-        .count();
-    assert!((1..=12).contains(&served), "served {served}");
-    assert_eq!(
-        served + refused,
-        40,
-        "every failed client must be closed: {replies:?}"
-    );
-    let pid = server.pid();
-    assert!(alive(pid));
-    assert!(eventually(Duration::from_secs(10), || children_of(pid).is_empty()));
-    assert_eq!(exchange(server.addr, b"GET / HTTP/1.1\r\n\r\n"), HELLO);
-    let err = server.stderr();
-    assert_eq!(
-        err.matches("fork failed").count(),
-        1,
-        "logged once per burst: {err}"
-    );
-    let (status, out, _) = server.stop(Duration::from_secs(10));
-    assert!(status.success());
-    assert!(out.contains("0 zombies left"), "{out}");
-    assert!(
-        out.contains(&format!("{} fork failures", 40 - served)),
-        "{out}"
-    );
-    let _ = std::fs::remove_dir_all(&dir);
-}
-
 /// Slowloris: 500 clients send half a request and stall. Each child gives up at
 /// `--read-timeout` (408), and the parent serves others meanwhile.
 #[test]
 fn slowloris_clients_time_out_while_others_are_served() {
-    let server = Server::start(&["--quiet", "--read-timeout", "2s"]);
+    let server = Server::start(&["--quiet", "--read-timeout", "5s"]);
     let mut stalled: Vec<TcpStream> = (0..500)
         .map(|_| {
             let mut c = TcpStream::connect(server.addr).expect("connect");
@@ -194,12 +23,22 @@ fn slowloris_clients_time_out_while_others_are_served() {
             c
         })
         .collect();
-    let started = Instant::now();
     assert_eq!(exchange(server.addr, b"GET / HTTP/1.1\r\n\r\n"), HELLO);
-    assert!(
-        started.elapsed() < Duration::from_secs(2),
-        "served only after the stall: {:?}",
-        started.elapsed()
+    // Served while the stallers still wait: none has had its 408 yet. (An
+    // event, not a wall-clock bound, which a loaded 2-core host would break.)
+    let answered = stalled
+        .iter()
+        .filter(|c| {
+            c.set_nonblocking(true).expect("nonblocking");
+            let mut byte = [0u8; 1];
+            let got = c.peek(&mut byte).is_ok();
+            c.set_nonblocking(false).expect("blocking");
+            got
+        })
+        .count();
+    assert_eq!(
+        answered, 0,
+        "served only after {answered} stallers timed out"
     );
     for conn in &mut stalled {
         conn.set_read_timeout(Some(Duration::from_secs(15)))
@@ -212,43 +51,59 @@ fn slowloris_clients_time_out_while_others_are_served() {
     assert!(out.contains("Shutdown: 501 connections served"), "{out}");
 }
 
-/// Malformed input: each request gets 400/431 or a close, within the read
+/// Malformed input: each request gets its own exact status within the read
 /// timeout, and the server survives all of it.
 #[test]
-fn malformed_requests_get_400_431_or_a_close() {
+fn malformed_requests_get_400_431_or_408() {
     // signalfd logs every child's exit status: a child that panicked or died of a
-    // signal on some input cannot pass as "a close".
+    // signal on some input cannot pass unnoticed.
     let server = Server::start(&["--reaper", "signalfd", "--read-timeout", "1s"]);
     let mut huge_line = b"GET /".to_vec();
     huge_line.resize(1024 * 1024, b'a');
     huge_line.extend_from_slice(b" HTTP/1.1\r\n\r\n");
-    let corpus: Vec<(&str, Vec<u8>)> = vec![
-        ("binary garbage", (0u8..=255).cycle().take(4096).collect()),
-        ("NUL bytes", b"GET /\0 HTTP/1.1\r\n\r\n".to_vec()),
-        ("1 MB request line", huge_line),
-        ("missing version", b"GET /\r\n\r\n".to_vec()),
-        ("bare CR", b"GET / HTTP/1.1\rHost: x\r\r".to_vec()),
+    let corpus: Vec<(&str, Vec<u8>, &str)> = vec![
+        (
+            "binary garbage",
+            (0u8..=255).cycle().take(4096).collect(),
+            "400",
+        ),
+        ("NUL bytes", b"GET /\0 HTTP/1.1\r\n\r\n".to_vec(), "400"),
+        // Answered at 8 KiB while the client still sends: the careful close
+        // keeps the reply readable.
+        ("1 MB request line", huge_line, "431"),
+        ("missing version", b"GET /\r\n\r\n".to_vec(), "400"),
+        // No LF ever: the head never ends, so the read timeout answers.
+        ("bare CR", b"GET / HTTP/1.1\rHost: x\r\r".to_vec(), "408"),
         (
             "header without colon",
             b"GET / HTTP/1.1\r\nHost x\r\n\r\n".to_vec(),
+            "400",
         ),
-        ("invalid UTF-8", b"GET /\xc3\x28 HTTP/1.1\r\n\r\n".to_vec()),
+        (
+            "invalid UTF-8",
+            b"GET /\xc3\x28 HTTP/1.1\r\n\r\n".to_vec(),
+            "400",
+        ),
         (
             "TLS hello",
             b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03".to_vec(),
+            "400",
         ),
-        ("empty lines only", b"\r\n\r\n\r\n".to_vec()),
+        // Empty lines may precede a request (RFC 9112 §2.2): wait, then time out.
+        ("empty lines only", b"\r\n\r\n\r\n".to_vec(), "408"),
+        (
+            "signed Content-Length",
+            b"POST / HTTP/1.1\r\nContent-Length: +1\r\n\r\nx".to_vec(),
+            "400",
+        ),
     ];
-    for (name, request) in &corpus {
+    for (name, request, status) in &corpus {
         let (reply, took) = try_exchange(server.addr, request);
-        let status = reply.get(..12).unwrap_or("");
         assert!(
-            reply.is_empty()
-                || status == "HTTP/1.1 400"
-                || status == "HTTP/1.1 431"
-                || status == "HTTP/1.1 408",
-            "{name}: {reply:?}"
+            reply.starts_with(&format!("HTTP/1.1 {status} ")),
+            "{name}: expected {status}, got {reply:?}"
         );
+        // Within the 1 s read timeout; 5 s is slack for a loaded host.
         assert!(took < Duration::from_secs(5), "{name} took {took:?}");
     }
     // Pipelined requests: the first is answered, then the connection closes.
@@ -336,8 +191,11 @@ fn clients_resetting_mid_stream_never_kill_a_child() {
 /// child gone, and the summary says so.
 #[test]
 fn sigterm_with_200_live_children_exits_within_grace() {
-    let (took, out, _) = sigterm_mid_delay(200, "5s");
-    assert!(took < Duration::from_millis(2500), "took {took:?}");
+    let (took, out, _) = sigterm_mid_delay(200, "30s");
+    // --grace is 1 s and the children would sleep 30 s: well under 30 s shows
+    // they were stopped, not waited for. 15 s is slack for a loaded 2-core
+    // host (measured 1.1 s idle, 4 s at load 35).
+    assert!(took < Duration::from_secs(15), "took {took:?}");
     assert!(
         out.contains("0 zombies left") && out.contains("200 children killed after grace"),
         "{out}"

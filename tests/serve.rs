@@ -184,7 +184,7 @@ fn silent_clients_cost_only_their_child() {
     let server = Server::start(&["--quiet", "--read-timeout", "300ms"]);
     drop(TcpStream::connect(server.addr).expect("connect"));
     let mut idle = TcpStream::connect(server.addr).expect("connect");
-    idle.set_read_timeout(Some(Duration::from_secs(5)))
+    idle.set_read_timeout(Some(Duration::from_secs(20)))
         .expect("timeout");
     assert_eq!(exchange(server.addr, b"GET / HTTP/1.1\r\n\r\n"), HELLO);
     let started = Instant::now();
@@ -193,8 +193,11 @@ fn silent_clients_cost_only_their_child() {
     idle.read_to_end(&mut buf)
         .expect("idle connection closed by server");
     assert!(buf.is_empty());
+    // The server's timeout is 300 ms; the bound only tells "closed by the
+    // server" from "closed by our own 20 s read timeout", with room for a
+    // loaded 2-core host.
     assert!(
-        started.elapsed() < Duration::from_secs(3),
+        started.elapsed() < Duration::from_secs(10),
         "{:?}",
         started.elapsed()
     );
@@ -218,8 +221,10 @@ fn silent_clients_cost_only_their_child() {
 /// the rest, reaps them, and reports 0 zombies.
 #[test]
 fn sigterm_during_a_burst_kills_and_reaps_children() {
-    let (took, out, _) = sigterm_mid_delay(50, "2s");
-    assert!(took < Duration::from_secs(3), "shutdown took {took:?}");
+    let (took, out, _) = sigterm_mid_delay(50, "30s");
+    // Well under the children's 30 s shows they were stopped after the 1 s
+    // grace; the slack is for a loaded 2-core host.
+    assert!(took < Duration::from_secs(15), "shutdown took {took:?}");
     assert!(
         took >= Duration::from_millis(900),
         "grace not honoured: {took:?}"
@@ -234,7 +239,10 @@ fn sigterm_during_a_burst_kills_and_reaps_children() {
 fn max_children_caps_live_children() {
     let server = Server::start(&["--quiet", "--max-children", "3", "--delay", "300ms"]);
     let pid = server.pid();
-    // Watch /proc (not the server's own counter) while the burst runs.
+    // Watch /proc (not the server's own counter) while the burst runs, through
+    // the server's `children` file: one read, where a full /proc scan can take
+    // longer than a child lives on a loaded host (other tests make thousands of
+    // processes). The file can miss an exiting child, which only lowers `most`.
     let watching = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
     let watcher = {
         let watching = watching.clone();
@@ -242,7 +250,7 @@ fn max_children_caps_live_children() {
             let mut most = 0;
             let deadline = Instant::now() + Duration::from_secs(60);
             while watching.load(std::sync::atomic::Ordering::SeqCst) && Instant::now() < deadline {
-                most = most.max(children_of(pid).len());
+                most = most.max(children_file_of(pid).len());
                 std::thread::sleep(Duration::from_millis(5));
             }
             most
@@ -293,10 +301,32 @@ fn bad_flags_exit_2() {
     }
 }
 
+/// Issue 10, item 14: RFC 9110 allows only digits in Content-Length; Rust's
+/// integer parser also takes a sign, so `+0` was accepted.
+#[test]
+fn a_signed_content_length_is_a_400() {
+    let server = Server::start(&["--quiet"]);
+    for value in ["+0", "-0", "+5"] {
+        let reply = exchange(
+            server.addr,
+            format!("POST / HTTP/1.1\r\nContent-Length: {value}\r\n\r\n").as_bytes(),
+        );
+        assert!(
+            reply.starts_with("HTTP/1.1 400 Bad Request\r\n"),
+            "Content-Length: {value} → {reply:?}"
+        );
+    }
+    assert_eq!(
+        exchange(server.addr, b"POST / HTTP/1.1\r\nContent-Length: 0\r\n\r\n"),
+        HELLO
+    );
+    server.stop_clean();
+}
+
 #[test]
 fn ipv6_loopback_works() {
     if std::net::TcpListener::bind("[::1]:0").is_err() {
-        return; // no IPv6 on this machine
+        return skip("no IPv6 loopback on this machine");
     }
     let server = Server::start_with(
         std::process::Command::new(bin()).args(["serve", "--quiet", "--bind", "[::1]:0"]),

@@ -2,13 +2,16 @@
 //!
 //! Owns the request → meta-variables mapping, feeding the body to the program,
 //! parsing its CGI response, and always reaping it (timeouts kill its whole
-//! process group). Runs only in a child, never in the server's parent. Must never
-//! pass the server's whole environment, nor set HTTP_PROXY from a `Proxy:` header
-//! (httpoxy).
+//! process group). Runs only in a child, never in the server's parent; the one
+//! thread it starts (feeding the body) is started after the program is spawned
+//! and the child never forks again. Must never pass the server's whole
+//! environment, set HTTP_PROXY from a `Proxy:` header (httpoxy), relay a header
+//! line holding a control character, or keep the client waiting for a program
+//! that has finished its output.
 
 use std::ffi::OsString;
 use std::io::{self, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::os::fd::AsFd;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
@@ -16,7 +19,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::http::{self, Request};
-use crate::{signals, sys};
+use crate::{log, signals, sys};
 
 /// Settings of `--cgi`.
 #[derive(Debug, Clone)]
@@ -46,7 +49,9 @@ pub fn respond(
     cgi: &Cgi,
     deadline: Instant,
 ) -> u16 {
-    let head = &read[..req.head_len];
+    // From the request line on: empty lines a client sent before it are not
+    // a header.
+    let head = &read[req.start..req.head_len];
     if http::headers(head).any(|(n, _)| n.eq_ignore_ascii_case(b"transfer-encoding")) {
         return send(conn, http::LENGTH_REQUIRED, 411);
     }
@@ -116,29 +121,37 @@ pub fn respond(
         }
         Output::Complete(out) => match parse_response(&out) {
             // Answer first: the output is whole even if the program lingers.
-            Some(parsed) => write_response(
+            Ok(parsed) => write_response(
                 conn,
                 &parsed,
                 &out[parsed.body_start..],
                 req.method == b"HEAD",
             ),
-            None => send(conn, http::BAD_GATEWAY, 502),
+            Err(why) => {
+                complain(cgi, &format!("printed an invalid CGI header block: {why}"));
+                send(conn, http::BAD_GATEWAY, 502)
+            }
         },
         Output::Streaming(first) => match parse_response(&first) {
-            Some(parsed) => stream_response(
+            Ok(parsed) => stream_response(
                 conn,
                 &parsed,
                 &first[parsed.body_start..],
                 &mut child,
                 run_deadline,
+                req.method == b"HEAD",
             ),
-            None => {
+            Err(why) => {
                 kill_group(&child);
-                complain(cgi, "printed no valid CGI header block");
+                complain(cgi, &format!("printed an invalid CGI header block: {why}"));
                 send(conn, http::BAD_GATEWAY, 502)
             }
         },
     };
+    // The response ends with the program's output, not with the program: a
+    // client reading to EOF must not wait for one that lingers after closing
+    // its stdout (up to --cgi-timeout).
+    let _ = conn.shutdown(Shutdown::Write);
     // Always reaped, within --cgi-timeout or killed: no zombie at any level.
     reap_by(&mut child, run_deadline);
     signals::CGI_GROUP.store(0, std::sync::atomic::Ordering::SeqCst);
@@ -168,7 +181,7 @@ fn reap_by(child: &mut Child, deadline: Instant) {
 /// status alone does not tell a broken program from a slow one.
 fn complain(cgi: &Cgi, what: &str) {
     let line = format!("lsbaws: CGI program {}: {what}\n", cgi.program.display());
-    sys::write_stderr(line.as_bytes());
+    log::err(line.as_bytes());
 }
 
 fn send(conn: &mut TcpStream, response: &[u8], status: u16) -> u16 {
@@ -351,28 +364,47 @@ struct Parsed {
 }
 
 /// Parses the program's header block: `Status:` becomes the status line,
-/// `Location:` without `Status:` a 302. None when malformed (→ 502).
-fn parse_response(out: &[u8]) -> Option<Parsed> {
-    let end = http::head_end(out)?;
-    let text = std::str::from_utf8(&out[..end]).ok()?;
+/// `Location:` without `Status:` a 302. Err says why it is malformed (→ 502).
+fn parse_response(out: &[u8]) -> Result<Parsed, String> {
+    let end = http::head_end(out)
+        .ok_or_else(|| "no empty line ends it (or the output is empty)".to_string())?;
+    let text = std::str::from_utf8(&out[..end]).map_err(|_| "it is not UTF-8".to_string())?;
     let mut status = None;
     let mut location = false;
     let mut headers = Vec::new();
-    for line in text
-        .lines()
-        .map(|l| l.trim_end_matches('\r'))
-        .filter(|l| !l.is_empty())
-    {
-        let (name, value) = line.split_once(':')?;
-        let (name, value) = (name.trim(), value.trim());
-        if name.is_empty() || name.contains(char::is_whitespace) {
-            return None;
+    for (n, line) in text.split('\n').enumerate() {
+        let line = line.strip_suffix('\r').unwrap_or(line);
+        if line.is_empty() {
+            continue;
         }
+        let n = n + 1;
+        // A bare CR (or any control byte) relayed into our response head would
+        // let the program's output split it differently for different readers.
+        if line.bytes().any(|b| b.is_ascii_control() && b != b'\t') {
+            return Err(format!(
+                "line {n} holds a control character: {}",
+                shown(line)
+            ));
+        }
+        let (name, value) = line
+            .split_once(':')
+            .ok_or_else(|| format!("line {n} has no colon: {}", shown(line)))?;
+        if name.is_empty() || !name.bytes().all(http::is_tchar) {
+            return Err(format!("line {n} has no valid field name: {}", shown(line)));
+        }
+        let value = value.trim_matches([' ', '\t']);
         if name.eq_ignore_ascii_case("status") {
-            let code: u16 = value.get(..3)?.parse().ok()?;
             // 1xx is not a final response and cannot carry a body.
-            if !(200..=599).contains(&code) {
-                return None;
+            let code = value
+                .get(..3)
+                .filter(|_| value.len() == 3 || value.as_bytes()[3] == b' ')
+                .and_then(|c| c.parse::<u16>().ok())
+                .filter(|c| (200..=599).contains(c));
+            if code.is_none() {
+                return Err(format!(
+                    "line {n} is not a final status (200-599): {}",
+                    shown(line)
+                ));
             }
             status = Some(value.to_string());
         } else if name.eq_ignore_ascii_case("content-length")
@@ -385,7 +417,8 @@ fn parse_response(out: &[u8]) -> Option<Parsed> {
         }
     }
     if headers.is_empty() && status.is_none() {
-        return None; // RFC 3875 §6.2: at least one CGI field
+        // RFC 3875 §6.2: at least one CGI field.
+        return Err("it holds no header field".to_string());
     }
     let status = status.unwrap_or_else(|| {
         if location {
@@ -394,11 +427,17 @@ fn parse_response(out: &[u8]) -> Option<Parsed> {
             "200 OK".into()
         }
     });
-    Some(Parsed {
+    Ok(Parsed {
         status,
         headers,
         body_start: end,
     })
+}
+
+/// A line of the program's output for a log line: quoted, escaped, cut short.
+fn shown(line: &str) -> String {
+    let cut: String = line.chars().take(60).collect();
+    format!("{cut:?}")
 }
 
 fn head_bytes(parsed: &Parsed, length: Option<usize>) -> Vec<u8> {
@@ -430,17 +469,26 @@ fn write_response(conn: &mut TcpStream, parsed: &Parsed, body: &[u8], head_only:
     status_code(parsed)
 }
 
-/// Output too large to buffer: close-delimited body, copied until EOF or the deadline.
+/// Output too large to buffer: close-delimited body, copied until EOF or the
+/// deadline. For HEAD only the head is sent and the program's output is closed
+/// (it gets EPIPE): the body must not be sent, and need not be read.
 fn stream_response(
     conn: &mut TcpStream,
     parsed: &Parsed,
     first: &[u8],
     child: &mut Child,
     deadline: Instant,
+    head_only: bool,
 ) -> u16 {
     let code = status_code(parsed);
-    if conn.write_all(&head_bytes(parsed, None)).is_err() || conn.write_all(first).is_err() {
+    if conn.write_all(&head_bytes(parsed, None)).is_err()
+        || !head_only && conn.write_all(first).is_err()
+    {
         kill_group(child);
+        return code;
+    }
+    if head_only {
+        drop(child.stdout.take());
         return code;
     }
     let mut chunk = [0u8; 64 * 1024];
@@ -481,8 +529,9 @@ mod tests {
 
     #[test]
     fn status_header_becomes_the_status_line() {
-        let p = parse_response(b"Status: 404 Not Found\r\nContent-Type: text/plain\r\n\r\nnope")
-            .unwrap();
+        let out = b"Status: 404 Not Found\r\nContent-Type: text/plain\r\n\r\nnope";
+        let p = parse_response(out).unwrap();
+        assert_eq!(&out[p.body_start..], b"nope");
         assert_eq!(p.status, "404 Not Found");
         assert_eq!(
             p.headers,
@@ -493,15 +542,33 @@ mod tests {
     #[test]
     fn location_without_status_is_a_302() {
         let p = parse_response(b"Location: /x\n\n").unwrap();
+        assert_eq!(parse_response(b"Status: 204\n\n").unwrap().status, "204");
         assert_eq!(p.status, "302 Found");
     }
 
     #[test]
-    fn malformed_output_is_rejected() {
-        assert!(parse_response(b"no header block at all").is_none());
-        assert!(parse_response(b"Content-Type text/plain\n\nbody").is_none());
-        assert!(parse_response(b"Status: abc\n\n").is_none());
-        assert!(parse_response(b"\n\nbody").is_none());
+    fn malformed_output_is_rejected_with_a_reason() {
+        for (out, why) in [
+            (&b"no header block at all"[..], "no empty line"),
+            (b"Content-Type text/plain\n\nbody", "line 1 has no colon"),
+            (b"Status: abc\n\n", "line 1 is not a final status"),
+            (b"Status: 200abc\n\n", "line 1 is not a final status"),
+            (b"\n\nbody", "no header field"),
+            (b"X: 1\nBad Name: 2\n\n", "line 2 has no valid field name"),
+            // Regression (issue 10): a bare CR was relayed to the client.
+            (
+                b"Content-Type: text/plain\rX-Injected: yes\r\n\r\n",
+                "control character",
+            ),
+            (b"X: a\x00b\n\n", "control character"),
+        ] {
+            match parse_response(out) {
+                Err(e) => assert!(e.contains(why), "{out:?}: {e}"),
+                Ok(_) => panic!("{out:?} accepted"),
+            }
+        }
+        // A tab is allowed inside a value.
+        assert!(parse_response(b"X: a\tb\r\n\r\n").is_ok());
     }
 
     #[test]

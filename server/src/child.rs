@@ -11,7 +11,7 @@ use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
 use crate::http::{self, Parse};
-use crate::{Config, cgi, sys};
+use crate::{Config, cgi, log, sys};
 
 /// How the exchange ended, for the log line.
 enum Outcome {
@@ -138,7 +138,8 @@ fn first_line(buf: &[u8]) -> usize {
     end.min(200)
 }
 
-/// One log line, written with one `write` so lines of many children never mix.
+/// One log line, written with one `write` so lines of many children never mix,
+/// and dropped rather than waited for when nobody reads the output.
 fn log(peer: SocketAddr, line: &[u8], outcome: &Outcome) {
     let mut out = [0u8; 320];
     let mut w = std::io::Cursor::new(&mut out[..]);
@@ -159,5 +160,5 @@ fn log(peer: SocketAddr, line: &[u8], outcome: &Outcome) {
         Outcome::Idle => writeln!(w, "\" - idle past the read timeout"),
     };
     let written = usize::try_from(w.position()).unwrap_or(0);
-    sys::write_stdout(&out[..written]);
+    log::out(&out[..written]);
 }

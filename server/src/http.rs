@@ -29,6 +29,9 @@ pub struct Request<'a> {
     pub version: &'a [u8],
     /// The request line without its line ending, for the log.
     pub line: &'a [u8],
+    /// Where the request line starts: after the empty lines RFC 9112 §2.2 lets
+    /// a client send first. `buf[start..head_len]` is the head proper.
+    pub start: usize,
     /// Bytes of the head, line endings and blank line included.
     pub head_len: usize,
     /// The Content-Length header, when present and valid.
@@ -36,7 +39,7 @@ pub struct Request<'a> {
 }
 
 /// RFC 9110 token characters (method and header names).
-fn is_tchar(b: u8) -> bool {
+pub(crate) fn is_tchar(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
@@ -101,6 +104,7 @@ pub fn parse(buf: &[u8]) -> Parse<'_> {
     match parse_from_request_line(&buf[skip..]) {
         Parse::Complete(req) => Parse::Complete(Request {
             head_len: req.head_len + skip,
+            start: skip,
             ..req
         }),
         Parse::Incomplete if buf.len() >= MAX_HEAD => Parse::TooLarge,
@@ -150,8 +154,12 @@ fn parse_from_request_line(buf: &[u8]) -> Parse<'_> {
         }
         if name.eq_ignore_ascii_case(b"content-length") {
             let value = value.trim_ascii();
+            // RFC 9110 §8.6: 1*DIGIT. Rust's integer parser also takes a `+`,
+            // which other parsers on the path may read differently (smuggling).
+            let digits = !value.is_empty() && value.iter().all(u8::is_ascii_digit);
             let parsed = std::str::from_utf8(value)
                 .ok()
+                .filter(|_| digits)
                 .and_then(|v| v.parse::<u64>().ok());
             match (parsed, content_length) {
                 (None, _) => return Parse::Bad,
@@ -165,12 +173,14 @@ fn parse_from_request_line(buf: &[u8]) -> Parse<'_> {
         target,
         version,
         line,
+        start: 0,
         head_len: end,
         content_length,
     })
 }
 
-/// The header fields of a head that [`parse`] accepted: (name, trimmed value).
+/// The header fields of a head that [`parse`] accepted, given from its request
+/// line on (`buf[req.start..req.head_len]`): (name, trimmed value).
 pub fn headers(head: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
     head.split(|&b| b == b'\n')
         .skip(1)
@@ -240,6 +250,7 @@ mod tests {
         let r = complete(buf);
         assert_eq!(r.line, b"GET / HTTP/1.1");
         assert_eq!(r.head_len, buf.len());
+        assert_eq!(r.start, 3);
         assert_eq!(parse(b"\r\n\r\n"), Parse::Incomplete);
         assert_eq!(parse(b"\r"), Parse::Incomplete);
     }
@@ -265,6 +276,10 @@ mod tests {
             b"GET /\xff HTTP/1.1\r\n\r\n",
             b"GET / HTTP/1.1\r\nContent-Length: x\r\n\r\n",
             b"GET / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+            // Regression (issue 10): Rust's parser takes a sign; RFC 9110 does not.
+            b"GET / HTTP/1.1\r\nContent-Length: +0\r\n\r\n",
+            b"GET / HTTP/1.1\r\nContent-Length: -0\r\n\r\n",
+            b"GET / HTTP/1.1\r\nContent-Length: 1 2\r\n\r\n",
             b"GET / HTTP/1.1\n",
         ] {
             let got = parse(bad);

@@ -1,36 +1,47 @@
 //! `lsbaws-server`: the forking reaper server of "Let's Build A Web Server, Part 3".
 //!
 //! Map of the crate:
-//! - [`bind`] makes the listener; [`run`] serves it until SIGINT/SIGTERM and
-//!   returns a [`Summary`]. The caller prints the ready line in between, so tests
-//!   and `smoke` can bind port 0 and read the real address.
-//! - `signals` holds the SIGCHLD/SIGTERM handlers of each [`Reaper`] strategy.
-//! - `child` is what a forked child does with its one connection.
-//! - `http` is the tiny request parser and the canned responses.
-//! - `cgi` runs a program per request (`--cgi`), in the child.
-//! - `procs` lists this process's children from /proc for the shutdown.
-//! - `sys` wraps the system calls; with `signals` it holds all `unsafe` code.
+//! - this file: [`Config`], [`Error`], [`bind`] (makes the listener) and [`run`]
+//!   (arms the server, serves until SIGINT/SIGTERM/SIGHUP, shuts down, returns
+//!   a [`Summary`]). The caller prints the ready line in between, so tests and
+//!   `smoke` can bind port 0 and read the real address.
+//! - `accept`: the parent's loop: accept, fork, back off, reap (signalfd).
+//! - `shutdown`: stop accepting, wait `--grace`, stop what is left, count.
+//! - [`summary`]: the [`Summary`] a run returns.
+//! - `signals`: the SIGCHLD/stop handlers of each [`Reaper`] strategy.
+//! - `child`: what a forked child does with its one connection.
+//! - [`http`]: the tiny request parser and the canned responses.
+//! - `cgi`: runs a program per request (`--cgi`), in the child.
+//! - [`log`]: output that never blocks: request lines, statuses, the summary.
+//! - `procs`: this process's children, from /proc.
+//! - `sys`: the system calls; with `signals` and `log` it holds all `unsafe` code.
 //!
-//! Rules: the process must be single-threaded when [`run`] starts (checked) and
-//! this crate never starts a thread, so `fork` is sound; it never depends on an
-//! async runtime; a child ends with `_exit` and never returns into the caller.
+//! Rules: the process must be single-threaded when [`run`] starts (checked), and
+//! the parent never starts a thread, so every `fork` is sound. A child may start
+//! one (CGI feeds the request body from a thread), after its last fork. The crate
+//! never depends on an async runtime; a child ends with `_exit` and never returns
+//! into the caller.
 
+mod accept;
 mod cgi;
 mod child;
 pub mod http;
+pub mod log;
 mod procs;
+mod shutdown;
 mod signals;
+pub mod summary;
 mod sys;
 
 use std::fmt;
 use std::io;
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::net::{SocketAddr, TcpListener};
+use std::os::fd::{AsFd, AsRawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 pub use cgi::Cgi;
-use signals::{FOREIGN, REAPED, SHUTDOWN, SIGCHLD_COUNT, WAKE_ON_CHILD};
+pub use summary::Summary;
 pub use sys::die_with_parent;
 
 /// How the server reaps its children.
@@ -142,97 +153,34 @@ pub enum Error {
     Accept(io::Error),
     #[error("{0}: {1}")]
     Setup(&'static str, io::Error),
+    /// Serving ended on an error (`cause`), after a full shutdown: children
+    /// waited for, stopped and reaped. `summary` says what the server did and
+    /// is still worth printing.
+    #[error("{cause}")]
+    Stopped {
+        cause: Box<Error>,
+        summary: Box<Summary>,
+    },
 }
 
-/// What the server did, reported once at shutdown.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Summary {
-    pub reaper: Option<Reaper>,
-    /// Connections handed to a child.
-    pub connections: u64,
-    /// Connections closed unserved because fork failed.
-    pub fork_failures: u64,
-    /// Children this process reaped; None when the kernel reaped them (ignore).
-    pub reaped: Option<u64>,
-    /// Most children alive or unreaped at once; None when unknown (ignore).
-    pub peak_children: Option<u64>,
-    /// SIGCHLD signals handled (loop/once): fewer than exits shows coalescing.
-    pub sigchld: u64,
-    /// Children still running after `--grace`, killed with SIGKILL.
-    pub killed: u64,
-    /// Children that exited non-zero or died of a signal (signalfd logs them).
-    pub abnormal_exits: u64,
-    /// Reaped processes this server never forked: children inherited across
-    /// `exec`, or orphans re-parented to it (`--subreaper`, PID 1).
-    pub foreign_reaped: u64,
-    /// Defunct children at exit: 0 unless the mode is `none` or `once`.
-    pub zombies_left: u64,
+/// The line a server prints once it is armed, before its first accept:
+/// `Serving HTTP on 127.0.0.1:41234 (pid 99, reaper loop)`, with the real port
+/// when port 0 was asked. A contract: `smoke` and the tests read it back with
+/// [`parse_ready_line`].
+pub fn ready_line(addr: SocketAddr, reaper: Reaper) -> String {
+    format!(
+        "Serving HTTP on {addr} (pid {}, reaper {reaper})",
+        std::process::id()
+    )
 }
 
-/// `1 connection`, `2 connections`.
-fn count(n: u64, one: &str, many: &str) -> String {
-    format!("{n} {}", if n == 1 { one } else { many })
-}
-
-impl fmt::Display for Summary {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "Shutdown: {} served, ",
-            count(self.connections, "connection", "connections")
-        )?;
-        match self.reaped {
-            Some(n) => write!(f, "{} reaped, ", count(n, "child", "children"))?,
-            None => write!(f, "children reaped by the kernel, ")?,
-        }
-        match (self.peak_children, self.reaper) {
-            // In none/once modes the count includes zombies: call it what it is.
-            (Some(n), Some(Reaper::None | Reaper::Once)) => write!(
-                f,
-                "peak {} at once, ",
-                count(n, "unreaped child", "unreaped children")
-            )?,
-            (Some(n), _) => write!(f, "peak {}, ", count(n, "live child", "live children"))?,
-            (None, _) => write!(f, "peak live children unknown, ")?,
-        }
-        write!(f, "{} left", count(self.zombies_left, "zombie", "zombies"))?;
-        if self.fork_failures > 0 {
-            write!(
-                f,
-                ", {}",
-                count(self.fork_failures, "fork failure", "fork failures")
-            )?;
-        }
-        if self.killed > 0 {
-            write!(
-                f,
-                ", {} after grace",
-                count(self.killed, "child killed", "children killed")
-            )?;
-        }
-        if self.abnormal_exits > 0 {
-            write!(
-                f,
-                ", {}",
-                count(self.abnormal_exits, "abnormal exit", "abnormal exits")
-            )?;
-        }
-        if self.foreign_reaped > 0 {
-            write!(
-                f,
-                ", {} reaped",
-                count(self.foreign_reaped, "foreign process", "foreign processes")
-            )?;
-        }
-        if self.sigchld > 0 {
-            write!(
-                f,
-                " ({})",
-                count(self.sigchld, "SIGCHLD signal", "SIGCHLD signals")
-            )?;
-        }
-        Ok(())
-    }
+/// The address in a [`ready_line`].
+pub fn parse_ready_line(line: &str) -> Option<SocketAddr> {
+    line.strip_prefix("Serving HTTP on ")?
+        .split(' ')
+        .next()?
+        .parse()
+        .ok()
 }
 
 /// Binds `addr` (anything `ToSocketAddrs` takes, e.g. `127.0.0.1:0`, `[::1]:8888`)
@@ -250,11 +198,13 @@ pub fn bind(addr: &str, backlog: u32) -> Result<TcpListener, Error> {
 /// Guards the process-wide signal state: one server per process.
 static RUNNING: AtomicBool = AtomicBool::new(false);
 
-/// Serves `listener` until SIGINT/SIGTERM, then shuts down gracefully.
+/// Serves `listener` until SIGINT/SIGTERM/SIGHUP, then shuts down gracefully.
 ///
 /// `ready` is called once everything is set up (handlers installed, timeouts
-/// set on the listener) and before the first accept: the place to announce the
-/// address, so that no client can arrive before the server is fully armed.
+/// set on the listener, output set up) and before the first accept: the place
+/// to announce the address, so that no client can arrive before the server is
+/// fully armed. An error while serving (a fatal accept error) still runs the
+/// whole shutdown, and comes back as [`Error::Stopped`] with the summary.
 pub fn run(
     listener: TcpListener,
     config: &Config,
@@ -285,349 +235,38 @@ pub fn run(
         }
         _ => None,
     };
-    signals::install(config.reaper, wake_w.as_raw_fd(), !blocking)
-        .map_err(setup("installing signal handlers"))?;
     if config.subreaper {
         signals::become_subreaper().map_err(setup("becoming a child subreaper"))?;
     }
+    // Decided before any SIGCHLD handler exists: a child inherited across
+    // `exec` that exits once a handler is installed must already count as
+    // foreign. The children file lists it alive or dead until it is reaped,
+    // and nothing reaps before the handler.
     let foreign_possible =
         config.subreaper || std::process::id() == 1 || !procs::children().is_empty();
     signals::FOREIGN_POSSIBLE.store(foreign_possible, Ordering::SeqCst);
+    if blocking {
+        signals::BLOCKING_LISTENER.store(listener.as_raw_fd(), Ordering::SeqCst);
+    }
+    signals::install(config.reaper, wake_w.as_raw_fd(), !blocking)
+        .map_err(setup("installing signal handlers"))?;
+    log::init();
 
     let addr = listener
         .local_addr()
         .map_err(setup("reading the bound address"))?;
-    ready(addr).map_err(setup("announcing the server"))?;
-    let mut server = Server {
-        config,
-        listener: Some(listener),
-        blocking,
-        wake_r,
-        _wake_w: wake_w,
-        sigfd,
-        forked: 0,
-        fork_failures: 0,
-        peak: 0,
-        abnormal: 0,
-        accept_failing: false,
-        fork_failing: false,
-        cap_logged: false,
-    };
-    server.accept_loop()?;
-    Ok(server.shutdown())
-}
-
-/// How long the parent waits before retrying after EMFILE, ENOBUFS or a failed fork.
-const BACKOFF: Duration = Duration::from_millis(10);
-/// In signalfd mode, reap after this many forks even if accept never runs dry, so
-/// that a sustained load cannot starve reaping.
-const REAP_EVERY: u32 = 32;
-
-struct Server<'a> {
-    config: &'a Config,
-    /// None once shutdown began (closing it refuses new connections).
-    listener: Option<TcpListener>,
-    /// `--on-eintr fail`: blocking accept, EINTR is fatal.
-    blocking: bool,
-    /// Read end of the pipe the signal handlers write to, to wake `poll`.
-    wake_r: OwnedFd,
-    /// Kept open for the handlers; never read here.
-    _wake_w: OwnedFd,
-    /// Signalfd mode: SIGCHLD arrives here instead of a handler.
-    sigfd: Option<OwnedFd>,
-    forked: u64,
-    fork_failures: u64,
-    peak: u64,
-    /// Signalfd mode: own children that exited non-zero or died of a signal.
-    abnormal: u64,
-    /// An accept failure was logged and no accept has succeeded since: log once
-    /// per burst, not once per failure.
-    accept_failing: bool,
-    /// The same for fork.
-    fork_failing: bool,
-    /// The cap was logged as filled by zombies (once per run).
-    cap_logged: bool,
-}
-
-impl Server<'_> {
-    fn reaped(&self) -> u64 {
-        REAPED.load(Ordering::Relaxed)
+    if let Err(e) = ready(addr) {
+        signals::BLOCKING_LISTENER.store(-1, Ordering::SeqCst);
+        return Err(Error::Setup("announcing the server", e));
     }
-
-    /// Children forked and not yet reaped (alive or zombie).
-    fn unreaped(&self) -> u64 {
-        self.forked.saturating_sub(self.reaped())
-    }
-
-    fn at_cap(&self) -> bool {
-        let Some(cap) = self.config.max_children else {
-            return false;
-        };
-        let cap = u64::from(cap);
-        if self.config.reaper == Reaper::Ignore {
-            // No counter can see the kernel's reaping; /proc can, and is read only
-            // once the forks alone could have reached the cap.
-            self.forked >= cap && procs::children().len() as u64 >= cap
-        } else {
-            self.unreaped() >= cap
-        }
-    }
-
-    fn accept_loop(&mut self) -> Result<(), Error> {
-        let mut since_reap = 0;
-        while !SHUTDOWN.load(Ordering::SeqCst) {
-            if self.at_cap() {
-                WAKE_ON_CHILD.store(true, Ordering::SeqCst);
-                // Re-check after arming the wake-up, or an exit in between is missed.
-                if self.at_cap() {
-                    self.note_stuck_at_cap();
-                    self.wait(false, Some(Duration::from_millis(50)));
-                }
-                continue;
-            }
-            if WAKE_ON_CHILD.load(Ordering::Relaxed) {
-                // Below the cap again: exits need not wake the loop any more.
-                WAKE_ON_CHILD.store(false, Ordering::Relaxed);
-            }
-            let Some(listener) = &self.listener else {
-                break;
-            };
-            match sys::accept(listener.as_fd()) {
-                Ok((conn, peer)) => {
-                    self.accept_failing = false;
-                    self.spawn(conn, peer);
-                    since_reap += 1;
-                    if self.sigfd.is_some() && since_reap >= REAP_EVERY {
-                        since_reap = 0;
-                        self.reap_main();
-                    }
-                }
-                Err(e) => match e.raw_os_error().unwrap_or(0) {
-                    libc::EAGAIN => {
-                        since_reap = 0;
-                        self.wait(true, None);
-                    }
-                    libc::EINTR if self.blocking && !SHUTDOWN.load(Ordering::SeqCst) => {
-                        return Err(Error::AcceptInterrupted);
-                    }
-                    libc::EINTR => {}
-                    // The client gave up before we accepted it: not our problem.
-                    libc::ECONNABORTED | libc::EPROTO | libc::EPERM => {}
-                    libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM => {
-                        let logged = std::mem::replace(&mut self.accept_failing, true);
-                        self.back_off("accept", &e, logged);
-                    }
-                    _ => return Err(Error::Accept(e)),
-                },
-            }
-        }
-        Ok(())
-    }
-
-    /// In `none`/`once` modes zombies are never (or not all) reaped, so they fill
-    /// the cap as they fill the process table: say so once instead of going
-    /// silently deaf.
-    fn note_stuck_at_cap(&mut self) {
-        if self.cap_logged
-            || self.config.reaper.counts_exactly()
-            || self.config.reaper == Reaper::Ignore
-        {
-            return;
-        }
-        self.cap_logged = true;
-        let msg = format!(
-            "lsbaws: at --max-children {}: {} children are unreaped (zombies count, as they do against RLIMIT_NPROC); accept paused until one is reaped\n",
-            self.config.max_children.unwrap_or(0),
-            self.unreaped()
-        );
-        sys::write_stderr(msg.as_bytes());
-    }
-
-    fn spawn(&mut self, conn: OwnedFd, peer: SocketAddr) {
-        let accepted = Instant::now();
-        // When foreign children are possible, SIGCHLD stays blocked from fork until
-        // the pid is marked as ours, or a child that exits at once could be reaped
-        // first and counted as foreign. The signal is held, not lost.
-        let counting = signals::FOREIGN_POSSIBLE.load(Ordering::Relaxed)
-            && self.config.reaper != Reaper::Ignore
-            && self.sigfd.is_none();
-        if counting {
-            let _ = signals::block_sigchld(true);
-        }
-        let forked = sys::fork();
-        if let (Ok(sys::Fork::Parent(pid)), true) =
-            (&forked, signals::FOREIGN_POSSIBLE.load(Ordering::Relaxed))
-        {
-            signals::mark_own(*pid);
-        }
-        if counting {
-            let _ = signals::block_sigchld(false);
-        }
-        match forked {
-            Ok(sys::Fork::Child) => {
-                // The child must not keep the port open after the parent is gone.
-                drop(self.listener.take());
-                let code = child::serve(TcpStream::from(conn), peer, accepted, self.config);
-                sys::exit_now(code);
-            }
-            Ok(sys::Fork::Parent(_)) => {
-                self.fork_failing = false;
-                drop(conn);
-                self.forked += 1;
-                self.peak = self.peak.max(self.unreaped());
-            }
-            Err(e) => {
-                // Best effort: a client told 503 knows to retry; one that reset
-                // already just gets the close.
-                let mut conn = TcpStream::from(conn);
-                let _ = std::io::Write::write_all(&mut conn, http::UNAVAILABLE);
-                drop(conn);
-                self.fork_failures += 1;
-                let logged = std::mem::replace(&mut self.fork_failing, true);
-                self.back_off("fork", &e, logged);
-            }
-        }
-    }
-
-    /// Logs a resource failure once per burst and pauses briefly, so a full fd
-    /// table or process table does not turn the parent into a busy loop.
-    fn back_off(&mut self, what: &str, e: &io::Error, logged: bool) {
-        if !logged {
-            let msg = format!(
-                "lsbaws: {what} failed: {e}; backing off and retrying (logged once per burst)\n"
-            );
-            sys::write_stderr(msg.as_bytes());
-        }
-        self.wait(false, Some(BACKOFF));
-    }
-
-    /// Sleeps in poll until a signal handler writes to the wake pipe, SIGCHLD
-    /// arrives on the signalfd, the listener is readable (`listen`), or `timeout`.
-    fn wait(&mut self, listen: bool, timeout: Option<Duration>) {
-        let entry = |fd: std::os::fd::BorrowedFd<'_>| libc::pollfd {
-            fd: fd.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        let mut fds = [
-            entry(self.wake_r.as_fd()),
-            entry(self.wake_r.as_fd()),
-            entry(self.wake_r.as_fd()),
-        ];
-        let mut n = 1;
-        if let Some(sigfd) = &self.sigfd {
-            fds[n] = entry(sigfd.as_fd());
-            n += 1;
-        }
-        if let (true, Some(listener)) = (listen, &self.listener) {
-            fds[n] = entry(listener.as_fd());
-            n += 1;
-        }
-        if sys::poll(&mut fds[..n], timeout).is_err() {
-            return; // EINTR: the caller re-checks its flags.
-        }
-        if fds[0].revents != 0 {
-            sys::drain(self.wake_r.as_fd());
-        }
-        if self.sigfd.is_some() && fds[1].revents != 0 {
-            self.reap_main();
-        }
-    }
-
-    /// Signalfd mode: drain the signalfd, reap every exited child, log statuses.
-    fn reap_main(&mut self) {
-        if let Some(sigfd) = &self.sigfd {
-            sys::drain(sigfd.as_fd());
-        }
-        while let Some((pid, status)) = sys::reap_one() {
-            let own = signals::record_reap(pid);
-            let clean = libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0;
-            if !clean && own {
-                self.abnormal += 1;
-            }
-            if clean && self.config.quiet {
-                continue;
-            }
-            let what = if libc::WIFSIGNALED(status) {
-                format!("killed by signal {}", libc::WTERMSIG(status))
-            } else {
-                format!("exited with status {}", libc::WEXITSTATUS(status))
-            };
-            let who = if own { "child" } else { "foreign process" };
-            let line = format!("reaped {who} {pid}: {what}\n");
-            if clean {
-                sys::write_stdout(line.as_bytes());
-            } else {
-                sys::write_stderr(line.as_bytes());
-            }
-        }
-    }
-
-    /// Children still running (not zombies).
-    fn live_children(&mut self) -> u64 {
-        if self.sigfd.is_some() {
-            self.reap_main();
-        }
-        if self.config.reaper.counts_exactly() {
-            self.unreaped()
-        } else {
-            procs::children().iter().filter(|c| !c.zombie).count() as u64
-        }
-    }
-
-    /// Stops accepting, waits up to `--grace` for children, kills the rest,
-    /// reaps what the mode reaps, and counts what is left.
-    fn shutdown(mut self) -> Summary {
-        drop(self.listener.take());
-        WAKE_ON_CHILD.store(true, Ordering::SeqCst);
-        let deadline = Instant::now() + self.config.grace;
-        while self.live_children() > 0 {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                break;
-            }
-            self.wait(false, Some(left.min(Duration::from_millis(20))));
-        }
-        // Past the grace period: SIGTERM first, which a child turns into killing
-        // the process group of a CGI program it runs (a SIGKILL would leave that
-        // program orphaned), then SIGKILL whatever still lives.
-        let mut killed = 0;
-        for child in procs::children().iter().filter(|c| !c.zombie) {
-            if sys::kill(child.pid, libc::SIGTERM).is_ok() {
-                killed += 1;
-            }
-        }
-        let deadline = Instant::now() + Duration::from_millis(200);
-        while killed > 0 && self.live_children() > 0 && Instant::now() < deadline {
-            self.wait(false, Some(Duration::from_millis(10)));
-        }
-        for child in procs::children().iter().filter(|c| !c.zombie) {
-            let _ = sys::kill(child.pid, libc::SIGKILL);
-        }
-        // SIGKILL takes effect promptly; bound the wait all the same.
-        let deadline = Instant::now() + Duration::from_secs(2);
-        while killed > 0 && self.live_children() > 0 && Instant::now() < deadline {
-            self.wait(false, Some(Duration::from_millis(10)));
-        }
-        if self.config.reaper == Reaper::Loop {
-            // The handler reaps; this catches an exit whose signal is still pending.
-            while let Some((pid, _)) = sys::reap_one() {
-                signals::record_reap(pid);
-            }
-        }
-        let zombies_left = procs::children().iter().filter(|c| c.zombie).count() as u64;
-        let ignore = self.config.reaper == Reaper::Ignore;
-        Summary {
-            reaper: Some(self.config.reaper),
-            connections: self.forked,
-            fork_failures: self.fork_failures,
-            reaped: (!ignore).then(|| self.reaped()),
-            peak_children: (!ignore).then_some(self.peak),
-            sigchld: SIGCHLD_COUNT.load(Ordering::Relaxed),
-            killed,
-            abnormal_exits: self.abnormal,
-            foreign_reaped: FOREIGN.load(Ordering::Relaxed),
-            zombies_left,
-        }
+    let mut server = accept::Server::new(config, listener, blocking, wake_r, wake_w, sigfd);
+    let served = server.accept_loop();
+    let summary = server.shutdown();
+    match served {
+        Ok(()) => Ok(summary),
+        Err(cause) => Err(Error::Stopped {
+            cause: Box::new(cause),
+            summary: Box::new(summary),
+        }),
     }
 }

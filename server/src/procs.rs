@@ -2,8 +2,9 @@
 //!
 //! Owns the shutdown's view of which children exist and which are zombies, for
 //! modes whose counters cannot tell (`ignore`: the kernel reaps; `none`/`once`:
-//! zombies are never or not always reaped). Never used per connection, except in
-//! `ignore` mode at the `--max-children` cap. Must never reap or signal.
+//! zombies are never or not always reaped) and for the sweep that stops them.
+//! Never used per connection, except in `ignore` mode at the `--max-children`
+//! cap. Must never reap or signal.
 
 use std::fs;
 
@@ -15,24 +16,67 @@ pub struct Child {
 }
 
 /// Lists this process's children. The server is single-threaded, so the main
-/// thread's `children` file holds them all. The file can miss a child that is
-/// exiting at that instant; callers re-list until their condition holds.
+/// thread's `children` file holds them all; a kernel built without
+/// CONFIG_PROC_CHILDREN has no such file, and then every process's `stat` is
+/// scanned for its parent. Either can miss a child that is exiting at that
+/// instant; callers re-list until their condition holds.
 pub fn children() -> Vec<Child> {
-    let pid = std::process::id();
-    let Ok(list) = fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")) else {
+    let me = std::process::id();
+    match fs::read_to_string(format!("/proc/{me}/task/{me}/children")) {
+        Ok(list) => list
+            .split_ascii_whitespace()
+            .filter_map(|p| p.parse::<libc::pid_t>().ok())
+            .filter_map(|pid| {
+                // A child that vanished between the two reads has been reaped.
+                let (_, zombie) = stat(pid)?;
+                Some(Child { pid, zombie })
+            })
+            .collect(),
+        Err(_) => scan(me),
+    }
+}
+
+/// The full scan: every process whose parent is `me`.
+fn scan(me: u32) -> Vec<Child> {
+    let Ok(dir) = fs::read_dir("/proc") else {
         return Vec::new();
     };
-    list.split_ascii_whitespace()
-        .filter_map(|p| p.parse::<libc::pid_t>().ok())
+    dir.flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<libc::pid_t>().ok())
         .filter_map(|pid| {
-            // A child that vanished between the two reads has been reaped.
-            let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-            // The state follows the last ')' (comm may contain parentheses).
-            let state = stat.rsplit_once(')')?.1.trim_start().chars().next()?;
-            Some(Child {
-                pid,
-                zombie: state == 'Z',
-            })
+            let (ppid, zombie) = stat(pid)?;
+            (u32::try_from(ppid).ok() == Some(me)).then_some(Child { pid, zombie })
         })
         .collect()
+}
+
+/// (parent pid, defunct) of `pid`, or None when it is gone.
+fn stat(pid: libc::pid_t) -> Option<(libc::pid_t, bool)> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The fields follow the last ')' (comm may contain parentheses).
+    let mut fields = stat.rsplit_once(')')?.1.split_ascii_whitespace();
+    let state = fields.next()?;
+    let ppid = fields.next()?.parse().ok()?;
+    Some((ppid, state == "Z"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_scan_finds_the_same_children_as_the_children_file() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("5")
+            .spawn()
+            .expect("spawn sleep");
+        let pid = libc::pid_t::try_from(child.id()).expect("pid");
+        // The test harness runs tests on threads: the scan (by parent pid)
+        // sees children of every thread, the children file only the main one's,
+        // so compare the scan with the child we know.
+        let scanned: Vec<_> = scan(std::process::id()).iter().map(|c| c.pid).collect();
+        let _ = child.kill();
+        let _ = child.wait();
+        assert!(scanned.contains(&pid), "{scanned:?} lacks {pid}");
+    }
 }

@@ -1,9 +1,10 @@
 //! Signal handlers and the process-wide state they share with the main loop.
 //!
-//! Owns SIGCHLD, SIGINT and SIGTERM dispositions for each reaper strategy.
-//! A handler here does only async-signal-safe work: `waitpid`, `write` to the wake
-//! pipe, `getpid`, atomics, and saving/restoring errno. It must never print,
-//! allocate or lock.
+//! Owns SIGCHLD, SIGINT, SIGTERM and SIGHUP dispositions for each reaper
+//! strategy, and the record of which children are the server's own. A handler
+//! here does only async-signal-safe work: `waitpid`, `write` to the wake pipe,
+//! `getpid`, `kill`, `shutdown`, atomics, and saving/restoring errno. It must
+//! never print, allocate or lock.
 
 use std::io;
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
@@ -21,8 +22,14 @@ pub static FOREIGN: AtomicU64 = AtomicU64::new(0);
 static OWN: [AtomicU64; 1 << 16] = [const { AtomicU64::new(0) }; 1 << 16];
 /// SIGCHLD handler invocations: how many signals actually arrived.
 pub static SIGCHLD_COUNT: AtomicU64 = AtomicU64::new(0);
-/// Set by SIGINT/SIGTERM: stop accepting and shut down.
+/// Set by SIGINT/SIGTERM/SIGHUP: stop accepting and shut down.
 pub static SHUTDOWN: AtomicBool = AtomicBool::new(false);
+/// The first stop signal that arrived (0: none yet).
+pub static STOP_SIGNAL: AtomicI32 = AtomicI32::new(0);
+/// `--on-eintr fail`: the listener, which the stop handler shuts down so that a
+/// blocking `accept` entered just after the handler ran fails at once instead
+/// of waiting for the next connection (-1: not in that mode).
+pub static BLOCKING_LISTENER: AtomicI32 = AtomicI32::new(-1);
 /// Write end of the wake pipe, -1 before install.
 static WAKE_FD: AtomicI32 = AtomicI32::new(-1);
 /// When set, the SIGCHLD handler also wakes the main loop. Only the cap and
@@ -63,6 +70,15 @@ pub fn mark_own(pid: libc::pid_t) {
     if let Some((word, bit)) = slot(pid) {
         word.fetch_or(bit, Ordering::Relaxed);
     }
+}
+
+/// Whether `pid`, a child of this process, is one the server forked (else it
+/// was inherited across `exec` or adopted as an orphan). Exact in every mode but
+/// `ignore`, where the kernel reaps unseen and a pid it freed could return as an
+/// adopted orphan's.
+pub fn is_own(pid: libc::pid_t) -> bool {
+    !FOREIGN_POSSIBLE.load(Ordering::Relaxed)
+        || slot(pid).is_some_and(|(word, bit)| word.load(Ordering::Relaxed) & bit != 0)
 }
 
 /// Counts a reaped pid as own or foreign; returns whether it was own.
@@ -153,25 +169,45 @@ extern "C" fn on_term(sig: libc::c_int) {
     preserving_errno(|| {
         // SAFETY: getpid is async-signal-safe.
         if unsafe { libc::getpid() } != SERVER_PID.load(Ordering::Relaxed) {
-            // A child inherited this handler across fork. Resetting it in every
-            // child would cost each connection two system calls, so instead the
-            // child takes the default action here: it dies of the signal, and
-            // takes the process group of a CGI program it runs with it.
-            let group = CGI_GROUP.load(Ordering::SeqCst);
-            if group > 0 {
-                // SAFETY: kill is async-signal-safe; a negative pid names the group.
-                unsafe { libc::kill(-group, libc::SIGKILL) };
-            }
-            // SAFETY: signal and raise are async-signal-safe.
-            unsafe {
-                libc::signal(sig, libc::SIG_DFL);
-                libc::raise(sig);
-            }
+            on_term_in_child(sig);
             return;
         }
+        let _ = STOP_SIGNAL.compare_exchange(0, sig, Ordering::SeqCst, Ordering::SeqCst);
         SHUTDOWN.store(true, Ordering::SeqCst);
         wake();
+        let listener = BLOCKING_LISTENER.load(Ordering::SeqCst);
+        if listener >= 0 {
+            // The main loop may be past its SHUTDOWN check and about to block in
+            // accept: a listener shut down for reading fails accept at once
+            // (EINVAL). Shutdown closes it anyway, so nothing is lost.
+            // SAFETY: shutdown is async-signal-safe; the fd is the listener,
+            // still open (the main loop clears this before closing it).
+            unsafe { libc::shutdown(listener, libc::SHUT_RD) };
+        }
     });
+}
+
+/// A forked child inherited the server's stop handler (resetting it in every
+/// child would cost each connection system calls). SIGINT and SIGHUP reach the
+/// whole process group (Ctrl-C, a terminal hang-up): the server decides, and
+/// its `--grace` lets the child finish, so the child ignores them. SIGTERM is
+/// the server's own "stop now" after the grace (or a user's, aimed at this
+/// child): the child takes the default action and dies, taking the process
+/// group of a CGI program it runs with it.
+fn on_term_in_child(sig: libc::c_int) {
+    if sig != libc::SIGTERM {
+        return;
+    }
+    let group = CGI_GROUP.load(Ordering::SeqCst);
+    if group > 0 {
+        // SAFETY: kill is async-signal-safe; a negative pid names the group.
+        unsafe { libc::kill(-group, libc::SIGKILL) };
+    }
+    // SAFETY: signal and raise are async-signal-safe.
+    unsafe {
+        libc::signal(sig, libc::SIG_DFL);
+        libc::raise(sig);
+    }
 }
 
 fn set_handler(
@@ -202,6 +238,9 @@ pub fn install(reaper: Reaper, wake_fd: i32, restart: bool) -> io::Result<()> {
     let term = on_term as extern "C" fn(libc::c_int) as libc::sighandler_t;
     set_handler(libc::SIGTERM, term, restart)?;
     set_handler(libc::SIGINT, term, restart)?;
+    // A hang-up (the terminal closed, `kill -HUP`) would otherwise kill the
+    // server with no summary and orphan its children: stop as for SIGTERM.
+    set_handler(libc::SIGHUP, term, restart)?;
     // SA_NOCLDSTOP: stopped/continued children are not exits and must not be
     // "reaped" by the once handler's single wait.
     let chld_flags = restart | libc::SA_NOCLDSTOP;
@@ -231,6 +270,13 @@ pub fn install(reaper: Reaper, wake_fd: i32, restart: bool) -> io::Result<()> {
 pub fn reset_sigchld() -> io::Result<()> {
     set_handler(libc::SIGCHLD, libc::SIG_DFL, 0)?;
     block_sigchld(false)
+}
+
+/// `ignore` mode at shutdown: SIGCHLD back to the default, so that children
+/// that exit from now on stay zombies until the server reaps them. The kernel
+/// would otherwise free a pid between the sweep listing it and signalling it.
+pub fn stop_kernel_reaping() -> io::Result<()> {
+    set_handler(libc::SIGCHLD, libc::SIG_DFL, 0)
 }
 
 /// Makes this process a child subreaper: orphaned descendants are re-parented

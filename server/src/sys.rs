@@ -1,8 +1,11 @@
 //! Thin, safe wrappers over the few system calls the server needs.
 //!
 //! Owns every `unsafe` block of the server except the signal handlers (which live
-//! in `signals.rs`). Each wrapper returns `io::Result` and never allocates, so the
-//! child may call them freely. Must never hide a system call's failure.
+//! in `signals.rs`). A wrapper that can fail says so in its result (`io::Result`,
+//! or `Option` where "nothing" is the only failure); the ones a child calls per
+//! connection do not allocate ([`thread_count`], [`reopen_nonblocking`] and
+//! [`die_with_parent`] do, and run only at start-up or before an `exec`). Must
+//! never hide a system call's failure.
 
 use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
@@ -139,19 +142,111 @@ pub fn drain(fd: BorrowedFd<'_>) {
     }
 }
 
-/// Writes all of `bytes` to a raw descriptor (stdout, stderr) with as few `write`
-/// calls as the kernel allows: a line of up to PIPE_BUF bytes goes out in one call,
-/// so lines from many children never interleave.
-pub fn write_fd(fd: RawFd, mut bytes: &[u8]) {
-    while !bytes.is_empty() {
-        // SAFETY: bytes is valid for reads of its length.
-        let n = unsafe { libc::write(fd, bytes.as_ptr().cast(), bytes.len()) };
-        match n {
-            n if n > 0 => bytes = &bytes[n as usize..],
-            -1 if io::Error::last_os_error().kind() == io::ErrorKind::Interrupted => {}
-            _ => return,
+/// Retries a call that failed with EINTR before doing anything.
+fn retry_eintr(mut call: impl FnMut() -> isize) -> io::Result<usize> {
+    loop {
+        let n = call();
+        if n >= 0 {
+            return Ok(n as usize);
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
         }
     }
+}
+
+/// One `write(2)`: a line of up to PIPE_BUF bytes to a pipe goes out whole or
+/// not at all, so lines from many processes never interleave.
+pub fn write_once(fd: RawFd, bytes: &[u8]) -> io::Result<usize> {
+    // SAFETY: bytes is valid for reads of its length.
+    retry_eintr(|| unsafe { libc::write(fd, bytes.as_ptr().cast(), bytes.len()) })
+}
+
+/// One `send(2)` that never blocks (MSG_DONTWAIT) and never raises SIGPIPE,
+/// whatever the socket's own flags: for a stdout that is a socket, whose
+/// description the server must not change.
+pub fn send_nowait(fd: RawFd, bytes: &[u8]) -> io::Result<usize> {
+    let flags = libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL;
+    // SAFETY: bytes is valid for reads of its length.
+    retry_eintr(|| unsafe { libc::send(fd, bytes.as_ptr().cast(), bytes.len(), flags) })
+}
+
+/// One write that fails with EAGAIN instead of blocking, without touching the
+/// description's flags (`pwritev2` with RWF_NOWAIT, Linux ≥ 4.14; pipes honour
+/// it since 5.x). EOPNOTSUPP where the file or kernel does not.
+pub fn write_nowait(fd: RawFd, bytes: &[u8]) -> io::Result<usize> {
+    let iov = libc::iovec {
+        iov_base: bytes.as_ptr().cast_mut().cast(),
+        iov_len: bytes.len(),
+    };
+    // SAFETY: iov describes `bytes`, which the kernel only reads; offset -1
+    // means the file's own position, as write(2) uses.
+    retry_eintr(|| unsafe { libc::pwritev2(fd, &iov, 1, -1, libc::RWF_NOWAIT) })
+}
+
+/// What kind of file a descriptor is open on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileKind {
+    Regular,
+    Fifo,
+    CharDevice,
+    Socket,
+    Other,
+}
+
+/// `fstat(2)`'s file type of `fd`; EBADF when it is not open.
+pub fn file_kind(fd: RawFd) -> io::Result<FileKind> {
+    // SAFETY: stat is plain data; fstat fills it.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: st is valid for writes.
+    cvt(unsafe { libc::fstat(fd, &mut st) })?;
+    Ok(match st.st_mode & libc::S_IFMT {
+        libc::S_IFREG => FileKind::Regular,
+        libc::S_IFIFO => FileKind::Fifo,
+        libc::S_IFCHR => FileKind::CharDevice,
+        libc::S_IFSOCK => FileKind::Socket,
+        _ => FileKind::Other,
+    })
+}
+
+/// Opens what `fd` is open on anew, write-only and non-blocking, through
+/// /proc/self/fd: a private description whose O_NONBLOCK no one else sees (the
+/// inherited one is shared with the shell or the terminal). For pipes, FIFOs
+/// and terminals only: a regular file would get an offset of its own.
+pub fn reopen_nonblocking(fd: RawFd) -> io::Result<OwnedFd> {
+    let path = std::ffi::CString::new(format!("/proc/self/fd/{fd}"))
+        .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    // O_NOCTTY: reopening a terminal must never make it our controlling one.
+    let flags = libc::O_WRONLY | libc::O_NONBLOCK | libc::O_CLOEXEC | libc::O_NOCTTY;
+    // SAFETY: path is a valid NUL-terminated string.
+    let new = cvt(unsafe { libc::open(path.as_ptr(), flags) })?;
+    // SAFETY: open returned a new descriptor that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(new) })
+}
+
+/// A counter in memory shared with every process forked after this call
+/// (an anonymous MAP_SHARED page): children count into it, the parent reads it.
+/// Never unmapped: it lives as long as the process.
+pub fn shared_counter() -> io::Result<&'static std::sync::atomic::AtomicU64> {
+    let len = std::mem::size_of::<std::sync::atomic::AtomicU64>();
+    // SAFETY: a fresh anonymous mapping; no existing memory is affected.
+    let ptr = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    if ptr == libc::MAP_FAILED {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the mapping is page-aligned, zero-filled (a valid AtomicU64 of 0),
+    // at least `len` bytes, never unmapped, and only ever accessed atomically.
+    Ok(unsafe { &*ptr.cast::<std::sync::atomic::AtomicU64>() })
 }
 
 /// Waits for readiness. `timeout` None blocks. Returns Ok(0) on timeout; EINTR is
@@ -200,9 +295,10 @@ pub fn reap_one() -> Option<(libc::pid_t, libc::c_int)> {
     (pid > 0).then_some((pid, status))
 }
 
-/// `kill(pid, sig)`; errors (the process is already gone) are ignored by callers.
+/// `kill(pid, sig)`. Callers signal only their own children (or a process
+/// group they made), and must not have reaped them: a reaped pid can be reused.
 pub fn kill(pid: libc::pid_t, sig: libc::c_int) -> io::Result<()> {
-    // SAFETY: plain system call; pid is one of our own children.
+    // SAFETY: plain system call, no memory involved.
     cvt(unsafe { libc::kill(pid, sig) }).map(drop)
 }
 
@@ -231,19 +327,12 @@ pub fn thread_count() -> io::Result<usize> {
     Ok(std::fs::read_dir("/proc/self/task")?.count())
 }
 
-/// Writes raw bytes to stdout with one `write` (see [`write_fd`]).
-pub fn write_stdout(bytes: &[u8]) {
-    write_fd(libc::STDOUT_FILENO, bytes);
-}
-
-/// Writes raw bytes to stderr with one `write` (see [`write_fd`]).
-pub fn write_stderr(bytes: &[u8]) {
-    write_fd(libc::STDERR_FILENO, bytes);
-}
-
-/// Makes a program started by `cmd` receive `signal` when the process that
-/// started it dies, however it dies (PR_SET_PDEATHSIG): a backstop so that no
+/// Makes a program started by `cmd` receive `signal` when the thread that
+/// spawned it ends, however it ends (PR_SET_PDEATHSIG): a backstop so that no
 /// program outlives its supervisor (a CGI program its child, a server `smoke`).
+/// The kernel ties it to the spawning *thread*, not the process: spawn from a
+/// thread that lives as long as the supervisor (its main thread), or the
+/// program is killed when a short-lived thread exits.
 pub fn die_with_parent(cmd: &mut std::process::Command, signal: libc::c_int) {
     use std::os::unix::process::CommandExt;
     // SAFETY: the closure runs between fork and exec and calls only prctl,

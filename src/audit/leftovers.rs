@@ -3,15 +3,14 @@
 //! clean-up that stops them.
 //!
 //! Owns the rule of what counts as left behind (alive, below us, outside the
-//! trees a caller keeps), the walk down parent links, reaping that never loses
-//! an exit status ([`reap_each`]), and the bounded stop (TERM to each leftover
+//! trees a caller keeps), reaping that never loses an exit status ([`reap_each`]), and the bounded stop (TERM to each leftover
 //! and its group, a grace, KILL, reap until none is left). Used by `smoke` for
 //! its server and by `audit -- COMMAND`. Must never signal a process or group
 //! that is not provably ours at that instant (a grandchild's pid could be
 //! recycled; our unreaped children's cannot, nor the id of a group one of them
 //! is in), never signal our own process group, and never wait without a bound.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::HashSet;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -75,38 +74,13 @@ pub fn below_self(keep: &[i32]) -> Result<Vec<Leftover>> {
     let uptime = procs.uptime()?;
     let ticks = crate::proc::ticks_per_second() as f64;
     let everyone = procs.scan(|_| true)?;
-    let mut left: Vec<Leftover> = below(&everyone, &[me], keep)
+    let mut left: Vec<Leftover> = crate::proc::walk(&everyone, &[me], keep)
         .into_iter()
         .filter(|p| p.state != 'Z')
         .map(|p| Leftover::of(p, uptime, ticks))
         .collect();
     left.sort_by_key(|l| l.pid);
     Ok(left)
-}
-
-/// The descendants of `roots` in `everyone` (one scan), following parent
-/// links, skipping the subtrees of `skip`; the roots themselves are not
-/// listed. A root that is not in the scan (it exited meanwhile) still leads to
-/// the children whose `stat` was read before they were re-parented.
-pub fn below<'a>(everyone: &'a [ProcStat], roots: &[i32], skip: &[i32]) -> Vec<&'a ProcStat> {
-    let mut by_parent: HashMap<i32, Vec<&ProcStat>> = HashMap::new();
-    for p in everyone {
-        by_parent.entry(p.ppid).or_default().push(p);
-    }
-    // A scan is not atomic: a reused pid could close a loop of parent links,
-    // so each pid is visited once.
-    let mut seen: HashSet<i32> = skip.iter().chain(roots).copied().collect();
-    let mut queue: VecDeque<i32> = roots.iter().copied().collect();
-    let mut out = Vec::new();
-    while let Some(parent) = queue.pop_front() {
-        for p in by_parent.get(&parent).map_or(&[][..], Vec::as_slice) {
-            if seen.insert(p.pid) {
-                queue.push_back(p.pid);
-                out.push(*p);
-            }
-        }
-    }
-    out
 }
 
 /// A child of this process that was reaped, with what its `stat` said just
@@ -155,39 +129,51 @@ pub fn reap_each(procs: &mut ProcReader, mut on_reaped: impl FnMut(Reaped)) -> u
 }
 
 /// Stops every child of this process and reaps it, until none is left or
-/// `limit` passes: SIGTERM, up to `grace` for them to exit, then SIGKILL. Each
-/// signal goes to the child and to its process group when the child leads it
-/// or the group is one of `groups` (`audit -- COMMAND`'s own group), so a
-/// daemon's workers go with it instead of one re-parenting round later.
+/// `limit` passes: SIGTERM and up to `grace` for them to exit, then SIGKILL.
+/// Each signal goes to the child and to its process group when the child
+/// leads it or the group is one of `groups` (`audit -- COMMAND`'s own group),
+/// so a daemon's workers go with it instead of one re-parenting round later.
 /// Killing a re-parented daemon re-parents its own children to us only then,
-/// so this repeats. Returns the children that could not be stopped in time.
+/// so this repeats; later rounds (processes that already outlived a SIGTERM
+/// to their parent) get SIGKILL at once, so a deep chain of processes that
+/// ignore SIGTERM costs one grace, not one per level. Returns every process
+/// still below us when the bound ran out.
 ///
 /// Call it only once every child whose exit status matters has been reaped:
 /// it reaps any child.
 pub fn stop_children(grace: Duration, limit: Duration, groups: &[i32]) -> Vec<i32> {
     let deadline = Instant::now() + limit;
+    let mut first = true;
     loop {
         reap_exited();
         let pids = match crate::proc::own_children() {
             Ok(pids) => pids,
             Err(_) => return Vec::new(), // no children files: nothing we can list
         };
-        if pids.is_empty() || Instant::now() >= deadline {
+        if pids.is_empty() {
             return pids;
         }
-        signal_each(&pids, groups, Signal::SIGTERM);
-        let grace_end = (Instant::now() + grace).min(deadline);
-        // Peek, do not reap: a reaped leader's group id could be recycled
-        // before the SIGKILL below is sent to it.
-        while Instant::now() < grace_end && !pids.iter().all(|&p| exited(p)) {
-            std::thread::sleep(Duration::from_millis(10));
+        if Instant::now() >= deadline {
+            let me = std::process::id() as i32;
+            return crate::proc::descendants(me)
+                .map(|d| d.iter().map(|p| p.pid).collect())
+                .unwrap_or(pids);
+        }
+        if std::mem::take(&mut first) {
+            signal_each(&pids, groups, Signal::SIGTERM);
+            let grace_end = (Instant::now() + grace).min(deadline);
+            // Peek, do not reap: a reaped child's pid, or the id of the group
+            // it led, could be recycled before the SIGKILL below is sent.
+            while Instant::now() < grace_end && !pids.iter().all(|&p| exited(p)) {
+                std::thread::sleep(Duration::from_millis(10));
+            }
         }
         signal_each(&pids, groups, Signal::SIGKILL);
         // SIGKILL is prompt, but a process in uninterruptible sleep is not:
         // poll within the bound instead of blocking in waitpid.
         while Instant::now() < deadline && !pids.iter().all(|&p| gone(p)) {
             reap_exited();
-            std::thread::sleep(Duration::from_millis(5));
+            std::thread::sleep(Duration::from_millis(2));
         }
     }
 }
@@ -243,7 +229,7 @@ pub fn reap_exited() -> usize {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use crate::proc::{ProcStat, walk};
 
     fn p(pid: i32, ppid: i32) -> ProcStat {
         ProcStat {
@@ -268,7 +254,7 @@ mod tests {
             p(21, 20),
             p(30, 1),
         ];
-        let mut found: Vec<i32> = below(&all, &[10], &[11]).iter().map(|p| p.pid).collect();
+        let mut found: Vec<i32> = walk(&all, &[10], &[11]).iter().map(|p| p.pid).collect();
         found.sort_unstable();
         assert_eq!(found, [20, 21]);
     }
@@ -279,7 +265,7 @@ mod tests {
     #[test]
     fn a_vanished_root_still_leads_to_its_children_and_loops_end() {
         let all = [p(11, 10), p(12, 11), p(40, 41), p(41, 40)];
-        let mut found: Vec<i32> = below(&all, &[10, 40], &[]).iter().map(|p| p.pid).collect();
+        let mut found: Vec<i32> = walk(&all, &[10, 40], &[]).iter().map(|p| p.pid).collect();
         found.sort_unstable();
         assert_eq!(found, [11, 12, 41]);
     }

@@ -12,7 +12,7 @@ pub mod exec;
 pub mod leftovers;
 mod report;
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::HashMap;
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Result, bail};
@@ -31,10 +31,21 @@ const SETTLE_POLL: Duration = Duration::from_millis(50);
 /// One scan of `config.scope`. Errors when the target pid does not exist
 /// ([`Gone`]), or /proc cannot be read.
 pub fn audit(config: &AuditConfig) -> Result<AuditReport> {
+    // Other users' processes may be hidden from this one: a full scan would
+    // quietly count fewer, so only the children mode (which can tell a hidden
+    // child from a gone one) goes on.
+    let hidden = (config.proc_root == std::path::Path::new(crate::proc::ROOT))
+        .then(crate::proc::hidden_pids)
+        .flatten();
+    if let (Some(why), Scope::Tree(_) | Scope::Trees(_) | Scope::All) = (&hidden, &config.scope) {
+        bail!(
+            "{why}: other users' processes are invisible here, so a count could be short; run as root, or as a member of the mount's gid= group"
+        );
+    }
     let mut procs = ProcReader::new(&config.proc_root);
     let ticks = crate::proc::ticks_per_second() as f64;
     match &config.scope {
-        Scope::Children(pid) => children(config, &mut procs, ticks, *pid),
+        Scope::Children(pid) => children(config, &mut procs, ticks, *pid, hidden.is_some()),
         Scope::Tree(pid) => tree(config, &mut procs, ticks, &[*pid]),
         Scope::Trees(roots) => tree(config, &mut procs, ticks, roots),
         Scope::All => all(config, &mut procs, ticks),
@@ -93,7 +104,9 @@ pub fn watch(
             let now = target_identity(config, pid)?;
             match &identity {
                 None => identity = Some(now),
-                Some(was) if *was != now => bail!(
+                // The start time alone tells processes apart: a process that
+                // execs or renames itself (setproctitle) is still the same one.
+                Some(was) if was.0 != now.0 => bail!(
                     "pid {pid} ({}) exited and the pid was reused by another process ({}); stopping the watch",
                     crate::text::escape(&was.1),
                     crate::text::escape(&now.1)
@@ -147,6 +160,7 @@ fn children(
     procs: &mut ProcReader,
     ticks: f64,
     pid: i32,
+    hidden: bool,
 ) -> Result<AuditReport> {
     let target = procs.target(pid)?;
     let uptime = procs.uptime()?;
@@ -161,7 +175,34 @@ fn children(
             });
         }
     }
-    let kids = procs.scan(|s| s.ppid == pid)?;
+    if !hidden {
+        let kids = procs.scan(|s| s.ppid == pid)?;
+        return Ok(judge(
+            config,
+            "children",
+            Some(&target),
+            &kids,
+            uptime,
+            ticks,
+        ));
+    }
+    // Other users' processes are hidden from us: a child listed by the kernel
+    // before the scan, absent from it and still existing after it was there
+    // all along, unseen. Then the count could be short: an error, not a skip.
+    let listed = procs
+        .listed_children(pid)
+        .map(|l| l.pids)
+        .unwrap_or_default();
+    let seen = procs.scan(|s| s.ppid == pid || listed.contains(&s.pid))?;
+    if let Some(unseen) = listed
+        .iter()
+        .find(|c| !seen.iter().any(|k| k.pid == **c) && crate::proc::exists(**c))
+    {
+        bail!(
+            "child {unseen} of pid {pid} exists but /proc does not show it (hidepid): a count could be short; run as root"
+        );
+    }
+    let kids: Vec<ProcStat> = seen.into_iter().filter(|s| s.ppid == pid).collect();
     Ok(judge(
         config,
         "children",
@@ -198,25 +239,10 @@ fn tree(
     };
     let uptime = procs.uptime()?;
     let everyone = procs.scan(|_| true)?;
-    let mut by_parent: HashMap<i32, Vec<usize>> = HashMap::new();
-    for (i, p) in everyone.iter().enumerate() {
-        by_parent.entry(p.ppid).or_default().push(i);
-    }
-    let mut descendants = Vec::new();
-    // A scan is not atomic: a reused pid could close a loop of parent links, so
-    // each pid is visited once; a root inside another root's tree is walked
-    // once too.
-    let mut seen: HashSet<i32> = live_roots.iter().copied().collect();
-    let mut queue: VecDeque<i32> = live_roots.into_iter().collect();
-    while let Some(parent) = queue.pop_front() {
-        for &i in by_parent.get(&parent).map_or(&[][..], Vec::as_slice) {
-            let p = &everyone[i];
-            if seen.insert(p.pid) {
-                queue.push_back(p.pid);
-                descendants.push(p.clone());
-            }
-        }
-    }
+    let descendants: Vec<ProcStat> = crate::proc::walk(&everyone, &live_roots, &[])
+        .into_iter()
+        .cloned()
+        .collect();
     Ok(judge(
         config,
         "tree",

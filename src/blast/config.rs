@@ -46,6 +46,9 @@ pub struct BlastConfig {
     pub keep_alive: bool,
     /// More failed connections than this is a finding (exit 1).
     pub max_errors: u64,
+    /// Names this run in its report among others' (`--tag`): the host name
+    /// unless the caller sets one.
+    pub tag: String,
 }
 
 /// The size and bounds of a burst (the load flags `blast` and `smoke` share).
@@ -159,6 +162,7 @@ impl BlastConfig {
             connect_timeout,
             keep_alive: req.keep_alive,
             max_errors,
+            tag: host_name(),
         })
     }
 
@@ -169,6 +173,13 @@ impl BlastConfig {
             None => Some(self.clients.saturating_mul(self.conns_per_client)),
         }
     }
+}
+
+/// This machine's name (a pod's name in Kubernetes): the default tag.
+fn host_name() -> String {
+    nix::unistd::gethostname()
+        .map(|name| name.to_string_lossy().into_owned())
+        .unwrap_or_else(|_| "localhost".into())
 }
 
 /// The parts of an `http://` URL that matter here.

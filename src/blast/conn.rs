@@ -268,6 +268,8 @@ mod tests {
         assert_eq!(run_one(&ex, &mut st).await, Err(ErrorKind::Timeout));
         let s = stats::take_local().expect("recorded on this thread");
         let header = crate::blast::report::ReportHeader {
+            tag: "t".into(),
+            started_at: None,
             url: "u".into(),
             clients: 1,
             conns_per_client: Some(1),

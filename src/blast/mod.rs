@@ -13,10 +13,12 @@
 //! - `http1`: the response reader.
 //! - `stats`: per-thread histograms and counters.
 //! - `report`: the report's shape and error kinds.
+//! - `histogram`: the histograms' shared settings and their wire encoding.
 //! - `limits`: open-file limit and ephemeral-port warnings.
 
 mod config;
 mod conn;
+pub mod histogram;
 mod http1;
 mod limits;
 mod report;
@@ -24,7 +26,7 @@ mod stats;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use anyhow::Context;
 use tokio::sync::Barrier;
@@ -32,7 +34,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 pub use config::{BlastConfig, Load, RequestSpec};
-pub use report::{BlastReport, ErrorKind, LatencyMs, Timeouts};
+pub use report::{BlastReport, ErrorKind, Histograms, LatencyMs, SCHEMA, Timeouts, format_time};
 pub use stats::SLOW_CONNECT;
 
 use crate::shutdown::Shutdown;
@@ -124,6 +126,8 @@ pub fn run(
     // ended, so the report and the verdict agree.
     let signal = shutdown.interruption();
     let header = ReportHeader {
+        tag: config.tag.clone(),
+        started_at: shared.release.get().map(|r| r.wall),
         url: config.url.clone(),
         clients: config.clients,
         conns_per_client: config.duration.is_none().then_some(config.conns_per_client),
@@ -178,7 +182,16 @@ struct Shared {
     /// start barrier: every client's `--duration` deadline and the elapsed
     /// time count from it. A deadline each client took when it first ran let
     /// clients that ran late (their worker busy) run late by as much.
-    release: OnceLock<Instant>,
+    release: OnceLock<Release>,
+}
+
+/// The release, on both clocks, read together once.
+#[derive(Debug, Clone, Copy)]
+struct Release {
+    /// Monotonic: deadlines and the elapsed time.
+    at: Instant,
+    /// Wall clock: the report's `started_at`, comparable across machines.
+    wall: SystemTime,
 }
 
 impl Shared {
@@ -193,7 +206,12 @@ impl Shared {
 
     /// The release instant (see `release`); the first caller sets it.
     fn released(&self) -> Instant {
-        *self.release.get_or_init(Instant::now)
+        self.release
+            .get_or_init(|| Release {
+                at: Instant::now(),
+                wall: SystemTime::now(),
+            })
+            .at
     }
 
     fn exchange(&self) -> Exchange<'_> {
@@ -327,6 +345,8 @@ pub(crate) fn sample_report() -> BlastReport {
     s.failed(ErrorKind::FdExhausted, report::Phase::Connect);
     s.failed(ErrorKind::Timeout, report::Phase::Read);
     let header = ReportHeader {
+        tag: "sample".into(),
+        started_at: Some(std::time::UNIX_EPOCH + Duration::from_secs(1_800_000_000)),
         url: "http://127.0.0.1:8888/hello".into(),
         clients: 2,
         conns_per_client: Some(2),

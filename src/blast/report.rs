@@ -3,11 +3,12 @@
 //!
 //! Owns the report's shape: its field names are the JSON contract
 //! (`connections`, `ok`, `errors`, `status`, `elapsed_s`, `conns_per_s`,
-//! `latency_ms`, `unfinished`, `interrupted`). Must never measure or print:
-//! `stats` fills it, `crate::render::blast` draws it.
+//! `latency_ms`, `unfinished`, `interrupted`, and for `merge`: `schema`,
+//! `tag`, `started_at`, `ended_at`, `histograms`). Must never measure or
+//! print: `stats` fills it, `crate::render::blast` draws it.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use hdrhistogram::Histogram;
 use serde::Serialize;
@@ -132,11 +133,20 @@ pub struct Timeouts {
     pub read: u64,
 }
 
+/// The `schema` of a blast report: what `merge` checks before adding reports.
+/// Bump it when a key changes meaning or the histogram settings change;
+/// adding a key does not bump it.
+pub const SCHEMA: &str = "lsbaws-blast/1";
+
 /// What a blast run did: plain data, rendered by `render::blast`. Field names are
 /// the JSON contract (connections, ok, errors, status, elapsed_s, conns_per_s,
 /// latency_ms); the others are additions.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct BlastReport {
+    /// Always [`SCHEMA`]: says "a blast report, in this version of its shape".
+    pub schema: &'static str,
+    /// Names this run among others (`--tag`, default the host name).
+    pub tag: String,
     pub url: String,
     pub clients: u64,
     /// Requests per client, or null with `--duration`.
@@ -154,6 +164,15 @@ pub struct BlastReport {
     pub timeouts: Timeouts,
     /// Complete responses by status code.
     pub status: BTreeMap<String, u64>,
+    /// When the clients were released (wall clock, RFC 3339 UTC); null when
+    /// a stop signal came before the release.
+    #[serde(serialize_with = "rfc3339")]
+    pub started_at: Option<SystemTime>,
+    /// `started_at` + `elapsed_s`: the end as the monotonic clock measured it,
+    /// so a wall-clock step during the run does not stretch or shrink it.
+    #[serde(serialize_with = "rfc3339")]
+    pub ended_at: Option<SystemTime>,
+    /// From the release to the end of the last request.
     pub elapsed_s: f64,
     pub conns_per_s: f64,
     /// Total time per request, from connect to the last byte read.
@@ -162,6 +181,9 @@ pub struct BlastReport {
     pub connect_ms: LatencyMs,
     /// Time from the start of the request to the first response byte.
     pub first_byte_ms: LatencyMs,
+    /// The HDR histograms behind the three latency rows, in microseconds, for
+    /// `merge` and other tools (see `super::histogram`).
+    pub histograms: Histograms,
     /// Connects that took at least 1 s: SYN retransmits, usually a full backlog.
     pub slow_connects: u64,
     /// TCP connections established (fewer than `connections` with keep-alive).
@@ -176,6 +198,35 @@ pub struct BlastReport {
     pub signal: Option<Signal>,
 }
 
+/// The three latency histograms of a report, in microseconds; serialized in
+/// the standard V2-deflate base64 encoding.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Histograms {
+    /// Connect to the last byte read, per complete response.
+    #[serde(serialize_with = "super::histogram::serialize")]
+    pub total: Histogram<u64>,
+    /// Establishing each connection.
+    #[serde(serialize_with = "super::histogram::serialize")]
+    pub connect: Histogram<u64>,
+    /// Request start to the first response byte.
+    #[serde(serialize_with = "super::histogram::serialize")]
+    pub first_byte: Histogram<u64>,
+}
+
+/// An instant as RFC 3339 UTC with nanoseconds, `2026-11-30T12:00:00.123456789Z`:
+/// `ended_at` − `started_at` read back is `elapsed_s` exactly, so a report
+/// merged alone keeps its elapsed time to the last digit.
+pub fn format_time(t: SystemTime) -> String {
+    humantime::format_rfc3339_nanos(t).to_string()
+}
+
+fn rfc3339<S: serde::Serializer>(t: &Option<SystemTime>, s: S) -> Result<S::Ok, S::Error> {
+    match t {
+        Some(t) => s.serialize_str(&format_time(*t)),
+        None => s.serialize_none(),
+    }
+}
+
 impl BlastReport {
     /// Failed connections of every kind: what `--max-errors` is compared with.
     pub fn errors_total(&self) -> u64 {
@@ -187,19 +238,24 @@ impl BlastReport {
         self.errors.get(kind.key()).copied().unwrap_or(0)
     }
 
-    /// Pass when the failures are within `max_errors`, a finding above; no
-    /// verdict when a stop signal cut the run short.
+    /// Pass when the requests that did not succeed are within `max_errors`, a
+    /// finding above; no verdict when a stop signal cut the run short.
+    /// Requests that never ran (a `--duration` client that never got to start
+    /// one) count with the failures: a run that tested nothing must not pass.
     pub fn outcome(&self, max_errors: u64) -> Outcome {
         match self.signal {
             Some(Signal(sig)) => Outcome::Interrupted(sig),
-            None => Outcome::of(self.errors_total() > max_errors),
+            None => Outcome::of(self.errors_total() + self.unfinished > max_errors),
         }
     }
 }
 
-/// The run's settings echoed in the report.
+/// The run's settings echoed in the report, and when it was released.
 #[derive(Debug, Clone)]
 pub(crate) struct ReportHeader {
+    pub tag: String,
+    /// The release on the wall clock; None: a stop came before it.
+    pub started_at: Option<SystemTime>,
     pub url: String,
     pub clients: u64,
     pub conns_per_client: Option<u64>,

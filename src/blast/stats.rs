@@ -12,12 +12,12 @@ use std::time::Duration;
 
 use hdrhistogram::Histogram;
 
-use super::report::{BlastReport, ErrorKind, LatencyMs, Phase, ReportHeader, Timeouts};
+use super::histogram;
+use super::report::{
+    BlastReport, ErrorKind, Histograms, LatencyMs, Phase, ReportHeader, SCHEMA, Timeouts,
+};
 use crate::shutdown::Signal;
 
-/// Histograms record microseconds; a bound of an hour covers any `--timeout`
-/// anyone sets, and 3 significant digits keep each one near 100 kB.
-const HIST_MAX_US: u64 = 3_600_000_000;
 /// Status codes are three digits; an array indexed by code is cheaper per
 /// request than a map.
 const STATUS_SLOTS: usize = 1000;
@@ -39,11 +39,6 @@ pub struct Stats {
     started: u64,
 }
 
-fn histogram() -> Histogram<u64> {
-    // Bounds are constants that the crate accepts; a failure is a bug here.
-    Histogram::new_with_bounds(1, HIST_MAX_US, 3).expect("constant histogram bounds are valid")
-}
-
 fn micros(d: Duration) -> u64 {
     u64::try_from(d.as_micros()).unwrap_or(u64::MAX).max(1)
 }
@@ -54,9 +49,9 @@ pub const SLOW_CONNECT: Duration = Duration::from_secs(1);
 impl Default for Stats {
     fn default() -> Self {
         Stats {
-            connect: histogram(),
-            first_byte: histogram(),
-            total: histogram(),
+            connect: histogram::new(),
+            first_byte: histogram::new(),
+            total: histogram::new(),
             ok: 0,
             errors: [0; ErrorKind::ALL.len()],
             timeouts: [0; 3],
@@ -163,6 +158,8 @@ impl Stats {
             .collect();
         let elapsed_s = elapsed.as_secs_f64();
         BlastReport {
+            schema: SCHEMA,
+            tag: header.tag,
             url: header.url,
             clients: header.clients,
             conns_per_client: header.conns_per_client,
@@ -178,6 +175,8 @@ impl Stats {
                 read: self.timeouts[Phase::Read as usize],
             },
             status,
+            started_at: header.started_at,
+            ended_at: header.started_at.map(|t| t + elapsed),
             elapsed_s,
             conns_per_s: if elapsed_s > 0.0 {
                 connections as f64 / elapsed_s
@@ -187,6 +186,11 @@ impl Stats {
             latency_ms: LatencyMs::of(&self.total),
             connect_ms: LatencyMs::of(&self.connect),
             first_byte_ms: LatencyMs::of(&self.first_byte),
+            histograms: Histograms {
+                total: self.total.clone(),
+                connect: self.connect.clone(),
+                first_byte: self.first_byte.clone(),
+            },
             slow_connects: self.slow_connects,
             sockets_opened: self.sockets,
             unfinished,
@@ -227,6 +231,8 @@ mod tests {
         b.failed(ErrorKind::Timeout, Phase::Read);
         a.merge(&b);
         let header = ReportHeader {
+            tag: "t".into(),
+            started_at: None,
             url: "u".into(),
             clients: 1,
             conns_per_client: Some(3),
@@ -255,6 +261,8 @@ mod tests {
             }
         }
         let header = ReportHeader {
+            tag: "t".into(),
+            started_at: None,
             url: "u".into(),
             clients: 1,
             conns_per_client: None,

@@ -92,9 +92,12 @@ pub fn run(args: &AuditArgs) -> Result<Outcome> {
     if !args.command.is_empty() {
         return run_exec(args);
     }
+    let shutdown = super::stop_signals()?;
     let config = config(args)?;
     let watch = watch_config(args)?;
-    let shutdown = super::stop_signals()?;
+    // An audit starts and stops nothing: all of it is output, which a stop
+    // signal may end (after a grace) even when nobody reads it.
+    super::output_phase(&shutdown);
     let mut out = super::stdout();
     if let Some(w) = watch {
         let last = audit::watch(&config, &w, &shutdown, |sample| {
@@ -108,6 +111,15 @@ pub fn run(args: &AuditArgs) -> Result<Outcome> {
             // for no one. The last sample's verdict stands.
             Ok(!out.get_ref().closed())
         })?;
+        if let Some(signal) = shutdown.interruption() {
+            // The samples were the output; this line says they end early.
+            if args.json {
+                crate::render::audit::watch_interrupted_json(signal, &mut out)?;
+            } else {
+                crate::render::audit::watch_interrupted(signal, &mut out)?;
+            }
+            out.flush()?;
+        }
         return Ok(match (last, shutdown.interruption()) {
             (_, Some(signal)) => Outcome::Interrupted(signal.0),
             (Some(report), None) => report.outcome(),
@@ -131,12 +143,12 @@ pub fn run(args: &AuditArgs) -> Result<Outcome> {
 
 /// `audit -- COMMAND`.
 fn run_exec(args: &AuditArgs) -> Result<Outcome> {
+    let shutdown = super::stop_signals()?;
     let config = exec_config(args)?;
     // Output files first: a path that cannot be written fails before COMMAND
     // runs, not after it.
     let mut junit = super::create(args.junit.as_deref(), "JUnit file")?;
     let mut report_file = super::create(args.report.as_deref(), "report file")?;
-    let shutdown = super::stop_signals()?;
     let report = match audit::exec::run(&config, &shutdown) {
         Ok(report) => report,
         Err(err) => {
@@ -160,6 +172,9 @@ fn run_exec(args: &AuditArgs) -> Result<Outcome> {
             return Err(err);
         }
     };
+    // Everything of the run is stopped and reaped (or kept): only output is
+    // left, which a stop signal may end after a grace.
+    super::output_phase(&shutdown);
     // The JUnit file first: a failure to write it is exit 2, and must not
     // follow a verdict already printed.
     if let Some((path, file)) = junit.as_mut() {

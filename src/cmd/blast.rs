@@ -33,13 +33,19 @@ pub fn config(args: &BlastArgs) -> anyhow::Result<BlastConfig> {
         keep_alive: args.keep_alive,
         connect_timeout: args.connect_timeout,
     };
-    BlastConfig::new(&args.url, &load(&args.load), &request, args.max_errors)
+    let mut config = BlastConfig::new(&args.url, &load(&args.load), &request, args.max_errors)?;
+    if let Some(tag) = &args.tag {
+        anyhow::ensure!(!tag.trim().is_empty(), "--tag must not be empty");
+        config.tag = tag.clone();
+    }
+    Ok(config)
 }
 
 /// The `blast` command.
 pub fn run(args: &BlastArgs) -> anyhow::Result<Outcome> {
-    let config = config(args)?;
+    // Before the host is resolved: a stop signal then is reported like any other.
     let shutdown = super::stop_signals()?;
+    let config = config(args)?;
     for warning in blast::preflight(&config) {
         super::diag(&warning);
     }
@@ -52,6 +58,7 @@ pub fn run(args: &BlastArgs) -> anyhow::Result<Outcome> {
         display.finish();
     }
     let report = report?;
+    super::output_phase(&shutdown);
     let mut out = super::stdout();
     if args.json {
         crate::render::blast::json(&report, &mut out)?;

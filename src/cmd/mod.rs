@@ -10,12 +10,15 @@
 
 pub mod audit;
 pub mod blast;
+pub mod merge;
 pub mod serve;
 pub mod smoke;
 
 mod progress;
 
 use std::io::{self, IsTerminal, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use crate::cli::{Cli, Command};
 use crate::outcome::ERROR;
@@ -29,6 +32,7 @@ pub fn run(cli: Cli) -> u8 {
         Command::Blast(args) => blast::run(&args),
         Command::Audit(args) => audit::run(&args),
         Command::Smoke(args) => smoke::run(&args),
+        Command::Merge(args) => merge::run(&args),
     };
     match result {
         Ok(outcome) => outcome.code(),
@@ -176,6 +180,34 @@ impl<W: Write> Write for Out<W> {
     }
 }
 
+/// Set once nothing is left to stop or reap and only output remains: a stop
+/// signal then ends the process after [`OUTPUT_GRACE`] even if stdout is a
+/// pipe nobody reads (a write blocked there cannot be interrupted).
+static OUTPUT_PHASE: AtomicBool = AtomicBool::new(false);
+
+/// How long output may go on after a stop signal.
+const OUTPUT_GRACE: Duration = Duration::from_secs(2);
+
+/// Marks the start of the output phase (see [`OUTPUT_PHASE`]); a stop signal
+/// that already came gets its bounded exit from here.
+pub fn output_phase(shutdown: &Shutdown) {
+    OUTPUT_PHASE.store(true, Ordering::SeqCst);
+    if let Some(signal) = shutdown.signal() {
+        let _ = std::thread::Builder::new()
+            .name("lsbaws-exit".into())
+            .spawn(move || exit_after_output_grace(signal));
+    }
+}
+
+/// Gives the output [`OUTPUT_GRACE`] to finish, then exits 128 + `signal`:
+/// the exit code the signal asked for, whatever the output is stuck on.
+fn exit_after_output_grace(signal: i32) {
+    std::thread::sleep(OUTPUT_GRACE);
+    std::process::exit(i32::from(
+        crate::outcome::Outcome::Interrupted(signal).code(),
+    ));
+}
+
 /// Turns SIGINT, SIGTERM and SIGHUP into a stop request the engines see, from
 /// now on (a thread waits for them: never call this before `serve` forks).
 pub fn stop_signals() -> anyhow::Result<Shutdown> {
@@ -191,6 +223,9 @@ pub fn stop_signals() -> anyhow::Result<Shutdown> {
         .spawn(move || {
             for signal in signals.forever() {
                 trigger.trigger(signal);
+                if OUTPUT_PHASE.load(Ordering::SeqCst) {
+                    exit_after_output_grace(signal);
+                }
             }
         })
         .map_err(|e| anyhow::anyhow!("cannot start the signal thread: {e}"))?;

@@ -5,11 +5,10 @@
 //! server crate's, written by its children). Must never start a thread or an
 //! async runtime: the server forks.
 
-use std::io::Write;
-
-use anyhow::Context;
 use std::ffi::OsString;
+use std::io::Write;
 use std::path::Path;
+use std::time::Duration;
 
 use lsbaws_server::{Cgi, Config, OnEintr, Reaper};
 
@@ -66,18 +65,35 @@ pub fn config(args: &ServeArgs) -> anyhow::Result<Config> {
 }
 
 fn cgi(program: &Path, args: &ServeArgs) -> Cgi {
+    let path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into());
     // A bare name that exists here means this file (as `--cgi app.py` reads),
-    // not a lookup in PATH; an absolute path keeps working after a `cd`.
-    let program = std::fs::canonicalize(program).unwrap_or_else(|_| program.to_path_buf());
+    // not a lookup in PATH; a relative path is made absolute, so it keeps
+    // working after a `cd`. Symlinks are not resolved: the program's argv[0]
+    // stays the name it was given (a busybox applet link needs that), and a
+    // link switched later (`current -> release-2`) is followed per request.
+    let bare = program.components().count() == 1 && !program.is_absolute();
+    let program = if bare && !program.exists() {
+        program.to_path_buf() // looked up in PATH when spawned
+    } else {
+        std::path::absolute(program).unwrap_or_else(|_| program.to_path_buf())
+    };
     // Not fatal: each request gets 502, which is what a user testing a broken
     // deployment wants to see; but say why once, up front.
-    let problem = match std::fs::metadata(&program) {
-        Err(_) => Some("not found"),
-        Ok(m) if m.is_dir() => Some("is a directory"),
-        Ok(m) if std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o111 == 0 => {
+    let found = if program.is_absolute() {
+        Some(program.clone())
+    } else {
+        std::env::split_paths(&path)
+            .map(|dir| dir.join(&program))
+            .find(|p| p.is_file())
+    };
+    let problem = match found.as_deref().map(std::fs::metadata) {
+        None if !program.is_absolute() => Some("not found here or in PATH"),
+        None | Some(Err(_)) => Some("not found"),
+        Some(Ok(m)) if m.is_dir() => Some("is a directory"),
+        Some(Ok(m)) if std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o111 == 0 => {
             Some("is not executable (chmod +x)")
         }
-        Ok(_) => None,
+        Some(Ok(_)) => None,
     };
     if let Some(problem) = problem {
         super::diag(&format!(
@@ -85,7 +101,6 @@ fn cgi(program: &Path, args: &ServeArgs) -> Cgi {
             program.display()
         ));
     }
-    let path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into());
     let mut env = vec![(OsString::from("PATH"), path)];
     for name in &args.cgi_env {
         if let Some(value) = std::env::var_os(name) {
@@ -101,24 +116,37 @@ fn cgi(program: &Path, args: &ServeArgs) -> Cgi {
     }
 }
 
+/// How long the summary may wait for a slow reader of stdout: long enough for
+/// a pipe reader that is merely busy, bounded so that one that stopped reading
+/// cannot hold the exit up.
+const SUMMARY_PATIENCE: Duration = Duration::from_secs(3);
+
 pub fn run(args: &ServeArgs) -> anyhow::Result<Outcome> {
     let config = config(args)?;
     let listener = lsbaws_server::bind(&args.bind, args.backlog)?;
-    let summary = lsbaws_server::run(listener, &config, |addr| {
+    let served = lsbaws_server::run(listener, &config, |addr| {
         // Flushed before the first fork, or every child would inherit (and
         // could print again) a buffered copy of it.
         let mut out = std::io::stdout().lock();
-        writeln!(
-            out,
-            "Serving HTTP on {addr} (pid {}, reaper {})",
-            std::process::id(),
-            config.reaper
-        )?;
+        writeln!(out, "{}", lsbaws_server::ready_line(addr, config.reaper))?;
         out.flush()
-    })?;
-    let mut out = std::io::stdout().lock();
-    writeln!(out, "{summary}")
-        .and_then(|()| out.flush())
-        .context("writing the summary")?;
-    Ok(Outcome::Pass)
+    });
+    let (summary, failure) = match served {
+        Ok(summary) => (summary, None),
+        // Serving stopped on an error after a full shutdown: the summary still
+        // says what happened to the children, then the error is reported.
+        Err(lsbaws_server::Error::Stopped { cause, summary }) => (*summary, Some(*cause)),
+        Err(e) => return Err(e.into()),
+    };
+    // Through the server's non-blocking writer: a stdout nobody reads must not
+    // hang the exit. A summary that cannot be written is lost, like any output
+    // to a closed pipe; it does not change the exit code.
+    let _ = lsbaws_server::log::write_stdout_within(
+        format!("{}\n", crate::render::serve::summary_line(&summary)).as_bytes(),
+        SUMMARY_PATIENCE,
+    );
+    match failure {
+        None => Ok(Outcome::Pass),
+        Some(cause) => Err(cause.into()),
+    }
 }

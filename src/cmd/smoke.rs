@@ -5,8 +5,10 @@
 //! Owns every check that must fail before a server starts, and smoke's
 //! output. Must never start or judge a server: the engine does.
 
+use std::fs::File;
 use std::io::Write;
 use std::net::TcpListener;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -107,11 +109,19 @@ fn free_port() -> anyhow::Result<u16> {
 
 /// The `smoke` command.
 pub fn run(args: &SmokeArgs) -> anyhow::Result<Outcome> {
+    let shutdown = super::stop_signals()?;
     let config = config(args)?;
     // Output files first (as hyperfine's exporters do): a path that cannot be
     // written fails now, not after the whole job.
-    let mut junit = super::create(args.junit.as_deref(), "JUnit file")?;
-    let shutdown = super::stop_signals()?;
+    let mut junit = args
+        .junit
+        .as_deref()
+        .map(|path| {
+            File::create(path)
+                .with_context(|| format!("cannot create the JUnit file {}", path.display()))
+                .map(|file| (path, file))
+        })
+        .transpose()?;
     let progress = Arc::new(Progress::default());
     let planned = config.load.duration.is_none().then(|| {
         config
@@ -130,17 +140,23 @@ pub fn run(args: &SmokeArgs) -> anyhow::Result<Outcome> {
         Err(err) => {
             // The CI job still gets a well-formed file that says why.
             if let Some((path, file)) = junit.as_mut() {
-                let _ = super::write_file(path, file, |out| {
+                let _ = write_junit(path, file, |out| {
                     crate::render::junit::error(&format!("{err:#}"), out)
                 });
             }
             return Err(err);
         }
     };
+    // The server and all it left behind are stopped and reaped: only output
+    // remains.
+    super::output_phase(&shutdown);
+    for warning in &report.warnings {
+        super::diag(warning);
+    }
     // The JUnit file first: a failure to write it is exit 2, and must not
     // follow a verdict already printed.
     if let Some((path, file)) = junit.as_mut() {
-        super::write_file(path, file, |out| crate::render::junit::smoke(&report, out))?;
+        write_junit(path, file, |out| crate::render::junit::smoke(&report, out))?;
     }
     let mut out = super::stdout();
     if args.json {
@@ -150,4 +166,15 @@ pub fn run(args: &SmokeArgs) -> anyhow::Result<Outcome> {
     }
     out.flush()?;
     Ok(report.outcome())
+}
+
+fn write_junit(
+    path: &Path,
+    file: &mut File,
+    render: impl FnOnce(&mut std::io::BufWriter<&mut File>) -> std::io::Result<()>,
+) -> anyhow::Result<()> {
+    let mut out = std::io::BufWriter::new(file);
+    render(&mut out)
+        .and_then(|()| out.flush())
+        .with_context(|| format!("writing {}", path.display()))
 }

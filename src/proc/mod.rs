@@ -13,9 +13,10 @@ mod stat;
 /// Where procfs is mounted: the default root of every reader here.
 pub const ROOT: &str = "/proc";
 
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::io;
 
-pub use net::{listener_owners, listening};
+pub use net::{Listener, holders, listeners, listening};
 pub use stat::{Gone, ListedChildren, ProcReader, ProcStat, is_gone, parse_stat};
 
 /// Clock ticks per second, the unit of `starttime` in `stat`.
@@ -88,6 +89,93 @@ pub fn descends_from(pid: i32, ancestor: i32) -> bool {
         current = stat.ppid;
     }
     false
+}
+
+/// The descendants of `roots` among `everyone` (one scan), skipping the
+/// subtrees rooted at `skip`; breadth first. A scan is not atomic and a reused
+/// pid could close a loop of parent links, so each pid is visited once, and a
+/// root inside another root's tree is walked once.
+pub fn walk<'a>(everyone: &'a [ProcStat], roots: &[i32], skip: &[i32]) -> Vec<&'a ProcStat> {
+    let mut by_parent: HashMap<i32, Vec<&ProcStat>> = HashMap::new();
+    for p in everyone {
+        by_parent.entry(p.ppid).or_default().push(p);
+    }
+    let mut seen: HashSet<i32> = roots.iter().chain(skip).copied().collect();
+    let mut queue: VecDeque<i32> = roots.iter().copied().collect();
+    let mut out = Vec::new();
+    while let Some(parent) = queue.pop_front() {
+        for p in by_parent.get(&parent).map_or(&[][..], Vec::as_slice) {
+            if seen.insert(p.pid) {
+                queue.push_back(p.pid);
+                out.push(*p);
+            }
+        }
+    }
+    out
+}
+
+/// The descendants of `root` now, from one full scan of /proc.
+pub fn descendants(root: i32) -> anyhow::Result<Vec<ProcStat>> {
+    let everyone = ProcReader::new(std::path::Path::new(ROOT)).scan(|_| true)?;
+    Ok(walk(&everyone, &[root], &[]).into_iter().cloned().collect())
+}
+
+/// Why this process cannot see every process in /proc, if it cannot: /proc is
+/// mounted with `hidepid=invisible` (or `2`), which hides other users'
+/// processes from a user who is not root and not in the mount's `gid=` group.
+/// Hidden processes leave no error to notice, so a scan would quietly count
+/// fewer.
+pub fn hidden_pids() -> Option<String> {
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    // Fields: id parent major:minor root mountpoint options ... - fstype source superoptions
+    let super_options = mountinfo.lines().find_map(|line| {
+        let (left, right) = line.split_once(" - ")?;
+        let mountpoint = left.split(' ').nth(4)?;
+        let mut right = right.split(' ');
+        let fstype = right.next()?;
+        (mountpoint == ROOT && fstype == "proc").then(|| right.nth(1).unwrap_or("").to_string())
+    })?;
+    let option = |name: &str| {
+        super_options
+            .split(',')
+            .find_map(|o| o.strip_prefix(name)?.strip_prefix('='))
+            .map(str::to_string)
+    };
+    let hidepid = option("hidepid")?;
+    if !matches!(hidepid.as_str(), "2" | "invisible") {
+        return None;
+    }
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let field = |name: &str| -> Vec<u32> {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(|v| {
+                v.split_whitespace()
+                    .filter_map(|n| n.parse().ok())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    // Uid: real effective saved fs; root (effective) sees everything.
+    if field("Uid:").get(1) == Some(&0) {
+        return None;
+    }
+    if let Some(gid) = option("gid").and_then(|g| g.parse::<u32>().ok())
+        && (field("Groups:").contains(&gid) || field("Gid:").get(1) == Some(&gid))
+    {
+        return None;
+    }
+    Some(format!("/proc is mounted with hidepid={hidepid}"))
+}
+
+/// Whether a process with this pid exists, visible to us or not (kill with no
+/// signal: EPERM still means it exists).
+pub fn exists(pid: i32) -> bool {
+    !matches!(
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None),
+        Err(nix::errno::Errno::ESRCH)
+    )
 }
 
 /// Seconds since boot (the clock of `starttime`).

@@ -8,6 +8,7 @@
 use std::io::{self, Write};
 
 use crate::audit::{AuditReport, Sample};
+use crate::shutdown::Signal;
 use crate::text::count;
 use crate::text::escape;
 
@@ -178,6 +179,27 @@ pub fn sample_line(sample: &Sample, w: &mut impl Write) -> io::Result<()> {
         w,
         "{}  live {}  zombies {}",
         sample.time, sample.live_children, sample.zombies
+    )
+}
+
+/// The last line of a `--watch` that a stop signal ended: no verdict.
+pub fn watch_interrupted(signal: Signal, w: &mut impl Write) -> io::Result<()> {
+    writeln!(w, "(interrupted by {signal}: no verdict)")
+}
+
+/// The same as one `--watch --json` line: `{"interrupted":true,"signal":"SIGINT"}`.
+pub fn watch_interrupted_json(signal: Signal, w: &mut impl Write) -> io::Result<()> {
+    #[derive(serde::Serialize)]
+    struct End {
+        interrupted: bool,
+        signal: Signal,
+    }
+    super::json::line(
+        &End {
+            interrupted: true,
+            signal,
+        },
+        w,
     )
 }
 

@@ -1,4 +1,5 @@
-//! Rendering of `blast` reports: the summary tables and the JSON object.
+//! Rendering of `blast` reports: the summary tables, the latency histogram
+//! for people (not in JSON) and the JSON object.
 //!
 //! Pure functions of a [`BlastReport`]. Must never compute results, read the
 //! clock or decide whether progress is shown (the command decides once).
@@ -104,16 +105,39 @@ pub fn summary(report: &BlastReport, out: &mut impl Write) -> io::Result<()> {
     writeln!(out, "{t}")?;
     writeln!(out)?;
 
-    let mut lat = super::table();
-    lat.set_header(["latency (ms)", "count", "min", "p50", "p90", "p99", "max"]);
-    for (name, l) in [
+    let rows = [
         ("connect", &report.connect_ms),
         ("first byte", &report.first_byte_ms),
         ("total", &report.latency_ms),
-    ] {
-        lat.add_row(latency_row(name, l));
+    ];
+    if rows.iter().all(|(_, l)| l.count == 0) {
+        // Rows of 0.000 would read as "instant"; there is nothing to show.
+        writeln!(
+            out,
+            "latency: no samples (no connection was established, so nothing was timed)"
+        )?;
+    } else {
+        let mut lat = super::table();
+        lat.set_header(["latency (ms)", "count", "min", "p50", "p90", "p99", "max"]);
+        for (name, l) in rows {
+            lat.add_row(latency_row(name, l));
+        }
+        writeln!(out, "{lat}")?;
+        if report.latency_ms.count == 0 {
+            writeln!(
+                out,
+                "latency: no complete response, so no total latency and no histogram"
+            )?;
+        }
     }
-    writeln!(out, "{lat}")?;
+    if report.latency_ms.count > 0 {
+        writeln!(out)?;
+        super::histogram::table(
+            "Latency histogram (total, per complete response)",
+            &report.histograms.total,
+            out,
+        )?;
+    }
 
     for hint in hints(report) {
         writeln!(out, "{hint}")?;
@@ -121,8 +145,14 @@ pub fn summary(report: &BlastReport, out: &mut impl Write) -> io::Result<()> {
     Ok(())
 }
 
+/// One latency row; a row without samples shows `-`, never 0.000.
 fn latency_row(name: &str, l: &LatencyMs) -> Vec<String> {
     let ms = |v: f64| format!("{v:.3}");
+    if l.count == 0 {
+        let mut row = vec![name.to_string(), "0".to_string()];
+        row.extend(std::iter::repeat_n("-".to_string(), 5));
+        return row;
+    }
     vec![
         name.to_string(),
         l.count.to_string(),
@@ -142,6 +172,13 @@ fn hints(report: &BlastReport) -> Vec<String> {
             "note: {} connects took ≥1 s: SYN retransmits, usually a full listen backlog \
              (the article's servers listen with a backlog of 5)",
             report.slow_connects
+        ));
+    }
+    if report.unfinished > 0 && !report.interrupted {
+        hints.push(format!(
+            "note: {} never got to start a request before --duration ended; they count \
+             against --max-errors (fewer clients, or a longer --duration)",
+            count(report.unfinished, "client", "clients")
         ));
     }
     if report.errors_of(ErrorKind::FdExhausted) > 0 {
@@ -190,6 +227,18 @@ mod tests {
         assert_eq!(v["errors"]["timeout"], 1);
         assert_eq!(v["status"]["503"], 1);
         assert_eq!(v["conns_per_s"], 8.0);
+        // Added for merge: the schema, tag, instants and the histograms.
+        assert_eq!(v["schema"], crate::blast::SCHEMA);
+        assert_eq!(v["tag"], "sample");
+        assert_eq!(v["started_at"], "2027-01-15T08:00:00.000000000Z");
+        assert_eq!(v["ended_at"], "2027-01-15T08:00:00.500000000Z");
+        for key in ["total", "connect", "first_byte"] {
+            let text = v["histograms"][key].as_str().expect(key);
+            let h = crate::blast::histogram::decode(text).expect(key);
+            assert!(crate::blast::histogram::has_shared_settings(&h));
+        }
+        let total = crate::blast::histogram::decode(v["histograms"]["total"].as_str().unwrap());
+        assert_eq!(total.map(|h| h.len()), Ok(2));
     }
 
     #[test]
@@ -212,5 +261,35 @@ mod tests {
             !text.contains("refused"),
             "zero kinds are left out:\n{text}"
         );
+        // The histogram for people, under the tables, whose rows add up.
+        let hist = text.split("Latency histogram").nth(1).expect("histogram");
+        let rows: u64 = hist
+            .lines()
+            .filter_map(|l| l.split('|').nth(2)?.trim().parse::<u64>().ok())
+            .sum();
+        assert_eq!(rows, 2, "{text}");
+    }
+
+    /// Issue 14: when nothing was timed, the latency table said 0.000
+    /// everywhere, which reads as "instant".
+    #[test]
+    fn no_samples_say_so_instead_of_zeros() {
+        let mut r = crate::blast::sample_report();
+        r.latency_ms = LatencyMs::default();
+        r.first_byte_ms = LatencyMs::default();
+        let mut out = Vec::new();
+        summary(&r, &mut out).expect("render");
+        let text = String::from_utf8(out).expect("utf8");
+        assert!(!text.contains("0.000"), "{text}");
+        assert!(text.contains("| total        | 0     | -   "), "{text}");
+        assert!(text.contains("no complete response"), "{text}");
+        assert!(!text.contains("Latency histogram"), "{text}");
+
+        r.connect_ms = LatencyMs::default();
+        let mut out = Vec::new();
+        summary(&r, &mut out).expect("render");
+        let text = String::from_utf8(out).expect("utf8");
+        assert!(text.contains("latency: no samples"), "{text}");
+        assert!(!text.contains("| latency (ms)"), "{text}");
     }
 }

@@ -134,7 +134,13 @@ pub fn smoke(report: &SmokeReport, out: &mut impl Write) -> io::Result<()> {
                 ("server_exit", report.server_exit.as_str()),
             ],
             cases: cases(report),
-            kind: report.interrupted.then_some("interrupted"),
+            kind: if report.interrupted {
+                Some("interrupted")
+            } else if report.inconclusive.is_some() {
+                Some("inconclusive")
+            } else {
+                None
+            },
             system_out: &verdict,
         },
         out,
@@ -171,9 +177,13 @@ pub fn error_in(suite: &str, case: &str, message: &str, out: &mut impl Write) ->
 
 /// (name, seconds, outcome) of each check.
 fn cases(report: &SmokeReport) -> Vec<(&'static str, f64, Case)> {
-    if let Some(signal) = report.signal {
+    let no_verdict = match (report.signal, &report.inconclusive) {
+        (Some(signal), _) => Some(format!("interrupted by {signal} before a verdict")),
+        (None, Some(why)) => Some(why.clone()),
+        (None, None) => None,
+    };
+    if let Some(why) = no_verdict {
         // No verdict: every check is an error, so no CI reads it as a pass.
-        let why = format!("interrupted by {signal} before a verdict");
         return ["requests", "zombies", "orphans"]
             .into_iter()
             .map(|n| (n, 0.0, Case::Error(why.clone(), report.verdict())))

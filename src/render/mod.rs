@@ -9,9 +9,12 @@
 pub mod audit;
 pub mod blast;
 pub mod exec;
+pub mod histogram;
 pub mod json;
 pub mod junit;
+pub mod merge;
 pub mod progress;
+pub mod serve;
 pub mod smoke;
 
 use comfy_table::{Table, presets};

@@ -162,9 +162,10 @@ pub fn table(report: &SmokeReport, out: &mut impl Write) -> io::Result<()> {
             report.unstopped
         )?;
     }
-    match report.signal {
-        Some(_) => writeln!(out, "{}: no verdict", report.verdict()),
-        None => writeln!(out, "{}", escape(&report.verdict())),
+    match (report.signal, &report.inconclusive) {
+        (Some(_), _) => writeln!(out, "{}: no verdict", report.verdict()),
+        (None, Some(_)) => writeln!(out, "{} (no verdict)", report.verdict()),
+        (None, None) => writeln!(out, "{}", escape(&report.verdict())),
     }
 }
 

@@ -11,18 +11,14 @@
 mod report;
 mod server;
 
-use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
-
 pub use report::SmokeReport;
-pub use server::parse_ready_line;
 
 use crate::audit::{self, AuditConfig, AuditReport, Scope, leftovers};
-use crate::blast::{self, BlastConfig, Load, Progress, RequestSpec};
+use crate::blast::{self, BlastConfig, ErrorKind, Load, Progress, RequestSpec};
 use crate::shutdown::Shutdown;
 use server::{ServerProcess, Start, describe_exit};
 
@@ -75,9 +71,9 @@ impl SmokeConfig {
 }
 
 /// Runs the whole job. Errors (exit 2) only when the server could not be
-/// started or reached, or the blast could not be set up; a stop request gives
-/// a report marked interrupted, after the server and everything it left
-/// behind were stopped.
+/// started or reached, or the blast could not be set up; then, too, the server
+/// and everything it started are stopped first. A stop request gives a report
+/// marked interrupted, after the same clean-up.
 pub fn run(
     config: &SmokeConfig,
     shutdown: &Shutdown,
@@ -87,49 +83,73 @@ pub fn run(
     // Orphans of the server (daemons, children of a server that died) come to
     // smoke instead of init, so smoke can list, stop and reap them.
     let _ = nix::sys::prctl::set_child_subreaper(true);
-    let mut server = match ServerProcess::start(config, shutdown)? {
-        Start::Ready(server) => server,
-        Start::Interrupted(server) => {
+    let mut server = match ServerProcess::start(config, shutdown) {
+        Ok(Start::Ready(server)) => server,
+        Ok(Start::Interrupted(server)) => {
             return Ok(finish(config, server, Found::default(), shutdown, started));
         }
+        Err(err) => {
+            // The server is gone (start dropped it); what it started may not be.
+            leftovers::stop_children(LEFTOVER_GRACE, CLEANUP_LIMIT, &[]);
+            return Err(err);
+        }
     };
-    let url = match &config.url {
+    let mut found = Found::default();
+    match test(config, &mut server, &mut found, shutdown, progress) {
+        Ok(()) => Ok(finish(config, Some(server), found, shutdown, started)),
+        Err(err) => {
+            server.stop(config.grace.min(ERROR_GRACE), shutdown);
+            server.kill_group();
+            leftovers::stop_children(LEFTOVER_GRACE, CLEANUP_LIMIT, &[]);
+            Err(err)
+        }
+    }
+}
+
+/// The phases between start and stop: ready, blast, audit. Returns early (Ok)
+/// on a stop request; what ran is in `found`.
+fn test(
+    config: &SmokeConfig,
+    server: &mut ServerProcess,
+    found: &mut Found,
+    shutdown: &Shutdown,
+    progress: &Arc<Progress>,
+) -> anyhow::Result<()> {
+    found.url = match &config.url {
         Some(url) => url.replace("{port}", &server.addr.port().to_string()),
         None => format!("http://{}/{}", server.addr, server.path),
     };
-    let mut found = Found {
-        url: url.clone(),
-        ..Found::default()
-    };
-    let addr = match &config.url {
-        Some(_) => url_addr(&url)?,
-        None => server.addr,
-    };
+    // Checked the way `lsbaws blast` checks it; its resolved address is where
+    // readiness is awaited and what is blasted.
+    let blast = config.blast_config(&found.url)?;
+    let addr = blast.addr;
     if !matches!(config.server, ServerSpec::BuiltIn { .. })
         && !server.wait_ready(addr, config.ready_timeout, shutdown)?
     {
-        return Ok(finish(config, Some(server), found, shutdown, started));
+        return Ok(());
     }
-
-    let blast = config.blast_config(&url)?;
-    let report = blast::run(&blast, shutdown, progress)?;
-    found.blast = Some(report);
+    // Raised now, not before the server started: it keeps the limits it was
+    // given; only the load generator needs more descriptors.
+    found.warnings = blast::preflight(&blast);
+    found.blast = Some(blast::run(&blast, shutdown, progress)?);
     if shutdown.requested() {
-        return Ok(finish(config, Some(server), found, shutdown, started));
+        return Ok(());
     }
 
     // Audit while the server still runs: its zombies are only visible as its
-    // children. The roots are the process smoke started and whoever owns the
-    // listening socket: a launcher script may have daemonized the real server
-    // out of its own tree.
+    // children. The roots are the process smoke started and whoever below
+    // smoke owns the listening socket: a launcher script may have daemonized
+    // the real server out of its own tree (to smoke, the subreaper). A
+    // listener that is not below smoke is not the server's, and not audited.
     let mut roots = Vec::new();
     found.early_exit = server.try_exit();
     if found.early_exit.is_none() {
         roots.push(server.pid as i32);
     }
-    for owner in crate::proc::listener_owners(addr.port()) {
+    let below_server = crate::proc::descendants(server.pid as i32).unwrap_or_default();
+    for owner in server::owners_below_smoke(addr) {
         // An owner inside the server's own tree is audited with it already.
-        if !roots.contains(&owner) && !crate::proc::descends_from(owner, server.pid as i32) {
+        if !roots.contains(&owner) && !below_server.iter().any(|p| p.pid == owner) {
             roots.push(owner);
             found.owners.push(owner);
         }
@@ -146,13 +166,20 @@ pub fn run(
             Err(e) => return Err(e),
         };
     }
-    Ok(finish(config, Some(server), found, shutdown, started))
+    Ok(())
 }
+
+/// How long a server is given to exit when the run ended in an error or a stop
+/// request: nobody waits for a verdict, and a CI job's timeout sends one
+/// SIGTERM and then SIGKILL a few seconds later.
+const ERROR_GRACE: Duration = Duration::from_secs(1);
 
 /// What the phases that ran found.
 #[derive(Default)]
 struct Found {
     url: String,
+    /// What the load generator lacked (descriptors, ports), said before the blast.
+    warnings: Vec<String>,
     blast: Option<blast::BlastReport>,
     audit: Option<AuditReport>,
     /// Listening-socket owners outside the server's tree (a daemonized server):
@@ -183,7 +210,12 @@ fn finish(
             started,
         );
     };
-    let (exit, graceful) = server.stop(config.grace, shutdown);
+    let grace = if shutdown.requested() {
+        config.grace.min(ERROR_GRACE)
+    } else {
+        config.grace
+    };
+    let (exit, graceful) = server.stop(grace, shutdown);
     // The server is reaped: every process still below smoke outlived it.
     let orphans = left_behind(&found.owners, shutdown);
     server.kill_group();
@@ -236,6 +268,36 @@ fn report(
         None => "not started".to_string(),
     };
     let mut reasons = Vec::new();
+    // Requests the load generator itself could not make say nothing about the
+    // server: no verdict then, rather than a FAIL blamed on it (or a PASS of a
+    // server that was not really tested).
+    let inconclusive = found.blast.as_ref().and_then(|b| {
+        let fds = b.errors_of(ErrorKind::FdExhausted);
+        let ports = b.errors_of(ErrorKind::AddrNotAvailable);
+        let unstarted = if b.interrupted { 0 } else { b.unfinished };
+        let mut why = Vec::new();
+        if fds > 0 {
+            why.push(format!(
+                "{fds} requests found no file descriptor (raise `ulimit -n`)"
+            ));
+        }
+        if ports > 0 {
+            why.push(format!(
+                "{ports} requests found no ephemeral port (fewer clients, or a wider net.ipv4.ip_local_port_range)"
+            ));
+        }
+        if unstarted > 0 {
+            why.push(format!(
+                "{unstarted} requests never started before --duration ended (fewer clients or a longer --duration)"
+            ));
+        }
+        (!why.is_empty()).then(|| {
+            format!(
+                "the load generator could not make every request: {}",
+                why.join("; ")
+            )
+        })
+    });
     if let Some(b) = &found.blast {
         let failed = b.errors_total();
         if failed > config.max_errors {
@@ -294,35 +356,17 @@ fn report(
         max_errors: config.max_errors,
         max_zombies: config.max_zombies,
         max_orphans: config.max_orphans,
-        pass: signal.is_none().then_some(reasons.is_empty()),
+        pass: (signal.is_none() && inconclusive.is_none()).then_some(reasons.is_empty()),
         reasons: if signal.is_some() {
             Vec::new()
         } else {
             reasons
         },
+        inconclusive: if signal.is_some() { None } else { inconclusive },
+        warnings: found.warnings,
         elapsed_s: started.elapsed().as_secs_f64(),
         interrupted: signal.is_some(),
         signal,
         unstopped: Vec::new(),
     }
-}
-
-fn url_addr(url: &str) -> anyhow::Result<SocketAddr> {
-    let rest = url
-        .strip_prefix("http://")
-        .with_context(|| format!("--url {url:?}: only http:// URLs are supported"))?;
-    let hostport = rest.split('/').next().unwrap_or(rest);
-    let hostport = if hostport
-        .rsplit_once(':')
-        .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
-    {
-        hostport.to_string()
-    } else {
-        format!("{hostport}:80")
-    };
-    hostport
-        .to_socket_addrs()
-        .with_context(|| format!("--url {url:?}: cannot resolve {hostport}"))?
-        .next()
-        .with_context(|| format!("--url {url:?}: {hostport} has no address"))
 }

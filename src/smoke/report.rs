@@ -2,7 +2,7 @@
 //! renderers, with its verdict.
 //!
 //! Owns the verdict's wording (`PASS`, `FAIL: reasons`, `INTERRUPTED by
-//! SIGINT`) and the exit outcome. Must never run anything or print.
+//! SIGINT`, `INCONCLUSIVE: why`) and the exit outcome. Must never run anything or print.
 
 use serde::Serialize;
 
@@ -34,10 +34,17 @@ pub struct SmokeReport {
     pub max_errors: u64,
     pub max_zombies: u64,
     pub max_orphans: u64,
-    /// The verdict; None (null) when a stop signal ended the run first.
+    /// The verdict; None (null) when a stop signal ended the run first or the
+    /// run was inconclusive.
     pub pass: Option<bool>,
     /// Why it failed; empty on PASS.
     pub reasons: Vec<String>,
+    /// Why there is no verdict although the run ended: the load generator
+    /// could not make every request (out of descriptors or ports, or
+    /// `--duration` too short to start every client). Exit 2.
+    pub inconclusive: Option<String>,
+    /// What the load generator lacked, said before the blast.
+    pub warnings: Vec<String>,
     /// Wall-clock seconds of the whole job.
     pub elapsed_s: f64,
     /// A stop signal ended the run: the figures are what was measured until then.
@@ -49,20 +56,23 @@ pub struct SmokeReport {
 }
 
 impl SmokeReport {
-    /// `PASS`, `FAIL: reason; reason`, or `INTERRUPTED by SIGINT`.
+    /// `PASS`, `FAIL: reason; reason`, `INTERRUPTED by SIGINT`, or
+    /// `INCONCLUSIVE: why`.
     pub fn verdict(&self) -> String {
-        match (self.signal, self.pass) {
-            (Some(signal), _) => format!("INTERRUPTED by {signal}"),
-            (None, Some(true)) => "PASS".to_string(),
-            (None, _) => format!("FAIL: {}", self.reasons.join("; ")),
+        match (self.signal, &self.inconclusive, self.pass) {
+            (Some(signal), _, _) => format!("INTERRUPTED by {signal}"),
+            (None, Some(why), _) => format!("INCONCLUSIVE: {why}"),
+            (None, None, Some(true)) => "PASS".to_string(),
+            (None, None, _) => format!("FAIL: {}", self.reasons.join("; ")),
         }
     }
 
     pub fn outcome(&self) -> Outcome {
-        match (self.signal, self.pass) {
-            (Some(Signal(sig)), _) => Outcome::Interrupted(sig),
-            (None, Some(true)) => Outcome::Pass,
-            (None, _) => Outcome::Finding,
+        match (self.signal, &self.inconclusive, self.pass) {
+            (Some(Signal(sig)), _, _) => Outcome::Interrupted(sig),
+            (None, Some(_), _) => Outcome::Inconclusive,
+            (None, None, Some(true)) => Outcome::Pass,
+            (None, None, _) => Outcome::Finding,
         }
     }
 

@@ -32,15 +32,32 @@ const TAIL_LINES: usize = 20;
 const MAX_LINE: usize = 4096;
 /// How often waits look at the server, the clock and the stop request.
 const POLL: Duration = Duration::from_millis(20);
+/// How long a server killed by a signal during the ready wait may precede the
+/// stop request that the same signal brings smoke.
+const SIGNAL_RACE: Duration = Duration::from_millis(200);
 
-/// The address in serve's ready line,
-/// `Serving HTTP on 127.0.0.1:41234 (pid 99, reaper loop)`.
-pub fn parse_ready_line(line: &str) -> Option<SocketAddr> {
-    line.strip_prefix("Serving HTTP on ")?
-        .split(' ')
-        .next()?
-        .parse()
-        .ok()
+/// The processes below smoke (the subreaper: the server and anything it
+/// daemonized) that hold a socket listening where `addr` is reached.
+pub fn owners_below_smoke(addr: SocketAddr) -> Vec<i32> {
+    owners_below_smoke_opt(addr).unwrap_or_default()
+}
+
+/// As [`owners_below_smoke`]; None when the TCP tables cannot be read.
+fn owners_below_smoke_opt(addr: SocketAddr) -> Option<Vec<i32>> {
+    let inodes: Vec<u64> = crate::proc::listeners(addr.port())?
+        .iter()
+        .filter(|l| l.serves(addr))
+        .map(|l| l.inode)
+        .collect();
+    if inodes.is_empty() {
+        return Some(Vec::new());
+    }
+    let below: Vec<i32> = crate::proc::descendants(std::process::id() as i32)
+        .ok()?
+        .iter()
+        .map(|p| p.pid)
+        .collect();
+    Some(crate::proc::holders(&inodes, &below))
 }
 
 /// How a start ended.
@@ -77,46 +94,48 @@ fn pump(
     mut stream: impl Read + Send + 'static,
     tail: Arc<Mutex<VecDeque<String>>>,
     first: Option<mpsc::Sender<String>>,
-) -> JoinHandle<()> {
-    std::thread::spawn(move || {
-        let mut first = first;
-        let mut line = Vec::with_capacity(256);
-        let mut block = [0u8; 8192];
-        let emit = |line: &mut Vec<u8>, first: &mut Option<mpsc::Sender<String>>| {
-            // Bytes, not String: one non-UTF-8 byte must not stop the pump, or
-            // the server's next write would meet a closed pipe.
-            let text = String::from_utf8_lossy(line).trim_end().to_string();
-            line.clear();
-            if let Some(tx) = first.take() {
-                let _ = tx.send(text);
-                return;
-            }
-            if let Ok(mut tail) = tail.lock() {
-                if tail.len() == TAIL_LINES {
-                    tail.pop_front();
+) -> std::io::Result<JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name("lsbaws-pump".into())
+        .spawn(move || {
+            let mut first = first;
+            let mut line = Vec::with_capacity(256);
+            let mut block = [0u8; 8192];
+            let emit = |line: &mut Vec<u8>, first: &mut Option<mpsc::Sender<String>>| {
+                // Bytes, not String: one non-UTF-8 byte must not stop the pump, or
+                // the server's next write would meet a closed pipe.
+                let text = String::from_utf8_lossy(line).trim_end().to_string();
+                line.clear();
+                if let Some(tx) = first.take() {
+                    let _ = tx.send(text);
+                    return;
                 }
-                tail.push_back(text);
-            }
-        };
-        loop {
-            let n = match stream.read(&mut block) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(_) => break,
+                if let Ok(mut tail) = tail.lock() {
+                    if tail.len() == TAIL_LINES {
+                        tail.pop_front();
+                    }
+                    tail.push_back(text);
+                }
             };
-            for piece in block[..n].split_inclusive(|&b| b == b'\n') {
-                let room = MAX_LINE.saturating_sub(line.len());
-                line.extend_from_slice(&piece[..piece.len().min(room)]);
-                if piece.ends_with(b"\n") {
-                    emit(&mut line, &mut first);
+            loop {
+                let n = match stream.read(&mut block) {
+                    Ok(0) => break,
+                    Ok(n) => n,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    Err(_) => break,
+                };
+                for piece in block[..n].split_inclusive(|&b| b == b'\n') {
+                    let room = MAX_LINE.saturating_sub(line.len());
+                    line.extend_from_slice(&piece[..piece.len().min(room)]);
+                    if piece.ends_with(b"\n") {
+                        emit(&mut line, &mut first);
+                    }
                 }
             }
-        }
-        if !line.is_empty() {
-            emit(&mut line, &mut first);
-        }
-    })
+            if !line.is_empty() {
+                emit(&mut line, &mut first);
+            }
+        })
 }
 
 impl ServerProcess {
@@ -191,21 +210,32 @@ impl ServerProcess {
         let stderr_tail = Arc::new(Mutex::new(VecDeque::new()));
         let built_in = matches!(config.server, ServerSpec::BuiltIn { .. });
         let (ready_tx, ready_rx) = mpsc::channel();
-        let readers = vec![
-            pump(stdout, stdout_tail.clone(), built_in.then_some(ready_tx)),
-            pump(stderr, stderr_tail.clone(), None),
-        ];
         let mut server = ServerProcess {
             child: Some(child),
             pid,
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             path,
             command_line,
-            stdout_tail,
-            stderr_tail,
-            readers,
+            stdout_tail: stdout_tail.clone(),
+            stderr_tail: stderr_tail.clone(),
+            readers: Vec::new(),
             exit: None,
         };
+        // Without its readers the server would block on a full pipe; no thread
+        // to be had (RLIMIT_NPROC, a cgroup's pids.max) is an error, and the
+        // server is stopped on the way out (drop).
+        for (stream, tail, first) in [
+            (
+                Box::new(stdout) as Box<dyn Read + Send>,
+                stdout_tail,
+                built_in.then_some(ready_tx),
+            ),
+            (Box::new(stderr), stderr_tail, None),
+        ] {
+            let reader = pump(stream, tail, first)
+                .context("cannot start a thread to read the server's output")?;
+            server.readers.push(reader);
+        }
         match &config.server {
             ServerSpec::Command { port, .. } => {
                 server.addr = SocketAddr::from(([127, 0, 0, 1], *port));
@@ -222,7 +252,7 @@ impl ServerProcess {
                         Err(_) => bail!("{}", server.failure("did not announce its address")),
                     }
                 };
-                server.addr = parse_ready_line(&line).with_context(|| {
+                server.addr = lsbaws_server::parse_ready_line(&line).with_context(|| {
                     format!(
                         "the built-in server printed {:?}, not its ready line",
                         crate::text::escape(&line)
@@ -233,8 +263,11 @@ impl ServerProcess {
         Ok(Start::Ready(server))
     }
 
-    /// Polls until `addr` accepts connections, the server exits, `limit`
-    /// passes, or a stop is requested (then Ok(false)).
+    /// Polls until a process below smoke listens where `addr` is reached,
+    /// the server fails, `limit` passes, or a stop is requested (then
+    /// Ok(false)). A launcher that exits 0 is waited for further while it left
+    /// a process behind (a daemon still starting); one that exits non-zero has
+    /// failed. A listener not below smoke is someone else's, not the server.
     pub fn wait_ready(
         &mut self,
         addr: SocketAddr,
@@ -246,11 +279,25 @@ impl ServerProcess {
             if shutdown.requested() {
                 return Ok(false);
             }
-            if self.try_exit().is_some() {
-                bail!(
-                    "{}",
-                    self.failure(&format!("exited before accepting connections on {addr}"))
-                );
+            if self.accepts(addr, deadline) {
+                return Ok(true);
+            }
+            if let Some(status) = self.try_exit() {
+                // A stop signal sent to the whole group (systemd's
+                // control-group kill, a terminal's Ctrl-C) reaches the server
+                // and smoke together: the server's death is then no failure.
+                if !status.success() && shutdown.sleep(SIGNAL_RACE) {
+                    return Ok(false);
+                }
+                let alive_below = crate::proc::descendants(std::process::id() as i32)
+                    .map(|d| d.iter().any(|p| p.state != 'Z'))
+                    .unwrap_or(false);
+                if !status.success() || !alive_below {
+                    bail!(
+                        "{}",
+                        self.failure(&format!("exited before accepting connections on {addr}"))
+                    );
+                }
             }
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
@@ -261,29 +308,31 @@ impl ServerProcess {
                     ))
                 );
             }
-            // /proc/net describes this network namespace only: ask it about
-            // loopback addresses, connect to anything else.
-            let table = if addr.ip().is_loopback() {
-                crate::proc::listening(addr.port())
-            } else {
-                None
-            };
-            let ready = match table {
-                Some(listening) => listening,
-                // No /proc/net here: probing with a connection is the fallback.
-                None => {
-                    TcpStream::connect_timeout(&addr, left.min(Duration::from_millis(500))).is_ok()
-                }
-            };
-            if ready {
-                return Ok(true);
-            }
             shutdown.sleep(Duration::from_millis(50).min(left));
         }
     }
 
+    /// Whether the server (a process below smoke) listens where `addr` is
+    /// reached. For an address of this host the TCP tables say, without a
+    /// connection (a probe would cost a forking server a child, and a leaky
+    /// one a zombie); for another host, or without /proc/net, a connection
+    /// is the only way to ask.
+    fn accepts(&self, addr: SocketAddr, deadline: Instant) -> bool {
+        if (addr.ip().is_loopback() || addr.ip().is_unspecified())
+            && let Some(owners) = owners_below_smoke_opt(addr)
+        {
+            return !owners.is_empty();
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        TcpStream::connect_timeout(
+            &addr,
+            left.clamp(Duration::from_millis(1), Duration::from_millis(500)),
+        )
+        .is_ok()
+    }
+
     /// An error message naming the server, how it ended, and its last stderr
-    /// lines (escaped: they come from another process).
+    /// lines, on one line (escaped: they come from another process).
     fn failure(&mut self, what: &str) -> String {
         // Let the readers catch the last lines of a server that just died.
         std::thread::sleep(Duration::from_millis(50));
@@ -294,7 +343,14 @@ impl ServerProcess {
         let tail: Vec<String> = self
             .stderr_tail
             .lock()
-            .map(|t| t.iter().cloned().collect())
+            .map(|t| {
+                t.iter()
+                    .rev()
+                    .take(3)
+                    .rev()
+                    .map(|l| crate::text::escape(l).into_owned())
+                    .collect()
+            })
             .unwrap_or_default();
         let mut msg = format!(
             "the server `{}` {what}{exit}",
@@ -303,11 +359,8 @@ impl ServerProcess {
         if tail.is_empty() {
             msg.push_str("; it printed nothing on stderr");
         } else {
-            msg.push_str("; its last stderr lines:");
-            for line in tail.iter().rev().take(10).rev() {
-                msg.push_str("\n  ");
-                msg.push_str(&crate::text::escape(line));
-            }
+            msg.push_str("; its last stderr lines: ");
+            msg.push_str(&tail.join(" | "));
         }
         msg
     }

@@ -5,6 +5,7 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -54,15 +55,25 @@ pub fn run_bounded(cmd: &mut Command, limit: Duration) -> (ExitStatus, String, S
     )
 }
 
-/// Owns a child process: on drop (also when the test panics) it is killed by pid
-/// and reaped, so no test leaves a process or a zombie behind.
+/// Owns a child process: on drop (also when the test panics) it is killed and
+/// reaped, so no test leaves a process or a zombie behind. When the child leads
+/// its own process group (`process_group(0)`), the whole group is killed, so
+/// that what it forked dies with it.
 pub struct ProcGuard {
     pub child: Option<Child>,
+    /// The child leads a process group of its own (its pgid is its pid).
+    group: bool,
 }
 
 impl ProcGuard {
     pub fn new(child: Child) -> Self {
-        ProcGuard { child: Some(child) }
+        let pid = child.id() as i32;
+        // spawn() returns after exec, so a process_group(0) is already in effect.
+        let group = pgid_of(pid) == Some(pid);
+        ProcGuard {
+            child: Some(child),
+            group,
+        }
     }
 
     pub fn pid(&self) -> i32 {
@@ -89,17 +100,83 @@ impl ProcGuard {
         assert!(pid > 0);
         send_signal(pid, sig).unwrap_or_else(|e| panic!("kill -{sig} {pid}: {e}"));
     }
+
+    /// Signals the child's whole process group (as a terminal's Ctrl-C does).
+    pub fn signal_group(&self, sig: i32) {
+        assert!(self.group, "the child does not lead a process group");
+        signal_group(self.pid(), sig)
+            .unwrap_or_else(|e| panic!("kill -{sig} -{}: {e}", self.pid()));
+    }
 }
 
 impl Drop for ProcGuard {
     fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            if child.try_wait().ok().flatten().is_none() {
-                let _ = child.kill();
-            }
-            let _ = child.wait();
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        let pid = child.id() as i32;
+        let running = child.try_wait().ok().flatten().is_none();
+        // A group id stays reserved while the group has members, even after its
+        // leader is reaped, so this reaches only what the child left behind.
+        if self.group && (running || !group_members(pid).is_empty()) {
+            let _ = signal_group(pid, 9);
         }
+        if running {
+            let _ = child.kill();
+        }
+        let _ = child.wait();
     }
+}
+
+/// The process group of `pid`, from /proc (None when it is gone).
+pub fn pgid_of(pid: i32) -> Option<i32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // After the comm: state, ppid, pgrp.
+    stat.rsplit_once(')')?
+        .1
+        .split_ascii_whitespace()
+        .nth(2)?
+        .parse()
+        .ok()
+}
+
+/// Processes in process group `pgid` that are not zombies (zombies hold nothing
+/// open, and an orphaned one may wait for an init that does not reap).
+pub fn group_members(pgid: i32) -> Vec<i32> {
+    all_pids()
+        .into_iter()
+        .filter(|&p| pgid_of(p) == Some(pgid) && state_of(p).is_some_and(|s| s != 'Z'))
+        .collect()
+}
+
+fn all_pids() -> Vec<i32> {
+    std::fs::read_dir("/proc")
+        .expect("read /proc")
+        .flatten()
+        .filter_map(|e| e.file_name().to_str().and_then(|s| s.parse().ok()))
+        .collect()
+}
+
+/// The state letter of `pid` (R, S, Z, ...), None when it is gone.
+pub fn state_of(pid: i32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(')')?.1.trim_start().chars().next()
+}
+
+/// kill(2) to a whole process group.
+pub fn signal_group(pgid: i32, sig: i32) -> nix::Result<()> {
+    assert!(pgid > 1, "refusing to signal process group {pgid}");
+    let sig = nix::sys::signal::Signal::try_from(sig)?;
+    nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pgid), sig)
+}
+
+/// Reports a test that cannot run here. Under CI (the `CI` variable set, as
+/// CI services do) that is a failure: a check that silently does not run must
+/// not pass there. Elsewhere it prints why and the test returns.
+pub fn skip(reason: &str) {
+    let ci = std::env::var_os("CI").is_some_and(|v| !v.is_empty() && v != "false" && v != "0");
+    assert!(!ci, "cannot run under CI: {reason}");
+    eprintln!("skipped: {reason}");
 }
 
 /// A running `lsbaws serve`: its address, pid, and everything it printed.
@@ -136,10 +213,13 @@ impl Server {
         )
     }
 
-    /// Starts a prepared command whose first stdout line is serve's ready line.
+    /// Starts a prepared command whose first stdout line is serve's ready line,
+    /// in a process group of its own: what the server forks can be found and
+    /// killed by group, and a terminal's Ctrl-C does not reach it.
     pub fn start_with(cmd: &mut Command) -> Server {
         let cmd_text = format!("{cmd:?}");
         let mut child = cmd
+            .process_group(0)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -188,13 +268,63 @@ impl Server {
         format!("http://{}/hello", self.addr)
     }
 
-    /// Sends SIGTERM and waits (bounded) for exit; returns status and all output.
+    /// Sends SIGTERM and waits (bounded) for exit; returns status and all output,
+    /// after checking that nothing the server started survived it.
     pub fn stop(mut self, limit: Duration) -> (ExitStatus, String, String) {
+        let tree = self.tree();
         self.guard.signal(15);
+        self.finish(&tree, limit)
+    }
+
+    /// Waits (bounded) for the server to exit by itself, checks that nothing it
+    /// started survived it, and returns its status and all its output.
+    pub fn wait_exit(&mut self, limit: Duration) -> (ExitStatus, String, String) {
+        let tree = self.tree();
+        self.finish(&tree, limit)
+    }
+
+    /// The server's descendants now (children, CGI programs in groups of their
+    /// own), while they are still linked to it.
+    fn tree(&self) -> Vec<i32> {
+        descendants_of(self.pid())
+            .into_iter()
+            .map(|(p, _)| p)
+            .collect()
+    }
+
+    /// Waits for exit, then checks that no process of the server's group and
+    /// none of `tree` is left, and only then joins the pipe readers, with a
+    /// bound: a survivor holds the pipes open, so an unbounded join would hang
+    /// on exactly the failure it should report.
+    fn finish(&mut self, tree: &[i32], limit: Duration) -> (ExitStatus, String, String) {
+        let pid = self.pid();
         let status = self
             .guard
             .wait_timeout(limit)
-            .unwrap_or_else(|| panic!("serve did not exit within {limit:?} of SIGTERM"));
+            .unwrap_or_else(|| panic!("serve did not exit within {limit:?}"));
+        let survivors = || {
+            let mut left = group_members(pid);
+            for &p in tree {
+                if state_of(p).is_some_and(|s| s != 'Z') && !left.contains(&p) {
+                    left.push(p);
+                }
+            }
+            left
+        };
+        // Killed processes take a moment to go; 5 s is slack on a loaded host.
+        assert!(
+            eventually(Duration::from_secs(5), || survivors().is_empty()),
+            "processes survived serve's exit ({status}): {:?}",
+            survivors()
+        );
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while self.readers.iter().any(|r| !r.is_finished()) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(
+            self.readers.iter().all(JoinHandle::is_finished),
+            "serve's output pipes are still open 5 s after it exited: something it started holds them"
+        );
         for r in self.readers.drain(..) {
             let _ = r.join();
         }
@@ -248,6 +378,22 @@ pub fn exchange(addr: SocketAddr, request: &[u8]) -> String {
     String::from_utf8_lossy(&response).into_owned()
 }
 
+/// Sends `request` (tolerating a server that stops reading) and returns what came
+/// back before the close, and how long that took.
+pub fn try_exchange(addr: SocketAddr, request: &[u8]) -> (String, Duration) {
+    let started = Instant::now();
+    let mut conn = TcpStream::connect(addr).expect("connect");
+    conn.set_read_timeout(Some(Duration::from_secs(15)))
+        .expect("timeout");
+    let _ = conn.write_all(request);
+    let mut response = Vec::new();
+    let _ = conn.read_to_end(&mut response);
+    (
+        String::from_utf8_lossy(&response).into_owned(),
+        started.elapsed(),
+    )
+}
+
 /// The contract's reply to a valid request.
 pub const HELLO: &str = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 14\r\nConnection: close\r\n\r\nHello, World!\n";
 
@@ -298,6 +444,16 @@ pub fn children_of(pid: i32) -> Vec<(i32, char)> {
     out
 }
 
+/// The children of a single-threaded `pid` from its `children` file: one read,
+/// fast, but it can miss a child that is exiting (use for sampling only).
+pub fn children_file_of(pid: i32) -> Vec<i32> {
+    std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+        .unwrap_or_default()
+        .split_ascii_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .collect()
+}
+
 pub fn zombies_of(pid: i32) -> usize {
     children_of(pid).iter().filter(|(_, s)| *s == 'Z').count()
 }
@@ -323,12 +479,25 @@ pub fn alive(pid: i32) -> bool {
 
 /// Every descendant of `pid` as (pid, state), from one full /proc scan.
 pub fn descendants_of(pid: i32) -> Vec<(i32, char)> {
+    // (pid, ppid, state) of every process, read once.
+    let table: Vec<(i32, i32, char)> = all_pids()
+        .into_iter()
+        .filter_map(|p| {
+            let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).ok()?;
+            let mut fields = stat.rsplit_once(')')?.1.split_ascii_whitespace();
+            let state = fields.next()?.chars().next()?;
+            let ppid = fields.next()?.parse().ok()?;
+            Some((p, ppid, state))
+        })
+        .collect();
     let mut all = Vec::new();
     let mut frontier = vec![pid];
     while let Some(parent) = frontier.pop() {
-        for (child, state) in children_of(parent) {
-            frontier.push(child);
-            all.push((child, state));
+        for &(child, ppid, state) in &table {
+            if ppid == parent {
+                frontier.push(child);
+                all.push((child, state));
+            }
         }
     }
     all
@@ -409,13 +578,6 @@ pub fn python3() -> &'static str {
     })
 }
 
-/// Sends `sig` to every process of group `pgid` (killpg(2)).
-pub fn signal_group(pgid: i32, sig: i32) -> nix::Result<()> {
-    assert!(pgid > 1, "refusing to signal group {pgid}");
-    let sig = nix::sys::signal::Signal::try_from(sig)?;
-    nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pgid), sig)
-}
-
 /// Pids of the processes whose command line holds `marker` (never this test
 /// process): proof that nothing a test started is still running.
 pub fn pids_with_arg(marker: &str) -> Vec<i32> {
@@ -458,10 +620,27 @@ fn pump_bytes(mut stream: impl Read + Send + 'static, sink: Arc<Mutex<Vec<u8>>>)
 
 impl Spawned {
     pub fn start(cmd: &mut Command) -> Spawned {
+        Self::start_with(cmd.stdin(Stdio::null()))
+    }
+
+    /// Started as [`Spawned::start`], with stdin a pipe for [`Spawned::take_stdin`].
+    pub fn start_with_stdin(cmd: &mut Command) -> Spawned {
+        Self::start_with(cmd.stdin(Stdio::piped()))
+    }
+
+    /// The write end of its stdin (started with [`Spawned::start_with_stdin`]).
+    pub fn take_stdin(&mut self) -> std::process::ChildStdin {
+        self.guard
+            .child
+            .as_mut()
+            .and_then(|c| c.stdin.take())
+            .expect("started with a stdin pipe")
+    }
+
+    fn start_with(cmd: &mut Command) -> Spawned {
         use std::os::unix::process::CommandExt;
         let mut child = cmd
             .process_group(0)
-            .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()

@@ -5,7 +5,7 @@
 //! the run's own tree with the audit's two scans: most walk it (every known
 //! member's `stat`, then the `children` files from us down: cost in
 //! proportion to the run, not to the machine); the settle's and the
-//! report's read every process (`ProcReader::scan`, then `leftovers::below`),
+//! report's read every process (`ProcReader::scan`, then `proc::walk`),
 //! and so does a safety-net scan at most once a second and within 1 % of the
 //! time. Must never print, signal or reap (the runner
 //! does), and never let a scan's inconsistency hide a process that stays.
@@ -37,7 +37,7 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 
 use super::report::{MAX_LISTED, ReapedOrphan, ZombieHolder};
-use crate::audit::leftovers::{self, Leftover, Origin, Reaped};
+use crate::audit::leftovers::{Leftover, Origin, Reaped};
 use crate::proc::{ProcReader, ProcStat};
 
 /// Distinct zombie command names kept per parent.
@@ -193,7 +193,7 @@ impl Tracker {
             }
         }
         run.extend(
-            leftovers::below(&everyone, &roots, &[])
+            crate::proc::walk(&everyone, &roots, &[])
                 .into_iter()
                 .cloned(),
         );

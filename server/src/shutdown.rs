@@ -1,0 +1,147 @@
+//! The shutdown: stop accepting, wait `--grace` for the children, stop what is
+//! left, reap what the mode reaps, and count it all into the [`Summary`].
+//!
+//! Owns the sweep that signals processes still running after the grace: the
+//! server's own children and, counted apart, foreign ones (orphans adopted as a
+//! subreaper or PID 1, children inherited across `exec`). Must never signal a
+//! pid it may already have reaped (the kernel can hand a reaped pid to any new
+//! process at once), so each sweep lists and signals with reaping held off;
+//! and must never wait without a bound.
+
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use crate::accept::Server;
+use crate::signals::{self, FOREIGN, SIGCHLD_COUNT, WAKE_ON_CHILD};
+use crate::{Reaper, Summary, log, procs, sys};
+
+/// How long children get to act on SIGTERM before SIGKILL.
+const TERM_WAIT: Duration = Duration::from_millis(200);
+/// Bound on stopping what SIGTERM left: SIGKILL takes effect promptly, but
+/// orphans can keep being re-parented to a subreaper for a moment.
+const KILL_WAIT: Duration = Duration::from_secs(2);
+
+/// Processes a sweep signalled, each counted once however often it was signalled.
+#[derive(Default)]
+struct Stopped {
+    own: Vec<libc::pid_t>,
+    foreign: Vec<libc::pid_t>,
+}
+
+impl Stopped {
+    fn note(&mut self, pid: libc::pid_t, own: bool) {
+        if !self.own.contains(&pid) && !self.foreign.contains(&pid) {
+            if own {
+                self.own.push(pid);
+            } else {
+                self.foreign.push(pid);
+            }
+        }
+    }
+}
+
+/// Whether any child (own or foreign) is still running.
+fn any_running() -> bool {
+    procs::children().iter().any(|c| !c.zombie)
+}
+
+impl Server<'_> {
+    /// Own children still running (not zombies).
+    fn live_children(&mut self) -> u64 {
+        if self.sigfd.is_some() {
+            self.reap_main();
+        }
+        if self.config.reaper.counts_exactly() {
+            self.unreaped()
+        } else {
+            procs::children().iter().filter(|c| !c.zombie).count() as u64
+        }
+    }
+
+    /// Signals every running child with `sig`. Nothing reaps from the listing
+    /// to the last `kill`: loop/once block SIGCHLD (their handler reaps);
+    /// signalfd and none reap only in this thread, and not here; ignore stopped
+    /// the kernel's reaping before the first sweep.
+    fn sweep(&mut self, sig: libc::c_int, stopped: &mut Stopped) {
+        let hold = matches!(self.config.reaper, Reaper::Loop | Reaper::Once);
+        if hold {
+            let _ = signals::block_sigchld(true);
+        }
+        for child in procs::children().iter().filter(|c| !c.zombie) {
+            if sys::kill(child.pid, sig).is_ok() {
+                stopped.note(child.pid, signals::is_own(child.pid));
+            }
+        }
+        if hold {
+            let _ = signals::block_sigchld(false);
+        }
+    }
+
+    /// Stops accepting, waits up to `--grace` for children, stops the rest,
+    /// reaps what the mode reaps, and counts what is left.
+    pub(crate) fn shutdown(mut self) -> Summary {
+        // Cleared before the close: the stop handler must never shut down a
+        // descriptor number that something else may be given next.
+        signals::BLOCKING_LISTENER.store(-1, Ordering::SeqCst);
+        drop(self.listener.take());
+        WAKE_ON_CHILD.store(true, Ordering::SeqCst);
+        let deadline = Instant::now() + self.config.grace;
+        while self.live_children() > 0 {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            self.wait(false, Some(left.min(Duration::from_millis(20))));
+        }
+        if self.config.reaper == Reaper::Ignore {
+            // From here exits stay zombies until reaped below, so that no pid the
+            // sweep lists can be freed and reused before it is signalled.
+            let _ = signals::stop_kernel_reaping();
+        }
+        // Past the grace period: SIGTERM first, which a child turns into killing
+        // the process group of a CGI program it runs (a SIGKILL would leave that
+        // program orphaned), then SIGKILL whatever still runs, including orphans
+        // re-parented to a subreaper meanwhile.
+        let mut stopped = Stopped::default();
+        self.sweep(libc::SIGTERM, &mut stopped);
+        let term_deadline = Instant::now() + TERM_WAIT;
+        while any_running() && Instant::now() < term_deadline {
+            self.wait(false, Some(Duration::from_millis(10)));
+        }
+        let kill_deadline = Instant::now() + KILL_WAIT;
+        while any_running() && Instant::now() < kill_deadline {
+            self.sweep(libc::SIGKILL, &mut stopped);
+            self.wait(false, Some(Duration::from_millis(10)));
+        }
+        match self.config.reaper {
+            // The handler reaps; this catches an exit whose signal is still pending.
+            Reaper::Loop => {
+                while let Some((pid, _)) = sys::reap_one() {
+                    signals::record_reap(pid);
+                }
+            }
+            Reaper::Signalfd => self.reap_main(),
+            // Exits since the kernel stopped reaping: what it would have done.
+            Reaper::Ignore => while sys::reap_one().is_some() {},
+            Reaper::None | Reaper::Once => {}
+        }
+        let zombies_left = procs::children().iter().filter(|c| c.zombie).count() as u64;
+        let ignore = self.config.reaper == Reaper::Ignore;
+        let stop_signal = signals::STOP_SIGNAL.load(Ordering::SeqCst);
+        Summary {
+            reaper: Some(self.config.reaper),
+            connections: self.forked,
+            fork_failures: self.fork_failures,
+            reaped: (!ignore).then(|| self.reaped()),
+            peak_children: (!ignore).then_some(self.peak),
+            sigchld: SIGCHLD_COUNT.load(Ordering::Relaxed),
+            killed: stopped.own.len() as u64,
+            foreign_killed: stopped.foreign.len() as u64,
+            abnormal_exits: self.abnormal,
+            foreign_reaped: FOREIGN.load(Ordering::Relaxed),
+            zombies_left,
+            dropped_log_lines: log::dropped(),
+            stop_signal: (stop_signal != 0).then_some(stop_signal),
+        }
+    }
+}
