@@ -60,6 +60,9 @@ pub struct ExecConfig {
 /// re-parented orphan stays our zombie.
 const TICK: Duration = Duration::from_millis(10);
 
+/// Sampling takes at most 1/SAMPLE_COST_RATIO of the run's time.
+const SAMPLE_COST_RATIO: u32 = 10;
+
 /// After a stop signal was forwarded, how long COMMAND gets to exit before
 /// SIGKILL (a second stop signal skips it).
 const INTERRUPT_GRACE: Duration = Duration::from_secs(2);
@@ -218,11 +221,17 @@ impl Running {
             if now >= next_sample {
                 let sampled = tracker.sample(Scan::Walk);
                 self.note(sampled);
-                // Due at fixed steps; a slow scan skips steps, never bunches them.
+                let took = now.elapsed();
+                // Due at fixed steps; a slow scan skips steps, never bunches
+                // them, and a costly one (a tree of thousands) spaces the
+                // next out, so sampling takes at most 1/SAMPLE_COST_RATIO of
+                // the time. Zombie times stay lower bounds, only coarser.
                 next_sample += config.interval;
-                if next_sample < Instant::now() {
-                    next_sample = Instant::now() + config.interval;
+                let after = Instant::now();
+                if next_sample < after {
+                    next_sample = after + config.interval;
                 }
+                next_sample = next_sample.max(after + took * (SAMPLE_COST_RATIO - 1));
             }
             let wait = next_sample
                 .saturating_duration_since(Instant::now())

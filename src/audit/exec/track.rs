@@ -27,8 +27,10 @@
 //! start of the last, which is at most two intervals (and two scans) short of
 //! its real time, never longer. That is what `--min-age` means here: a zombie
 //! counts once it was seen defunct for at least that long. On a starved
-//! machine samples come late (a 2 s gap at load 50 on 2 cores was seen), and a
-//! zombie held little longer than `--min-age` can then go uncounted.
+//! machine samples come late (a 2 s gap at load 50 on 2 cores was seen), and
+//! the runner spaces samples out when a tree of thousands makes them costly
+//! (sampling stays within a tenth of the time): a zombie held little longer
+//! than `--min-age` can then go uncounted, never a brief one counted.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -225,7 +227,13 @@ impl Tracker {
             })
             .collect();
         let mut seen: std::collections::HashSet<i32> = run.iter().map(|p| p.pid).collect();
-        let mut queue: std::collections::VecDeque<i32> = seen.iter().copied().collect();
+        // A zombie has no children (they are re-parented when it exits): a
+        // farm of thousands costs one `stat` each, not three reads.
+        let mut queue: std::collections::VecDeque<i32> = run
+            .iter()
+            .filter(|p| !p.is_zombie())
+            .map(|p| p.pid)
+            .collect();
         queue.push_front(self.me);
         while let Some(parent) = queue.pop_front() {
             let Some(listed) = self.procs.listed_children(parent) else {
@@ -241,7 +249,9 @@ impl Tracker {
                 .collect();
             for child in self.procs.stat_many(&new, |s| s.ppid == parent)? {
                 seen.insert(child.pid);
-                queue.push_back(child.pid);
+                if !child.is_zombie() {
+                    queue.push_back(child.pid);
+                }
                 run.push(child);
             }
         }
