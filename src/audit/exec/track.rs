@@ -100,8 +100,8 @@ pub struct Tracker {
 pub enum Scan {
     /// Walk the run's own tree; a full scan when the safety net is due.
     Walk,
-    /// Read every process on the machine (the first sample, the settle, the
-    /// report's): what the verdict on leftovers rests on.
+    /// Read every process on the machine: the sample a report of leftovers
+    /// rests on (the settle's last, and the one after a stop signal).
     Full,
 }
 
