@@ -11,7 +11,6 @@
 
 use std::io::{Read, Write};
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use serde_json::Value;
@@ -20,16 +19,6 @@ use crate::common::*;
 
 /// Generous bound on one run on a noisy 2-core machine.
 pub(crate) const LIMIT: Duration = Duration::from_secs(90);
-
-/// A token of digits unique to this test process and call.
-pub(crate) fn tag() -> String {
-    static N: AtomicUsize = AtomicUsize::new(0);
-    format!(
-        "{}{:03}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::SeqCst)
-    )
-}
 
 /// `sleep`'s argument that marks one test's processes: 300 s and a bit.
 pub(crate) fn marker() -> String {

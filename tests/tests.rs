@@ -1,6 +1,8 @@
 //! The one integration test binary: real `lsbaws` processes, real sockets on
 //! loopback, real /proc.
 
+mod attack;
+mod attack_smoke;
 mod audit;
 mod audit_exec;
 mod audit_exec_stress;

@@ -18,12 +18,12 @@ const LIMIT: Duration = Duration::from_secs(60);
 
 /// A python3 process (tests/servers/zombies.py) that made zombies and never
 /// reaps them; killed (its zombies then go to init) on drop.
-struct ZombieParent {
+pub(crate) struct ZombieParent {
     guard: ProcGuard,
 }
 
 impl ZombieParent {
-    fn spawn(args: &[String]) -> ZombieParent {
+    pub(crate) fn spawn(args: &[String]) -> ZombieParent {
         let mut child = Command::new(python3())
             .arg(fixture("servers/zombies.py"))
             .args(args)
@@ -44,13 +44,13 @@ impl ZombieParent {
         ZombieParent { guard }
     }
 
-    fn with_count(n: usize) -> ZombieParent {
+    pub(crate) fn with_count(n: usize) -> ZombieParent {
         let z = Self::spawn(&["--count".into(), n.to_string()]);
         assert_eq!(zombies_of(z.pid()), n, "zombies of {}", z.pid());
         z
     }
 
-    fn pid(&self) -> i32 {
+    pub(crate) fn pid(&self) -> i32 {
         self.guard.pid()
     }
 }

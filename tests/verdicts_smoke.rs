@@ -7,9 +7,7 @@
 //! process group through `Spawned`, which kills the group and every descendant
 //! if a test fails, so no server or daemon outlives a failed test.
 
-use std::path::PathBuf;
 use std::process::Command;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -26,40 +24,6 @@ const PY_FORKING_SERVER: &str = "import http.server, socketserver, sys
 class Server(socketserver.ForkingMixIn, http.server.HTTPServer):
     request_queue_size = 1024
 Server(('127.0.0.1', int(sys.argv[1])), http.server.SimpleHTTPRequestHandler).serve_forever()";
-
-/// A unique token of digits for this test process: `n` tells calls apart.
-fn tag() -> String {
-    static N: AtomicUsize = AtomicUsize::new(0);
-    format!(
-        "{}{:03}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::SeqCst)
-    )
-}
-
-/// A fresh directory of its own under the target dir; removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(what: &str) -> TempDir {
-        let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
-            .join(format!("verdicts-{what}-{}", tag()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        std::fs::write(dir.join("index.html"), "hello\n").expect("index");
-        TempDir(dir)
-    }
-
-    fn path(&self, name: &str) -> String {
-        self.0.join(name).to_str().expect("utf-8 path").to_string()
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// `lsbaws smoke --quiet ARGS` in `dir`, to completion (bounded); the exit code
 /// (-1 for a signal), stdout and stderr.

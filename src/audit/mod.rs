@@ -44,6 +44,12 @@ pub fn audit(config: &AuditConfig) -> Result<AuditReport> {
     }
     let mut procs = ProcReader::new(&config.proc_root);
     let ticks = crate::proc::ticks_per_second() as f64;
+    if let (Some(why), Some(pid)) = (&hidden, config.scope.pid())
+        && procs.target(pid).is_err_and(|e| e.is::<Gone>())
+        && crate::proc::exists(pid)
+    {
+        bail!("pid {pid} exists, but {why} hides it from this user; run as root");
+    }
     match &config.scope {
         Scope::Children(pid) => children(config, &mut procs, ticks, *pid, hidden.is_some()),
         Scope::Tree(pid) => tree(config, &mut procs, ticks, &[*pid]),

@@ -24,11 +24,12 @@ pub fn raise_nofile() -> Option<(u64, u64)> {
 /// The warning to print when `sockets` simultaneous connections need more
 /// descriptors than the limit leaves.
 pub fn fd_warning(sockets: u64, soft: u64) -> Option<String> {
-    let available = soft.saturating_sub(crate::proc::open_fds().unwrap_or(0) + FD_RESERVE);
+    let open = crate::proc::open_fds().unwrap_or(0);
+    let available = soft.saturating_sub(open + FD_RESERVE);
     (sockets > available).then(|| {
         format!(
-            "{sockets} simultaneous connections need more file descriptors than the \
-             {available} available (open-file limit {soft}); raise it with `ulimit -n` \
+            "{sockets} simultaneous connections need more file descriptors than this process \
+             can open (open-file limit {soft}, {open} open already); raise it with `ulimit -n` \
              (failures will be counted as fd_exhausted)"
         )
     })

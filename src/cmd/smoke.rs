@@ -92,10 +92,20 @@ pub fn config(args: &SmokeArgs) -> anyhow::Result<SmokeConfig> {
             .collect();
         ServerSpec::Command { argv, port }
     };
+    // The same checks as `lsbaws blast` (zero clients, --threads 0, a URL it
+    // would refuse, ...), before the server starts rather than after.
+    let port = match &server {
+        ServerSpec::Command { port, .. } => *port,
+        ServerSpec::BuiltIn { .. } => 1,
+    };
     let config = config_for(server);
-    // The same checks as `lsbaws blast` (zero clients, --threads 0, ...), and
-    // before the server starts rather than after.
-    config.blast_config("http://127.0.0.1:1/")?;
+    let url = match &args.url {
+        Some(url) => url.replace("{port}", &port.to_string()),
+        None => "http://127.0.0.1:1/".to_string(),
+    };
+    config
+        .blast_config(&url)
+        .with_context(|| format!("--url {:?}", crate::text::escape(&url)))?;
     Ok(config)
 }
 

@@ -128,7 +128,9 @@ pub fn descendants(root: i32) -> anyhow::Result<Vec<ProcStat>> {
 pub fn hidden_pids() -> Option<String> {
     let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
     // Fields: id parent major:minor root mountpoint options ... - fstype source superoptions
-    let super_options = mountinfo.lines().find_map(|line| {
+    // The last proc mounted on /proc is the one in force (a stacked mount, as
+    // systemd's ProtectProc= makes, hides the first).
+    let super_options = mountinfo.lines().rev().find_map(|line| {
         let (left, right) = line.split_once(" - ")?;
         let mountpoint = left.split(' ').nth(4)?;
         let mut right = right.split(' ');

@@ -98,7 +98,7 @@ pub fn run(
     match test(config, &mut server, &mut found, shutdown, progress) {
         Ok(()) => Ok(finish(config, Some(server), found, shutdown, started)),
         Err(err) => {
-            server.stop(config.grace.min(ERROR_GRACE), shutdown);
+            server.stop(config.grace.min(server::STOP_GRACE), shutdown);
             server.kill_group();
             leftovers::stop_children(LEFTOVER_GRACE, CLEANUP_LIMIT, &[]);
             Err(err)
@@ -169,11 +169,6 @@ fn test(
     Ok(())
 }
 
-/// How long a server is given to exit when the run ended in an error or a stop
-/// request: nobody waits for a verdict, and a CI job's timeout sends one
-/// SIGTERM and then SIGKILL a few seconds later.
-const ERROR_GRACE: Duration = Duration::from_secs(1);
-
 /// What the phases that ran found.
 #[derive(Default)]
 struct Found {
@@ -211,11 +206,16 @@ fn finish(
         );
     };
     let grace = if shutdown.requested() {
-        config.grace.min(ERROR_GRACE)
+        config.grace.min(server::STOP_GRACE)
     } else {
         config.grace
     };
     let (exit, graceful) = server.stop(grace, shutdown);
+    // Exited between the audit and the stop: still a death during the run.
+    let mut found = found;
+    if found.early_exit.is_none() {
+        found.early_exit = server.exited_unasked;
+    }
     // The server is reaped: every process still below smoke outlived it.
     let orphans = left_behind(&found.owners, shutdown);
     server.kill_group();

@@ -32,6 +32,9 @@ const TAIL_LINES: usize = 20;
 const MAX_LINE: usize = 4096;
 /// How often waits look at the server, the clock and the stop request.
 const POLL: Duration = Duration::from_millis(20);
+/// The most a server is given to exit once a stop signal came (also in the
+/// middle of its grace): the CI job that sent it may kill smoke soon.
+pub const STOP_GRACE: Duration = Duration::from_secs(1);
 /// How long a server killed by a signal during the ready wait may precede the
 /// stop request that the same signal brings smoke.
 const SIGNAL_RACE: Duration = Duration::from_millis(200);
@@ -85,6 +88,9 @@ pub struct ServerProcess {
     readers: Vec<JoinHandle<()>>,
     /// Set once the child has been reaped.
     exit: Option<ExitStatus>,
+    /// Its status when it had exited before smoke asked it to stop: a server
+    /// that dies on its own during the run (a crash) is a finding.
+    pub exited_unasked: Option<ExitStatus>,
 }
 
 /// Copies a pipe's lines into a bounded tail; the first line goes to `first`
@@ -220,6 +226,7 @@ impl ServerProcess {
             stderr_tail: stderr_tail.clone(),
             readers: Vec::new(),
             exit: None,
+            exited_unasked: None,
         };
         // Without its readers the server would block on a full pipe; no thread
         // to be had (RLIMIT_NPROC, a cgroup's pids.max) is an error, and the
@@ -384,9 +391,18 @@ impl ServerProcess {
         let pid = Pid::from_raw(self.pid as i32);
         if self.try_exit().is_none() {
             let _ = kill(pid, Signal::SIGTERM);
+        } else if self.exited_unasked.is_none() {
+            self.exited_unasked = self.exit;
         }
-        let deadline = Instant::now() + grace;
+        let mut deadline = Instant::now() + grace;
+        let mut stop_seen = shutdown.requested();
         while self.try_exit().is_none() && Instant::now() < deadline && !shutdown.urgent() {
+            if !stop_seen && shutdown.requested() {
+                // A stop signal now: nobody waits for a verdict any more, and
+                // the job that sent it may kill smoke soon.
+                stop_seen = true;
+                deadline = deadline.min(Instant::now() + STOP_GRACE);
+            }
             std::thread::sleep(Duration::from_millis(10));
         }
         let graceful = self.exit.is_some();
