@@ -42,7 +42,8 @@ impl Command {
         match self {
             Command::Serve(_) => false,
             Command::Blast(a) => a.json,
-            Command::Audit(a) => a.json,
+            // With --report FILE, stdout is COMMAND's alone: errors go to FILE.
+            Command::Audit(a) => a.json && a.report.is_none(),
             Command::Smoke(a) => a.json,
             Command::Merge(a) => a.json,
         }
@@ -272,24 +273,41 @@ pub struct BlastArgs {
     pub quiet: bool,
 }
 
-/// Find defunct (zombie) children of a process in /proc.
+/// Find defunct (zombie) children of a process in /proc, or run a command and
+/// report the processes it leaves behind.
 ///
-/// Lists the zombies (state Z) among the direct children of --pid (--tree: all its
-/// descendants), then one summary line. Exit 0 when at most --max-zombies are found,
-/// 1 when more, 2 when the pid does not exist or /proc cannot be read.
+/// With --pid: lists the zombies (state Z) among the direct children of --pid
+/// (--tree: all its descendants), then one summary line. Exit 0 when at most
+/// --max-zombies are found, 1 when more, 2 when the pid does not exist or /proc
+/// cannot be read.
+///
+/// With `-- COMMAND`: a leak gate for any command. Runs COMMAND as a child
+/// subreaper in its own process group (stdin, stdout and stderr are its own,
+/// byte for byte), samples its process tree every --interval, and when it exits
+/// waits --settle, then reports the processes it left running, the zombies that
+/// stayed defunct longer than --min-age (by parent, with the most held at once),
+/// and the orphans that exited on their own and were reaped. What is left is
+/// stopped after the report (SIGTERM, then SIGKILL) unless --keep. The report
+/// follows COMMAND's output on stdout (--report FILE: in FILE instead).
 #[derive(Debug, clap::Args)]
 #[command(
-    after_help = "Exit status: 0 when at most --max-zombies zombies are found, 1 when more,\n\
-    2 when the pid does not exist or /proc cannot be read.\n\n\
+    after_help = "Exit status with --pid or --all: 0 when at most --max-zombies zombies are\n\
+    found, 1 when more, 2 when the pid does not exist or /proc cannot be read.\n\
+    Exit status with -- COMMAND: COMMAND's own when it failed (128 + N when signal N\n\
+    killed it); else 1 when more than --max-orphans processes were left running or more\n\
+    than --max-zombies zombies were held; else 0. 2 when COMMAND cannot start. SIGINT,\n\
+    SIGTERM and SIGHUP go to COMMAND's process group; then 128 + the signal.\n\n\
     Examples:\n  \
     lsbaws audit --pid 1234\n  \
     lsbaws audit --pid 1234 --tree --settle 2s       # CI: let transient zombies be reaped\n  \
     lsbaws audit --pid 1234 --watch 500ms --count 20 # watch zombies pile up in a blast\n  \
-    lsbaws audit --all"
+    lsbaws audit --all\n  \
+    lsbaws audit -- cargo test                      # fail the job on leaked processes\n  \
+    lsbaws audit --junit leaks.xml -- pytest"
 )]
 pub struct AuditArgs {
     /// The process whose children are audited.
-    #[arg(long, value_name = "PID", required_unless_present = "all")]
+    #[arg(long, value_name = "PID", required_unless_present_any = ["all", "command"])]
     pub pid: Option<i32>,
 
     /// All descendants, not only direct children.
@@ -311,12 +329,16 @@ pub struct AuditArgs {
     /// Count only zombies whose process started more than this long ago (the age
     /// is since start, not since exit; a correct server's short-lived children
     /// pass). For pre-fork servers whose workers live long, use --settle.
-    #[arg(long, default_value = "0s", value_parser = parse_duration, value_name = "DURATION")]
-    pub min_age: Duration,
+    /// With -- COMMAND: count only zombies seen defunct for at least this long
+    /// [default: 0s; 1s with -- COMMAND].
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    pub min_age: Option<Duration>,
 
     /// Re-scan until at most --max-zombies are left or this much time has passed.
-    #[arg(long, default_value = "0s", value_parser = parse_duration, value_name = "DURATION")]
-    pub settle: Duration,
+    /// With -- COMMAND: how long its leftovers get to exit on their own after it
+    /// exits [default: 0s; 500ms with -- COMMAND].
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    pub settle: Option<Duration>,
 
     /// Sample every INTERVAL and print one line each (time, live children, zombies);
     /// the exit code follows the last sample.
@@ -328,9 +350,38 @@ pub struct AuditArgs {
           value_parser = clap::value_parser!(u64).range(1..))]
     pub count: Option<u64>,
 
+    /// With -- COMMAND: exit 1 only when more processes than this are left running.
+    #[arg(long, default_value_t = 0, value_name = "O", conflicts_with_all = ["pid", "all"])]
+    pub max_orphans: u64,
+
+    /// With -- COMMAND: time between two samples of its process tree. A zombie
+    /// that lasts less than this may be missed (see --min-age).
+    #[arg(long, default_value = "100ms", value_parser = parse_duration,
+          value_name = "DURATION", conflicts_with_all = ["pid", "all"])]
+    pub interval: Duration,
+
+    /// With -- COMMAND: leave the processes it left running instead of stopping them.
+    #[arg(long, conflicts_with_all = ["pid", "all"])]
+    pub keep: bool,
+
+    /// With -- COMMAND: also write a JUnit XML report (testcases "command",
+    /// "orphans", "zombies") to FILE.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["pid", "all"])]
+    pub junit: Option<PathBuf>,
+
+    /// With -- COMMAND: write the report (table or --json) to FILE instead of
+    /// stdout, which then carries COMMAND's output alone.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["pid", "all"])]
+    pub report: Option<PathBuf>,
+
     /// Read this directory instead of /proc (tests point it at a fake tree).
     #[arg(long, hide = true, default_value = crate::proc::ROOT, value_name = "DIR")]
     pub proc_root: PathBuf,
+
+    /// The command to run and audit (after --).
+    #[arg(last = true, value_name = "COMMAND",
+          conflicts_with_all = ["pid", "all", "tree", "watch", "count"])]
+    pub command: Vec<std::ffi::OsString>,
 }
 
 /// Start a server, blast it, audit it: the CI job in one command.

@@ -4,6 +4,9 @@
 mod attack;
 mod attack_smoke;
 mod audit;
+mod audit_exec;
+mod audit_exec_stress;
+mod audit_exec_tty;
 mod blast;
 mod blast_rate;
 mod blast_reach;

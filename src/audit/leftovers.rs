@@ -1,23 +1,27 @@
 //! What a run left behind: the processes below this one (a child subreaper)
-//! that outlived the process it started, and the clean-up that stops them.
+//! that outlived the process it started, how they are reaped, and the
+//! clean-up that stops them.
 //!
 //! Owns the rule of what counts as left behind (alive, below us, outside the
-//! trees a caller keeps) and the bounded stop (TERM, a grace, KILL, reap until
-//! none is left). Used by `smoke` for its server and by `audit -- COMMAND`.
-//! Must never signal a process that is not our own child by pid (a grandchild's
-//! pid could be recycled; our children's cannot until we reap them), and never
-//! wait without a bound.
+//! trees a caller keeps), reaping that never loses an exit status ([`reap_each`]), and the bounded stop (TERM to each leftover
+//! and its group, a grace, KILL, reap until none is left). Used by `smoke` for
+//! its server and by `audit -- COMMAND`. Must never signal a process or group
+//! that is not provably ours at that instant (a grandchild's pid could be
+//! recycled; our unreaped children's cannot, nor the id of a group one of them
+//! is in), never signal our own process group, and never wait without a bound.
 
+use std::collections::HashSet;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
-use nix::sys::signal::{Signal, kill};
-use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
-use nix::unistd::Pid;
+use nix::errno::Errno;
+use nix::sys::signal::{Signal, kill, killpg};
+use nix::sys::wait::{Id, WaitPidFlag, WaitStatus, waitid, waitpid};
+use nix::unistd::{Pid, getpgid, getpgrp};
 use serde::Serialize;
 
-use crate::proc::ProcReader;
+use crate::proc::{ProcReader, ProcStat};
 
 /// A process left behind.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -31,6 +35,34 @@ pub struct Leftover {
     pub comm: String,
     /// Its command line, when /proc still has one.
     pub cmdline: Option<String>,
+    /// The process that started it, when a sample saw it before it was
+    /// re-parented (`audit -- COMMAND` samples; smoke does not).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub started_by: Option<Origin>,
+}
+
+/// The parent a process had when it was first seen.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Origin {
+    pub pid: i32,
+    pub comm: String,
+    pub cmdline: Option<String>,
+}
+
+impl Leftover {
+    /// `p` as a leftover, its age on the boot clock (`uptime` seconds, `ticks`
+    /// per second), its command line read now.
+    pub fn of(p: &ProcStat, uptime: f64, ticks: f64) -> Leftover {
+        Leftover {
+            pid: p.pid,
+            ppid: p.ppid,
+            state: p.state,
+            age_s: ((uptime - p.starttime as f64 / ticks).max(0.0) * 100.0).round() / 100.0,
+            comm: p.comm.clone(),
+            cmdline: crate::proc::cmdline(p.pid),
+            started_by: None,
+        }
+    }
 }
 
 /// The live processes below this one, except the trees rooted at `keep` (and
@@ -42,25 +74,65 @@ pub fn below_self(keep: &[i32]) -> Result<Vec<Leftover>> {
     let uptime = procs.uptime()?;
     let ticks = crate::proc::ticks_per_second() as f64;
     let everyone = procs.scan(|_| true)?;
-    let found = crate::proc::walk(&everyone, &[me], keep);
-    let mut left: Vec<Leftover> = found
+    let mut left: Vec<Leftover> = crate::proc::walk(&everyone, &[me], keep)
         .into_iter()
         .filter(|p| p.state != 'Z')
-        .map(|p| Leftover {
-            pid: p.pid,
-            ppid: p.ppid,
-            state: p.state,
-            age_s: ((uptime - p.starttime as f64 / ticks).max(0.0) * 100.0).round() / 100.0,
-            comm: p.comm.clone(),
-            cmdline: crate::proc::cmdline(p.pid),
-        })
+        .map(|p| Leftover::of(p, uptime, ticks))
         .collect();
     left.sort_by_key(|l| l.pid);
     Ok(left)
 }
 
+/// A child of this process that was reaped, with what its `stat` said just
+/// before (a zombie keeps comm and start time; its cmdline is already empty).
+#[derive(Debug, Clone)]
+pub struct Reaped {
+    pub pid: i32,
+    pub status: WaitStatus,
+    pub stat: Option<ProcStat>,
+}
+
+/// At most this many reaps per [`reap_each`] call, so that a stream of
+/// exiting orphans cannot keep the caller from its other duties.
+const MAX_REAPS_PER_CALL: usize = 4096;
+
+/// Reaps the children that have exited, one at a time, and hands each to
+/// `on_reaped`. Each is peeked at first (waitid with WNOWAIT), so its `stat`
+/// is read while the zombie still has one, then reaped by its own pid
+/// (waitpid(pid)): no exit status is ever discarded, so a caller that needs one
+/// child's status (`audit -- COMMAND`) gets it exactly, among any number of
+/// re-parented orphans. Returns how many were reaped.
+pub fn reap_each(procs: &mut ProcReader, mut on_reaped: impl FnMut(Reaped)) -> usize {
+    let peek = WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT;
+    let mut n = 0;
+    while n < MAX_REAPS_PER_CALL {
+        // ECHILD (no children) or EINTR: nothing more this time.
+        let Ok(Some(pid)) = waitid(Id::All, peek).map(|s| s.pid()) else {
+            break;
+        };
+        let stat = procs.stat(pid.as_raw()).ok().flatten();
+        match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
+            Ok(status @ (WaitStatus::Exited(..) | WaitStatus::Signaled(..))) => {
+                n += 1;
+                on_reaped(Reaped {
+                    pid: pid.as_raw(),
+                    status,
+                    stat,
+                });
+            }
+            // Only this thread reaps, so the peeked child is there; anything
+            // else would loop on the same peek: stop and let the caller retry.
+            _ => break,
+        }
+    }
+    n
+}
+
 /// Stops every child of this process and reaps it, until none is left or
 /// `limit` passes: SIGTERM and up to `grace` for them to exit, then SIGKILL.
+/// Each signal goes to the child and to its process group when the child
+/// leads it or the group is one of `groups` (`audit -- COMMAND`'s own group),
+/// so a daemon's workers go with it instead of one re-parenting round later.
 /// Killing a re-parented daemon re-parents its own children to us only then,
 /// so this repeats; later rounds (processes that already outlived a SIGTERM
 /// to their parent) get SIGKILL at once, so a deep chain of processes that
@@ -69,7 +141,7 @@ pub fn below_self(keep: &[i32]) -> Result<Vec<Leftover>> {
 ///
 /// Call it only once every child whose exit status matters has been reaped:
 /// it reaps any child.
-pub fn stop_children(grace: Duration, limit: Duration) -> Vec<i32> {
+pub fn stop_children(grace: Duration, limit: Duration, groups: &[i32]) -> Vec<i32> {
     let deadline = Instant::now() + limit;
     let mut first = true;
     loop {
@@ -88,17 +160,15 @@ pub fn stop_children(grace: Duration, limit: Duration) -> Vec<i32> {
                 .unwrap_or(pids);
         }
         if std::mem::take(&mut first) {
-            for &pid in &pids {
-                let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
-            }
+            signal_each(&pids, groups, Signal::SIGTERM);
             let grace_end = (Instant::now() + grace).min(deadline);
-            while Instant::now() < grace_end && !pids.iter().all(|&p| gone(p)) {
+            // Peek, do not reap: a reaped child's pid, or the id of the group
+            // it led, could be recycled before the SIGKILL below is sent.
+            while Instant::now() < grace_end && !pids.iter().all(|&p| exited(p)) {
                 std::thread::sleep(Duration::from_millis(10));
             }
         }
-        for &pid in &pids {
-            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
-        }
+        signal_each(&pids, groups, Signal::SIGKILL);
         // SIGKILL is prompt, but a process in uninterruptible sleep is not:
         // poll within the bound instead of blocking in waitpid.
         while Instant::now() < deadline && !pids.iter().all(|&p| gone(p)) {
@@ -108,11 +178,40 @@ pub fn stop_children(grace: Duration, limit: Duration) -> Vec<i32> {
     }
 }
 
+/// Sends `signal` to each of our unreaped children `pids` and, once each, to
+/// the process groups they are in that are safe to signal: a group one of them
+/// leads, or one of `groups`, never ours. The child is unreaped and in that
+/// group at this instant, so the group id names that group and no other.
+fn signal_each(pids: &[i32], groups: &[i32], signal: Signal) {
+    let own = getpgrp();
+    let mut signalled = HashSet::new();
+    for &pid in pids {
+        let pid = Pid::from_raw(pid);
+        if let Ok(group) = getpgid(Some(pid)) {
+            let ours = group == pid || groups.contains(&group.as_raw());
+            if ours && group != own && group.as_raw() > 1 && signalled.insert(group) {
+                let _ = killpg(group, signal);
+            }
+        }
+        let _ = kill(pid, signal);
+    }
+}
+
+/// Whether our child `pid` has exited (or is no child of ours), without
+/// reaping it.
+fn exited(pid: i32) -> bool {
+    let peek = WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT;
+    !matches!(
+        waitid(Id::Pid(Pid::from_raw(pid)), peek),
+        Ok(WaitStatus::StillAlive) | Err(Errno::EINTR)
+    )
+}
+
 /// Whether our child `pid` has been reaped (waitpid says it is no child of ours).
 fn gone(pid: i32) -> bool {
     matches!(
         waitpid(Pid::from_raw(pid), Some(WaitPidFlag::WNOHANG)),
-        Err(nix::errno::Errno::ECHILD) | Ok(WaitStatus::Exited(..) | WaitStatus::Signaled(..))
+        Err(Errno::ECHILD) | Ok(WaitStatus::Exited(..) | WaitStatus::Signaled(..))
     )
 }
 
@@ -158,5 +257,16 @@ mod tests {
         let mut found: Vec<i32> = walk(&all, &[10], &[11]).iter().map(|p| p.pid).collect();
         found.sort_unstable();
         assert_eq!(found, [20, 21]);
+    }
+
+    /// A root missing from the scan (it exited while the scan ran) still leads
+    /// to the children whose `stat` still named it, and a loop of parent links
+    /// (pids reused mid-scan) ends.
+    #[test]
+    fn a_vanished_root_still_leads_to_its_children_and_loops_end() {
+        let all = [p(11, 10), p(12, 11), p(40, 41), p(41, 40)];
+        let mut found: Vec<i32> = walk(&all, &[10, 40], &[]).iter().map(|p| p.pid).collect();
+        found.sort_unstable();
+        assert_eq!(found, [11, 12, 41]);
     }
 }

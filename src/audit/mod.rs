@@ -8,6 +8,7 @@
 //! that vanishes mid-scan fail the audit.
 
 mod config;
+pub mod exec;
 pub mod leftovers;
 mod report;
 

@@ -1,16 +1,27 @@
 //! `lsbaws audit`: flags → [`AuditConfig`], one scan (settling) or a watch, the
-//! table or JSON, the verdict.
+//! table or JSON, the verdict; or, with `-- COMMAND`, flags → [`ExecConfig`],
+//! the run, the report after COMMAND's output (or in `--report FILE`), JUnit.
 //!
-//! Owns the validation of audit's flags and its output, one line per `--watch`
-//! sample as it happens. Must never read /proc: the engine does.
+//! Owns the validation of audit's flags, the defaults that differ between the
+//! two modes, and the output, one line per `--watch` sample as it happens.
+//! Must never read /proc or run anything: the engines do. Must never write to
+//! stdout while COMMAND runs: stdout is COMMAND's until it ends.
 
 use std::io::Write;
+use std::time::Duration;
 
-use anyhow::{Result, bail};
+use anyhow::{Result, bail, ensure};
 
+use crate::audit::exec::{ExecConfig, ExecReport};
 use crate::audit::{self, AuditConfig, Scope, WatchConfig};
 use crate::cli::AuditArgs;
 use crate::outcome::Outcome;
+
+/// `--min-age` and `--settle` with `-- COMMAND`: a test suite's children are
+/// short-lived, so only a zombie left for a second is a finding, and a
+/// daemon's workers get half a second to follow their master out.
+const EXEC_MIN_AGE: Duration = Duration::from_secs(1);
+const EXEC_SETTLE: Duration = Duration::from_millis(500);
 
 /// Validates what clap parsed.
 pub fn config(args: &AuditArgs) -> Result<AuditConfig> {
@@ -27,10 +38,39 @@ pub fn config(args: &AuditArgs) -> Result<AuditConfig> {
     Ok(AuditConfig {
         scope,
         proc_root: args.proc_root.clone(),
-        min_age: args.min_age,
+        min_age: args.min_age.unwrap_or(Duration::ZERO),
         max_zombies: args.max_zombies,
-        settle: args.settle,
+        settle: args.settle.unwrap_or(Duration::ZERO),
     })
+}
+
+/// Validates the flags of `audit -- COMMAND`.
+pub fn exec_config(args: &AuditArgs) -> Result<ExecConfig> {
+    ensure!(!args.command.is_empty(), "no command after --");
+    ensure!(
+        !args.interval.is_zero(),
+        "--interval 0: the interval must be longer than zero"
+    );
+    Ok(ExecConfig {
+        argv: args.command.clone(),
+        interval: args.interval,
+        min_age: args.min_age.unwrap_or(EXEC_MIN_AGE),
+        settle: args.settle.unwrap_or(EXEC_SETTLE),
+        max_zombies: args.max_zombies,
+        max_orphans: args.max_orphans,
+        keep: args.keep,
+        terminal: foreground_terminal(),
+    })
+}
+
+/// Whether stdin is a terminal whose foreground process group is ours: then
+/// COMMAND's group is given it while it runs, as a shell gives it to a job.
+fn foreground_terminal() -> bool {
+    use std::io::IsTerminal;
+    use std::os::fd::AsFd;
+    let stdin = std::io::stdin();
+    stdin.is_terminal()
+        && nix::unistd::tcgetpgrp(stdin.as_fd()).is_ok_and(|g| g == nix::unistd::getpgrp())
 }
 
 /// `--watch INTERVAL --count K`, validated; `None` without `--watch`.
@@ -49,6 +89,9 @@ pub fn watch_config(args: &AuditArgs) -> Result<Option<WatchConfig>> {
 
 /// The `audit` command.
 pub fn run(args: &AuditArgs) -> Result<Outcome> {
+    if !args.command.is_empty() {
+        return run_exec(args);
+    }
     let shutdown = super::stop_signals()?;
     let config = config(args)?;
     let watch = watch_config(args)?;
@@ -98,6 +141,69 @@ pub fn run(args: &AuditArgs) -> Result<Outcome> {
     })
 }
 
+/// `audit -- COMMAND`.
+fn run_exec(args: &AuditArgs) -> Result<Outcome> {
+    let shutdown = super::stop_signals()?;
+    let config = exec_config(args)?;
+    // Output files first: a path that cannot be written fails before COMMAND
+    // runs, not after it.
+    let mut junit = super::create(args.junit.as_deref(), "JUnit file")?;
+    let mut report_file = super::create(args.report.as_deref(), "report file")?;
+    let report = match audit::exec::run(&config, &shutdown) {
+        Ok(report) => report,
+        Err(err) => {
+            // COMMAND did not run. The files say why too; with --report, the
+            // --json error object goes there (stdout stays COMMAND's).
+            let message = format!("{err:#}");
+            if let Some((path, file)) = junit.as_mut() {
+                let _ = super::write_file(path, file, |out| {
+                    crate::render::junit::error_in("lsbaws audit", "command", &message, out)
+                });
+            }
+            if let Some((path, file)) = report_file.as_mut() {
+                let _ = super::write_file(path, file, |out| {
+                    if args.json {
+                        super::json_error(&message, out)
+                    } else {
+                        writeln!(out, "lsbaws: {}", crate::text::escape(&message))
+                    }
+                });
+            }
+            return Err(err);
+        }
+    };
+    // Everything of the run is stopped and reaped (or kept): only output is
+    // left, which a stop signal may end after a grace.
+    super::output_phase(&shutdown);
+    // The JUnit file first: a failure to write it is exit 2, and must not
+    // follow a verdict already printed.
+    if let Some((path, file)) = junit.as_mut() {
+        super::write_file(path, file, |out| crate::render::exec::junit(&report, out))?;
+    }
+    match report_file.as_mut() {
+        Some((path, file)) => {
+            super::write_file(path, file, |out| render_exec(&report, args.json, out))?;
+        }
+        None => {
+            let mut out = super::stdout();
+            render_exec(&report, args.json, &mut out)?;
+            out.flush()?;
+        }
+    }
+    if let Some(error) = &report.error {
+        super::diag(&crate::text::escape(error));
+    }
+    Ok(report.outcome())
+}
+
+fn render_exec(report: &ExecReport, json: bool, out: &mut impl Write) -> std::io::Result<()> {
+    if json {
+        crate::render::exec::json(report, out)
+    } else {
+        crate::render::exec::table(report, out)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -125,6 +231,37 @@ mod tests {
         assert_eq!(c.min_age, Duration::from_secs(2));
     }
 
+    /// The defaults differ by mode: --pid keeps its own (0s, 0s) unchanged;
+    /// -- COMMAND counts zombies held 1s and settles 500ms.
+    #[test]
+    fn each_mode_has_its_own_min_age_and_settle() {
+        let c = config(&args(&["--pid", "7"])).unwrap();
+        assert_eq!((c.min_age, c.settle), (Duration::ZERO, Duration::ZERO));
+        let e = exec_config(&args(&["--", "true"])).unwrap();
+        assert_eq!(e.min_age, Duration::from_secs(1));
+        assert_eq!(e.settle, Duration::from_millis(500));
+        assert_eq!(e.interval, Duration::from_millis(100));
+        assert_eq!((e.max_orphans, e.max_zombies, e.keep), (0, 0, false));
+        let e = exec_config(&args(&[
+            "--min-age",
+            "2s",
+            "--settle",
+            "0",
+            "--keep",
+            "--",
+            "sh",
+            "-c",
+            "x",
+        ]))
+        .unwrap();
+        assert_eq!(
+            (e.min_age, e.settle, e.keep),
+            (Duration::from_secs(2), Duration::ZERO, true)
+        );
+        assert_eq!(e.argv, ["sh", "-c", "x"]);
+        assert!(exec_config(&args(&["--interval", "0", "--", "true"])).is_err());
+    }
+
     #[test]
     fn non_positive_pids_and_zero_intervals_are_refused() {
         assert!(config(&args(&["--pid", "0"])).is_err());
@@ -141,6 +278,17 @@ mod tests {
             &["--pid", "1", "--count", "3"],
             &["--pid", "1", "--watch", "1s", "--count", "0"],
             &["--pid", "1", "--watch", "1s", "--settle", "1s"],
+            // -- COMMAND is its own mode; its flags need it.
+            &["--pid", "1", "--", "true"],
+            &["--all", "--", "true"],
+            &["--tree", "--", "true"],
+            &["--watch", "1s", "--", "true"],
+            &["--pid", "1", "--keep"],
+            &["--pid", "1", "--max-orphans", "1"],
+            &["--pid", "1", "--junit", "x.xml"],
+            &["--pid", "1", "--report", "x.txt"],
+            &["--pid", "1", "--interval", "1s"],
+            &[],
         ] {
             let mut full = vec!["lsbaws", "audit"];
             full.extend_from_slice(argv);

@@ -101,14 +101,19 @@ fn json_in_argv() -> bool {
 fn error(message: &str, json: bool) {
     diag(message);
     if json {
-        #[derive(serde::Serialize)]
-        struct Error<'a> {
-            error: &'a str,
-        }
         let mut out = stdout();
-        let _ = crate::render::json::line(&Error { error: message }, &mut out);
+        let _ = json_error(message, &mut out);
         let _ = out.flush();
     }
+}
+
+/// `{"error": "..."}` and a newline.
+pub fn json_error(message: &str, out: &mut impl Write) -> io::Result<()> {
+    #[derive(serde::Serialize)]
+    struct Error<'a> {
+        error: &'a str,
+    }
+    crate::render::json::line(&Error { error: message }, out)
 }
 
 /// One diagnostic line on stderr, `lsbaws: <msg>`. Never fails and never
@@ -225,6 +230,36 @@ pub fn stop_signals() -> anyhow::Result<Shutdown> {
         })
         .map_err(|e| anyhow::anyhow!("cannot start the signal thread: {e}"))?;
     Ok(shutdown)
+}
+
+/// Creates the output file at `path`, if one was asked for (`what` names it
+/// in the error): output files are opened before any work (as hyperfine's
+/// exporters are), so a path that cannot be written fails at once.
+pub fn create<'a>(
+    path: Option<&'a std::path::Path>,
+    what: &str,
+) -> anyhow::Result<Option<(&'a std::path::Path, std::fs::File)>> {
+    use anyhow::Context;
+    path.map(|path| {
+        std::fs::File::create(path)
+            .with_context(|| format!("cannot create the {what} {}", path.display()))
+            .map(|file| (path, file))
+    })
+    .transpose()
+}
+
+/// Writes a document (JUnit XML, a report) into an output file opened by
+/// [`create`]; an error names the file.
+pub fn write_file(
+    path: &std::path::Path,
+    file: &mut std::fs::File,
+    render: impl FnOnce(&mut io::BufWriter<&mut std::fs::File>) -> io::Result<()>,
+) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let mut out = io::BufWriter::new(file);
+    render(&mut out)
+        .and_then(|()| out.flush())
+        .with_context(|| format!("writing {}", path.display()))
 }
 
 /// Whether a live progress display is wanted: a person watching a terminal,

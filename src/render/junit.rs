@@ -1,5 +1,6 @@
-//! JUnit XML for `smoke`: one testsuite with a testcase per check (requests,
-//! zombies, orphans), what most CI systems display natively.
+//! JUnit XML for `smoke` and `audit -- COMMAND`: one testsuite with a testcase
+//! per check (smoke: requests, zombies, orphans; audit: command, orphans,
+//! zombies), what most CI systems display natively.
 //!
 //! Owns well-formed XML whatever the names hold: markup escaped, names from
 //! other processes escaped visibly (`crate::text`), and characters XML 1.0
@@ -31,20 +32,37 @@ pub fn xml_escape(s: &str) -> String {
 }
 
 /// A name from elsewhere as XML: visible escapes first, then markup.
-fn name(s: &str) -> String {
+pub(crate) fn name(s: &str) -> String {
     xml_escape(&escape(s))
 }
 
 /// One testcase's outcome.
-enum Case {
+pub(crate) enum Case {
     Pass,
+    /// (message, detail): a finding.
     Failure(String, String),
+    /// (message, detail): the check could not run or reach a verdict.
     Error(String, String),
 }
 
-/// The JUnit document for `report`.
-pub fn smoke(report: &SmokeReport, out: &mut impl Write) -> io::Result<()> {
-    let cases = cases(report);
+/// A whole document: one testsuite of named checks.
+pub(crate) struct Suite<'a> {
+    /// `lsbaws smoke`; the classname is it with a dot (`lsbaws.smoke`).
+    pub name: &'a str,
+    pub time: f64,
+    /// Values from elsewhere (command lines): escaped here.
+    pub properties: Vec<(&'a str, &'a str)>,
+    /// (name, seconds, outcome) of each check.
+    pub cases: Vec<(&'static str, f64, Case)>,
+    /// The `type` of every failure and error when set (`interrupted`); else
+    /// each check's own name.
+    pub kind: Option<&'a str>,
+    pub system_out: &'a str,
+}
+
+/// Writes `suite` as a JUnit document.
+pub(crate) fn suite(suite: &Suite<'_>, out: &mut impl Write) -> io::Result<()> {
+    let cases = &suite.cases;
     let failures = cases
         .iter()
         .filter(|(_, _, c)| matches!(c, Case::Failure(..)))
@@ -53,19 +71,17 @@ pub fn smoke(report: &SmokeReport, out: &mut impl Write) -> io::Result<()> {
         .iter()
         .filter(|(_, _, c)| matches!(c, Case::Error(..)))
         .count();
+    let classname = suite.name.replace(' ', ".");
     writeln!(out, r#"<?xml version="1.0" encoding="UTF-8"?>"#)?;
     writeln!(
         out,
-        r#"<testsuite name="lsbaws smoke" tests="{}" failures="{failures}" errors="{errors}" skipped="0" time="{:.3}">"#,
+        r#"<testsuite name="{}" tests="{}" failures="{failures}" errors="{errors}" skipped="0" time="{:.3}">"#,
+        xml_escape(suite.name),
         cases.len(),
-        report.elapsed_s
+        suite.time
     )?;
     writeln!(out, "  <properties>")?;
-    for (key, value) in [
-        ("server", report.server.as_str()),
-        ("url", report.url.as_str()),
-        ("server_exit", report.server_exit.as_str()),
-    ] {
+    for (key, value) in &suite.properties {
         writeln!(
             out,
             r#"    <property name="{key}" value="{}"/>"#,
@@ -73,11 +89,11 @@ pub fn smoke(report: &SmokeReport, out: &mut impl Write) -> io::Result<()> {
         )?;
     }
     writeln!(out, "  </properties>")?;
-    for (case_name, time, case) in &cases {
+    for (case_name, time, case) in cases {
         match case {
             Case::Pass => writeln!(
                 out,
-                r#"  <testcase classname="lsbaws.smoke" name="{case_name}" time="{time:.3}"/>"#
+                r#"  <testcase classname="{classname}" name="{case_name}" time="{time:.3}"/>"#
             )?,
             Case::Failure(message, detail) | Case::Error(message, detail) => {
                 let tag = if matches!(case, Case::Failure(..)) {
@@ -87,16 +103,10 @@ pub fn smoke(report: &SmokeReport, out: &mut impl Write) -> io::Result<()> {
                 };
                 writeln!(
                     out,
-                    r#"  <testcase classname="lsbaws.smoke" name="{case_name}" time="{time:.3}">"#
+                    r#"  <testcase classname="{classname}" name="{case_name}" time="{time:.3}">"#
                 )?;
                 // What kind of problem: the check's name, or why there is none.
-                let kind = if report.interrupted {
-                    "interrupted"
-                } else if report.inconclusive.is_some() {
-                    "inconclusive"
-                } else {
-                    case_name
-                };
+                let kind = suite.kind.unwrap_or(case_name);
                 writeln!(
                     out,
                     r#"    <{tag} type="{kind}" message="{}">{}</{tag}>"#,
@@ -107,25 +117,54 @@ pub fn smoke(report: &SmokeReport, out: &mut impl Write) -> io::Result<()> {
             }
         }
     }
-    writeln!(
-        out,
-        "  <system-out>{}</system-out>",
-        name(&report.verdict())
-    )?;
+    writeln!(out, "  <system-out>{}</system-out>", name(suite.system_out))?;
     writeln!(out, "</testsuite>")
+}
+
+/// The JUnit document for `report`.
+pub fn smoke(report: &SmokeReport, out: &mut impl Write) -> io::Result<()> {
+    let verdict = report.verdict();
+    suite(
+        &Suite {
+            name: "lsbaws smoke",
+            time: report.elapsed_s,
+            properties: vec![
+                ("server", report.server.as_str()),
+                ("url", report.url.as_str()),
+                ("server_exit", report.server_exit.as_str()),
+            ],
+            cases: cases(report),
+            kind: if report.interrupted {
+                Some("interrupted")
+            } else if report.inconclusive.is_some() {
+                Some("inconclusive")
+            } else {
+                None
+            },
+            system_out: &verdict,
+        },
+        out,
+    )
 }
 
 /// The document for a smoke that could not run (the server did not start):
 /// one testcase with an `<error>`, so the CI job shows why.
 pub fn error(message: &str, out: &mut impl Write) -> io::Result<()> {
+    error_in("lsbaws smoke", "smoke", message, out)
+}
+
+/// The document for a command (`suite`) that could not run: one testcase
+/// `case` with an `<error>`.
+pub fn error_in(suite: &str, case: &str, message: &str, out: &mut impl Write) -> io::Result<()> {
+    let classname = suite.replace(' ', ".");
     writeln!(out, r#"<?xml version="1.0" encoding="UTF-8"?>"#)?;
     writeln!(
         out,
-        r#"<testsuite name="lsbaws smoke" tests="1" failures="0" errors="1" skipped="0" time="0.000">"#
+        r#"<testsuite name="{suite}" tests="1" failures="0" errors="1" skipped="0" time="0.000">"#
     )?;
     writeln!(
         out,
-        r#"  <testcase classname="lsbaws.smoke" name="smoke" time="0.000">"#
+        r#"  <testcase classname="{classname}" name="{case}" time="0.000">"#
     )?;
     writeln!(
         out,

@@ -8,6 +8,7 @@
 
 pub mod audit;
 pub mod blast;
+pub mod exec;
 pub mod histogram;
 pub mod json;
 pub mod junit;

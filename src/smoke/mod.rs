@@ -90,7 +90,7 @@ pub fn run(
         }
         Err(err) => {
             // The server is gone (start dropped it); what it started may not be.
-            leftovers::stop_children(LEFTOVER_GRACE, CLEANUP_LIMIT);
+            leftovers::stop_children(LEFTOVER_GRACE, CLEANUP_LIMIT, &[]);
             return Err(err);
         }
     };
@@ -100,7 +100,7 @@ pub fn run(
         Err(err) => {
             server.stop(config.grace.min(server::STOP_GRACE), shutdown);
             server.kill_group();
-            leftovers::stop_children(LEFTOVER_GRACE, CLEANUP_LIMIT);
+            leftovers::stop_children(LEFTOVER_GRACE, CLEANUP_LIMIT, &[]);
             Err(err)
         }
     }
@@ -221,7 +221,7 @@ fn finish(
     server.kill_group();
     // Unkillable within the bound (uninterruptible sleep): reported, not
     // waited for.
-    let unstopped = leftovers::stop_children(LEFTOVER_GRACE, CLEANUP_LIMIT);
+    let unstopped = leftovers::stop_children(LEFTOVER_GRACE, CLEANUP_LIMIT, &[]);
     let mut report = report(
         config,
         Some(&server),
