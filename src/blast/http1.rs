@@ -215,6 +215,11 @@ fn parse_head(head: &[u8], head_request: bool) -> io::Result<Head> {
             .position(|&b| b == b':')
             .ok_or_else(|| bad("bad header line"))?;
         let (name, value) = (&line[..colon], line[colon + 1..].trim_ascii());
+        // RFC 9112 §5.1: no whitespace before the colon (`Content-Length : 5`
+        // would be taken for another header and the body read to the close).
+        if name.is_empty() || name.iter().any(|b| b.is_ascii_whitespace()) {
+            return Err(bad("bad header name"));
+        }
         if name.eq_ignore_ascii_case(b"content-length") {
             let n = digits(value).ok_or_else(|| bad("bad Content-Length"))?;
             if length.is_some_and(|l| l != n) {
@@ -388,6 +393,8 @@ mod tests {
             "HTTP/1.1  200 OK\r\n\r\n",
             "HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n",
             "HTTP/1.1 200 OK\r\nContent-Length: +5\r\n\r\n",
+            // Regression: whitespace before the colon hid the length.
+            "HTTP/1.1 200 OK\r\nContent-Length : 5\r\n\r\n",
             "HTTP/1.1 200 OK\r\nContent-Length: 99999999999999999999\r\n\r\n",
             "HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
             "HTTP/1.1 200 OK\r\nnocolon\r\n\r\n",

@@ -1,9 +1,11 @@
 //! The blast engine: N simultaneous connections on tokio, with honest accounting.
 //!
-//! Owns the run: the runtime it builds for itself (main stays synchronous, so
-//! `serve` can fork), the start barrier and the release (at once, or at
-//! `--start-at`), and the merge of per-thread stats into a [`BlastReport`]. [`run`] takes the stop request as an
-//! input and returns the report; `cmd::blast` and `smoke` call it. Must never
+//! Owns the run: the threads and runtimes it builds for itself (main stays
+//! synchronous, so `serve` can fork; one current-thread runtime per thread),
+//! the start barrier and the release (at once, or at `--start-at`), and the
+//! merge of per-thread stats into a [`BlastReport`]. [`run`] takes the stop
+//! request as an input and returns the report; `cmd::blast` and `smoke` call
+//! it. Must never
 //! print (warnings are returned by [`preflight`], progress is read from
 //! [`Progress`] by whoever shows it), keep per-request records, let a run outlive
 //! its bounds, or lose a planned request: each ends ok, failed or `unfinished`.
@@ -32,11 +34,10 @@ mod source;
 mod stats;
 mod tls;
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use anyhow::Context;
 use tokio::sync::Barrier;
 use tokio::task::JoinHandle;
 
@@ -92,51 +93,11 @@ pub fn run(
     shutdown: &Shutdown,
     progress: &Arc<Progress>,
 ) -> anyhow::Result<BlastReport> {
-    // Each runtime thread hands its stats over here once, when it stops.
-    let handed_over: Arc<Mutex<Vec<Stats>>> = Arc::default();
-    let runtime = {
-        let mut builder = if config.threads == 1 {
-            // One worker: run the tasks on this thread and save the cross-thread
-            // wakeups a one-worker multi-thread runtime would still pay
-            // (against nginx: ~3% more connections/s and 1 MB less RSS).
-            tokio::runtime::Builder::new_current_thread()
-        } else {
-            let mut b = tokio::runtime::Builder::new_multi_thread();
-            b.worker_threads(config.threads);
-            b
-        };
-        let sink = handed_over.clone();
-        builder
-            .enable_io()
-            .enable_time()
-            .thread_name("lsbaws-blast")
-            .on_thread_stop(move || {
-                if let Some(stats) = stats::take_local()
-                    && let Ok(mut all) = sink.lock()
-                {
-                    all.push(stats);
-                }
-            })
-            .build()
-            .context("cannot start the tokio runtime")?
-    };
-    // A previous run on this thread (current-thread mode) must not leak in.
+    // A previous run on this thread must not leak in.
     let _ = stats::take_local();
     let shared = Arc::new(Shared::new(config, progress.clone()));
-    let ran = runtime.block_on(drive(shared.clone(), shutdown.clone()));
+    let (elapsed, total) = run_threads(&shared, shutdown)?;
     let started_at = shared.released_at();
-    // Dropping the runtime cancels what was aborted and joins its threads,
-    // which run `on_thread_stop`: every count is in `handed_over` after this.
-    drop(runtime);
-    let elapsed = ran?;
-
-    let mut total = stats::take_local().unwrap_or_default();
-    let all = handed_over
-        .lock()
-        .map_err(|_| anyhow::anyhow!("a runtime thread panicked while handing over stats"))?;
-    for stats in all.iter() {
-        total.merge(stats);
-    }
     // Whether the run was cut short is read once, after the last request
     // ended, so the report and the verdict agree.
     let signal = shutdown.interruption();
@@ -156,9 +117,9 @@ pub fn run(
     };
     let unfinished = unfinished(config, &total, &shared);
     let report = total.report(header, elapsed, unfinished, signal);
-    // The per-thread hand-over rests on the runtime running `on_thread_stop`
-    // for every worker; if that ever changed, counts would go missing silently.
-    // Honest accounting means failing loudly instead.
+    // Every thread hands its counts over when it ends; one lost on the way
+    // would make the report quietly short. Honest accounting means failing
+    // loudly instead.
     let done = progress.done.load(Ordering::Relaxed);
     anyhow::ensure!(
         report.connections == done,
@@ -175,6 +136,134 @@ pub fn run(
         );
     }
     Ok(report)
+}
+
+/// A runtime of one thread: each of `--threads` runs one, with its share of
+/// the clients (as wrk runs an event loop per thread). Threads are started
+/// here, where failing to get one is an error, not inside tokio's
+/// multi-thread runtime, which panics (and then hangs on its half-started
+/// workers) when the OS refuses a thread (RLIMIT_NPROC, a cgroup's pids.max).
+fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .enable_time()
+        .build()
+}
+
+/// The clients of share `k` of `n`: client i runs on thread i mod n.
+fn spawn_share(
+    shared: &Arc<Shared>,
+    barrier: &Arc<Barrier>,
+    k: usize,
+    n: usize,
+    spawn: &dyn Fn(
+        std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>,
+    ) -> JoinHandle<()>,
+) -> Vec<JoinHandle<()>> {
+    let clients = shared.config.clients;
+    let mine = clients.saturating_sub(k as u64).div_ceil(n as u64);
+    (0..mine)
+        .map(|_| {
+            let (shared, barrier) = (shared.clone(), barrier.clone());
+            spawn(match shared.config.rate {
+                Some(_) => Box::pin(clients::paced_client(shared, barrier)),
+                None => Box::pin(clients::client(shared, barrier)),
+            })
+        })
+        .collect()
+}
+
+/// Runs the clients on `config.threads` threads, each with a runtime of its
+/// own, driven from this one; returns the time from the release to the end and
+/// every thread's stats, merged. Every thread is joined before this returns.
+fn run_threads(shared: &Arc<Shared>, shutdown: &Shutdown) -> anyhow::Result<(Duration, Stats)> {
+    let threads = shared.config.threads.max(1);
+    // +1: the driver waits too, so the clock starts when the clients are released.
+    let barrier = Arc::new(Barrier::new(
+        usize::try_from(shared.config.clients).unwrap_or(usize::MAX) + 1,
+    ));
+    let (done_tx, done_rx) = tokio::sync::watch::channel(false);
+    let (handles_tx, handles_rx) = std::sync::mpsc::channel();
+    let mut workers = Vec::new();
+    let mut failure = None;
+    for k in 1..threads {
+        let (shared, barrier, mut done, handles) = (
+            shared.clone(),
+            barrier.clone(),
+            done_rx.clone(),
+            handles_tx.clone(),
+        );
+        let spawned = std::thread::Builder::new()
+            .name("lsbaws-blast".into())
+            .spawn(move || -> Stats {
+                let _ = stats::take_local();
+                let rt = match runtime() {
+                    Ok(rt) => rt,
+                    Err(e) => {
+                        let _ = handles.send(Err(e));
+                        return Stats::default();
+                    }
+                };
+                rt.block_on(async {
+                    let mine = spawn_share(&shared, &barrier, k, threads, &|f| tokio::spawn(f));
+                    let _ = handles.send(Ok(mine));
+                    // Runs the clients until the driver says the run is over.
+                    let _ = done.wait_for(|d| *d).await;
+                });
+                // Dropping the runtime cancels what was aborted.
+                drop(rt);
+                stats::take_local().unwrap_or_default()
+            });
+        match spawned {
+            Ok(worker) => workers.push(worker),
+            Err(e) => {
+                failure = Some(e);
+                break;
+            }
+        }
+    }
+    drop(handles_tx);
+    let rt = runtime();
+    let mut handles = Vec::new();
+    for _ in 0..workers.len() {
+        match handles_rx.recv() {
+            Ok(Ok(mine)) => handles.extend(mine),
+            Ok(Err(e)) => {
+                failure.get_or_insert(e);
+            }
+            Err(_) => {
+                failure.get_or_insert(std::io::Error::other("a blast thread ended early"));
+            }
+        }
+    }
+    let ran = match (rt, failure) {
+        (Ok(rt), None) => {
+            let local = spawn_share(shared, &barrier, 0, threads, &|f| rt.spawn(f));
+            handles.extend(local);
+            let ran = rt.block_on(drive(shared.clone(), shutdown.clone(), &barrier, handles));
+            drop(rt);
+            ran
+        }
+        (rt, failure) => {
+            // Nothing was released: stop the clients that wait at the barrier.
+            handles.iter().for_each(JoinHandle::abort);
+            let e = failure
+                .or(rt.err())
+                .unwrap_or_else(|| std::io::Error::other("?"));
+            Err(anyhow::anyhow!(
+                "cannot start {threads} threads for the blast: {e} (fewer --threads, or a higher process limit)"
+            ))
+        }
+    };
+    let _ = done_tx.send(true);
+    let mut total = stats::take_local().unwrap_or_default();
+    for worker in workers {
+        let stats = worker
+            .join()
+            .map_err(|_| anyhow::anyhow!("internal: a blast thread panicked"))?;
+        total.merge(&stats);
+    }
+    Ok((ran?, total))
 }
 
 /// Requests that neither succeeded nor failed: begun and cut off, plus those
@@ -196,20 +285,12 @@ fn unfinished(config: &BlastConfig, total: &Stats, shared: &Shared) -> u64 {
 /// Spawns the clients, releases them together (at `--start-at`, when given),
 /// waits for all (or aborts them on a stop request); returns the time from
 /// the release to the end, or an error when a client task died.
-async fn drive(shared: Arc<Shared>, shutdown: Shutdown) -> anyhow::Result<Duration> {
-    let clients = shared.config.clients;
-    // +1: this task waits too, so the clock starts when the clients are released.
-    let barrier = Arc::new(Barrier::new(
-        usize::try_from(clients).unwrap_or(usize::MAX) + 1,
-    ));
-    let mut handles = Vec::with_capacity(usize::try_from(clients).unwrap_or(0));
-    for _ in 0..clients {
-        let (shared, barrier) = (shared.clone(), barrier.clone());
-        handles.push(match shared.config.rate {
-            Some(_) => tokio::spawn(clients::paced_client(shared, barrier)),
-            None => tokio::spawn(clients::client(shared, barrier)),
-        });
-    }
+async fn drive(
+    shared: Arc<Shared>,
+    shutdown: Shutdown,
+    barrier: &Barrier,
+    handles: Vec<JoinHandle<()>>,
+) -> anyhow::Result<Duration> {
     let aborts: Vec<_> = handles.iter().map(JoinHandle::abort_handle).collect();
     // The clients make their sockets and wait at the barrier meanwhile.
     let stopped = match shared.config.start_at {
