@@ -460,3 +460,51 @@ fn blast_ipv6_loopback_url() {
     assert_eq!(code, Some(0), "{r}");
     assert_eq!(r["ok"], 8, "{r}");
 }
+
+/// Attack finding F3: tokio's multi-thread runtime panicked (exit 134) when the
+/// OS refused a worker thread, and then hung on its half-started workers.
+/// Under RLIMIT_NPROC for a uid of its own, lsbaws gets its main and signal
+/// threads and no more: the blast must end with exit 2 and one line.
+#[test]
+fn blast_refused_threads_is_exit_2_not_a_panic() {
+    if !is_root() {
+        return skip("needs root to run lsbaws as another uid (root ignores RLIMIT_NPROC)");
+    }
+    let copy = NprocCopy::new("threads", 61_003);
+    let (status, out, err) = run_bounded(
+        &mut copy.command(
+            2,
+            &[
+                "blast",
+                "-q",
+                "--threads",
+                "4",
+                "--max-clients",
+                "8",
+                "http://127.0.0.1:1/",
+            ],
+        ),
+        Duration::from_secs(30),
+    );
+    assert_eq!(status.code(), Some(2), "{status}: {out}{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("cannot start 4 threads"), "{err}");
+    // The control: with room for its threads, the same run gets to the server
+    // (refused: nothing listens on port 1) and says so.
+    let (status, _, err) = run_bounded(
+        &mut copy.command(
+            20,
+            &[
+                "blast",
+                "-q",
+                "--threads",
+                "4",
+                "--max-clients",
+                "8",
+                "http://127.0.0.1:1/",
+            ],
+        ),
+        Duration::from_secs(30),
+    );
+    assert_eq!(status.code(), Some(1), "{err}");
+}

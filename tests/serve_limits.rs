@@ -98,49 +98,6 @@ fn accept_emfile_is_survived_logged_once_and_not_spun_on() {
     assert!(out.contains("Shutdown: 100 connections served"), "{out}");
 }
 
-/// A copy of the binary under test in a directory anyone can enter: `nobody`
-/// may not reach the build directory (a checkout under /root is mode 700).
-struct NprocCopy {
-    dir: std::path::PathBuf,
-    bin: String,
-}
-
-impl NprocCopy {
-    fn new(tag: &str) -> NprocCopy {
-        use std::os::unix::fs::PermissionsExt;
-        let dir = std::env::temp_dir().join(format!("lsbaws-nproc-{tag}-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).expect("chmod dir");
-        let copy = dir.join("lsbaws");
-        std::fs::copy(bin(), &copy).expect("copy binary");
-        std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o755))
-            .expect("chmod binary");
-        let bin = copy.to_str().expect("utf-8 path").to_string();
-        NprocCopy { dir, bin }
-    }
-
-    /// `serve ARGS` as `nobody` under RLIMIT_NPROC `limit` (setpriv, then
-    /// prlimit, which execs it: the pid stays the server's). Root ignores that
-    /// limit, hence `nobody`.
-    fn serve(&self, limit: u32, args: &[&str]) -> Server {
-        Server::start_with(
-            Command::new("setpriv")
-                .current_dir(&self.dir)
-                .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
-                .arg("prlimit")
-                .arg(format!("--nproc={limit}:{limit}"))
-                .args([&self.bin, "serve", "--bind", "127.0.0.1:0"])
-                .args(args),
-        )
-    }
-}
-
-impl Drop for NprocCopy {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
 /// fork fails with EAGAIN under RLIMIT_NPROC: the parent survives, the
 /// clients it could not serve get a 503 or a close, and it serves afterwards.
 #[test]
@@ -148,8 +105,11 @@ fn fork_eagain_is_survived_and_failed_clients_are_closed() {
     if !is_root() {
         return skip("needs root to run the server as `nobody` (root ignores RLIMIT_NPROC)");
     }
-    let copy = NprocCopy::new("eagain");
-    let server = copy.serve(12, &["--quiet", "--delay", "2s"]);
+    let copy = NprocCopy::new("eagain", 61_001);
+    let server = Server::start_with(&mut copy.command(
+        12,
+        &["serve", "--bind", "127.0.0.1:0", "--quiet", "--delay", "2s"],
+    ));
     let replies = burst(server.addr, 40);
     let served = replies.iter().filter(|r| *r == HELLO).count();
     let refused = replies
@@ -190,8 +150,18 @@ fn fork_failures_between_successes_are_logged_once_per_burst() {
     if !is_root() {
         return skip("needs root to run the server as `nobody` (root ignores RLIMIT_NPROC)");
     }
-    let copy = NprocCopy::new("burst");
-    let server = copy.serve(8, &["--quiet", "--delay", "100ms"]);
+    let copy = NprocCopy::new("burst", 61_002);
+    let server = Server::start_with(&mut copy.command(
+        8,
+        &[
+            "serve",
+            "--bind",
+            "127.0.0.1:0",
+            "--quiet",
+            "--delay",
+            "100ms",
+        ],
+    ));
     let replies = burst(server.addr, 200);
     let served = replies.iter().filter(|r| *r == HELLO).count();
     let pid = server.pid();

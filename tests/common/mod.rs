@@ -841,3 +841,51 @@ impl Drop for TempDir {
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
+
+/// A copy of the binary under test in a directory anyone can enter, run as an
+/// unprivileged uid of its own under RLIMIT_NPROC: root ignores that limit,
+/// and a user may not reach the build directory (a checkout under /root is
+/// mode 700). RLIMIT_NPROC counts every process of the real uid, so each test
+/// takes a uid no other test (nor anything else here) uses: with a shared one
+/// (`nobody`), tests running at once would eat each other's limit.
+pub struct NprocCopy {
+    dir: std::path::PathBuf,
+    pub bin: String,
+    uid: u32,
+}
+
+impl NprocCopy {
+    pub fn new(tag: &str, uid: u32) -> NprocCopy {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("lsbaws-nproc-{tag}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).expect("chmod dir");
+        let copy = dir.join("lsbaws");
+        std::fs::copy(bin(), &copy).expect("copy binary");
+        std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o755))
+            .expect("chmod binary");
+        let bin = copy.to_str().expect("utf-8 path").to_string();
+        NprocCopy { dir, bin, uid }
+    }
+
+    /// `lsbaws ARGS` as this copy's uid under RLIMIT_NPROC `limit` (setpriv,
+    /// then prlimit, which execs it: the pid stays lsbaws's).
+    pub fn command(&self, limit: u32, args: &[&str]) -> Command {
+        let mut cmd = Command::new("setpriv");
+        cmd.current_dir(&self.dir)
+            .arg(format!("--reuid={}", self.uid))
+            .arg(format!("--regid={}", self.uid))
+            .args(["--clear-groups", "--"])
+            .arg("prlimit")
+            .arg(format!("--nproc={limit}:{limit}"))
+            .arg(&self.bin)
+            .args(args);
+        cmd
+    }
+}
+
+impl Drop for NprocCopy {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
