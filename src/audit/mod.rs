@@ -181,34 +181,28 @@ fn children(
             });
         }
     }
-    if !hidden {
-        let kids = procs.scan(|s| s.ppid == pid)?;
-        return Ok(judge(
-            config,
-            "children",
-            Some(&target),
-            &kids,
-            uptime,
-            ticks,
-        ));
-    }
-    // Other users' processes are hidden from us: a child listed by the kernel
-    // before the scan, absent from it and still existing after it was there
-    // all along, unseen. Then the count could be short: an error, not a skip.
-    let listed = procs
-        .listed_children(pid)
-        .map(|l| l.pids)
-        .unwrap_or_default();
-    let seen = procs.scan(|s| s.ppid == pid || listed.contains(&s.pid))?;
-    if let Some(unseen) = listed
-        .iter()
-        .find(|c| !seen.iter().any(|k| k.pid == **c) && crate::proc::exists(**c))
-    {
-        bail!(
-            "child {unseen} of pid {pid} exists but /proc does not show it (hidepid): a count could be short; run as root"
-        );
-    }
-    let kids: Vec<ProcStat> = seen.into_iter().filter(|s| s.ppid == pid).collect();
+    let kids = if hidden {
+        // Other users' processes are hidden from us: a child listed by the
+        // kernel before the scan, absent from it and still existing after it
+        // was there all along, unseen. Then the count could be short: an
+        // error, not a skip.
+        let listed = procs
+            .listed_children(pid)
+            .map(|l| l.pids)
+            .unwrap_or_default();
+        let seen = procs.scan(|s| s.ppid == pid || listed.contains(&s.pid))?;
+        if let Some(unseen) = listed
+            .iter()
+            .find(|c| !seen.iter().any(|k| k.pid == **c) && crate::proc::exists(**c))
+        {
+            bail!(
+                "child {unseen} of pid {pid} exists but /proc does not show it (hidepid): a count could be short; run as root"
+            );
+        }
+        seen.into_iter().filter(|s| s.ppid == pid).collect()
+    } else {
+        procs.scan(|s| s.ppid == pid)?
+    };
     Ok(judge(
         config,
         "children",
