@@ -471,40 +471,17 @@ fn blast_refused_threads_is_exit_2_not_a_panic() {
         return skip("needs root to run lsbaws as another uid (root ignores RLIMIT_NPROC)");
     }
     let copy = NprocCopy::new("threads", 61_003);
-    let (status, out, err) = run_bounded(
-        &mut copy.command(
-            2,
-            &[
-                "blast",
-                "-q",
-                "--threads",
-                "4",
-                "--max-clients",
-                "8",
-                "http://127.0.0.1:1/",
-            ],
-        ),
-        Duration::from_secs(30),
-    );
+    let blast = |nproc| {
+        let args = ["blast", "-q", "--threads", "4", "--max-clients", "8"];
+        let mut cmd = copy.command(nproc, &args);
+        run_bounded(cmd.arg("http://127.0.0.1:1/"), Duration::from_secs(30))
+    };
+    let (status, out, err) = blast(2);
     assert_eq!(status.code(), Some(2), "{status}: {out}{err}");
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(err.contains("cannot start 4 threads"), "{err}");
     // The control: with room for its threads, the same run gets to the server
     // (refused: nothing listens on port 1) and says so.
-    let (status, _, err) = run_bounded(
-        &mut copy.command(
-            20,
-            &[
-                "blast",
-                "-q",
-                "--threads",
-                "4",
-                "--max-clients",
-                "8",
-                "http://127.0.0.1:1/",
-            ],
-        ),
-        Duration::from_secs(30),
-    );
+    let (status, _, err) = blast(20);
     assert_eq!(status.code(), Some(1), "{err}");
 }
