@@ -2,6 +2,7 @@
 //! loopback, real /proc.
 
 mod attack;
+mod attack_serve;
 mod attack_smoke;
 mod audit;
 mod blast;
