@@ -61,8 +61,8 @@ fn assert_gone_while_serving(server: &Server, mark: &Marked, limit: Duration, wh
 fn s1a_a_slow_reader_does_not_keep_a_lingering_program_past_the_timeout() {
     let server = hostile(&["--cgi-timeout", "2s", "--read-timeout", "60s"]);
     let mark = Marked::new("slowread");
-    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
-        .expect("socket");
+    let socket =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
     socket.set_recv_buffer_size(4096).expect("SO_RCVBUF");
     socket.connect(&server.addr.into()).expect("connect");
     let mut conn = TcpStream::from(socket);
@@ -266,7 +266,10 @@ fn s10_a_programs_transfer_encoding_is_not_relayed() {
 fn s10_a_204_has_no_body_and_no_length() {
     let server = hostile(&[]);
     let reply = exchange(server.addr, b"GET /status-204 HTTP/1.1\r\n\r\n");
-    assert!(reply.starts_with("HTTP/1.1 204 No Content\r\n"), "{reply:?}");
+    assert!(
+        reply.starts_with("HTTP/1.1 204 No Content\r\n"),
+        "{reply:?}"
+    );
     assert!(reply.ends_with("\r\n\r\n"), "a body was sent: {reply:?}");
     assert!(!reply.contains("Content-Length"), "{reply:?}");
     drop(server.stop(Duration::from_secs(20)));
@@ -324,7 +327,10 @@ fn s6_a_huge_content_length_is_not_allocated_up_front() {
     );
     let (status, _, err) = server.stop(Duration::from_secs(20));
     assert!(status.success());
-    assert!(!err.contains("panicked") && !err.contains("memory allocation"), "{err}");
+    assert!(
+        !err.contains("panicked") && !err.contains("memory allocation"),
+        "{err}"
+    );
 }
 
 /// S6 (1): under RLIMIT_NPROC the body-feeder thread could not start and
@@ -359,8 +365,7 @@ fn s6_no_helper_thread_to_fail_under_rlimit_nproc() {
         let reply = exchange(server.addr, b"GET /plain HTTP/1.1\r\n\r\n");
         assert!(reply.starts_with("HTTP/1.1 200 OK\r\n"), "{reply:?}");
         assert_eq!(body(&reply), "mode plain\n");
-        assert!(eventually(Duration::from_secs(10), || children_of(pid)
-            .is_empty()));
+        assert!(eventually(Duration::from_secs(10), || children_of(pid).is_empty()));
     }
     let (status, _, err) = server.stop(Duration::from_secs(20));
     assert!(status.success(), "{err}");

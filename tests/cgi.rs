@@ -258,7 +258,10 @@ fn large_output_before_reading_the_body_does_not_deadlock() {
     assert!(response.starts_with(b"HTTP/1.1 200 OK\r\n"));
     // Streamed chunked to an HTTP/1.1 client, so a cut would show.
     let head = String::from_utf8_lossy(&response[..head_end]);
-    assert!(head.contains("\r\nTransfer-Encoding: chunked\r\n"), "{head}");
+    assert!(
+        head.contains("\r\nTransfer-Encoding: chunked\r\n"),
+        "{head}"
+    );
     let body = dechunk(&response[head_end..]).expect("a complete chunked body");
     assert_eq!(body.len(), 20_000_000);
     assert!(

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use crate::common::*;
 
 /// Builds tests/shims/race.c once; None (after `skip`) without a C compiler.
-fn race_shim() -> Option<&'static str> {
+pub(crate) fn race_shim() -> Option<&'static str> {
     static SHIM: OnceLock<Option<String>> = OnceLock::new();
     SHIM.get_or_init(|| {
         let out = format!("{}/race.so", env!("CARGO_TARGET_TMPDIR"));
@@ -34,7 +34,7 @@ fn race_shim() -> Option<&'static str> {
 }
 
 /// `lsbaws serve --bind 127.0.0.1:0 ARGS` with the race shim acting on `race`.
-fn serve_with_race(shim: &str, race: &str, args: &[&str]) -> Server {
+pub(crate) fn serve_with_race(shim: &str, race: &str, args: &[&str]) -> Server {
     Server::start_with(
         Command::new(bin())
             .args(["serve", "--bind", "127.0.0.1:0"])

@@ -3,6 +3,7 @@
 
 mod attack;
 mod attack_serve;
+mod attack_serve2;
 mod attack_smoke;
 mod audit;
 mod blast;

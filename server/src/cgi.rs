@@ -76,7 +76,9 @@ pub fn respond(
         Err(_) => return send(conn, http::BAD_REQUEST, 400),
     };
     let early = &read[req.head_len..];
-    let early = &early[..early.len().min(usize::try_from(length).unwrap_or(usize::MAX))];
+    let early = &early[..early
+        .len()
+        .min(usize::try_from(length).unwrap_or(usize::MAX))];
     let expects_continue = http::headers(head)
         .any(|(n, v)| n.eq_ignore_ascii_case(b"expect") && v.eq_ignore_ascii_case(b"100-continue"));
     if expects_continue && (early.len() as u64) < length {

@@ -328,7 +328,10 @@ mod tests {
     #[test]
     fn escaped_text_keeps_no_raw_control() {
         let mut out = String::new();
-        escape_into(&mut out, "\x1b[31mRED\x1b]0;t\x07 \u{202e}x\u{9b}\n".as_bytes());
+        escape_into(
+            &mut out,
+            "\x1b[31mRED\x1b]0;t\x07 \u{202e}x\u{9b}\n".as_bytes(),
+        );
         assert_eq!(out, "\\x1b[31mRED\\x1b]0;t\\x07 \\u{202e}x\\u{9b}\\n");
         let mut out = String::new();
         escape_into(&mut out, b"caf\xc3\xa9 \xff");

@@ -301,7 +301,9 @@ fn kill_tree_in_handler() {
         let mut pid: libc::pid_t = 0;
         for &b in buf[..n].iter().chain(b" ") {
             if b.is_ascii_digit() {
-                pid = pid.saturating_mul(10).saturating_add(libc::pid_t::from(b - b'0'));
+                pid = pid
+                    .saturating_mul(10)
+                    .saturating_add(libc::pid_t::from(b - b'0'));
             } else if pid > 0 {
                 // SAFETY: kill is async-signal-safe; pid is our own unreaped
                 // child (only this thread reaps, and not since the read).

@@ -34,7 +34,9 @@ pub(super) fn meta_variables(
         .map(|h| {
             let h = h.rsplit_once('@').map_or(h, |(_, h)| h);
             h.rsplit_once(':')
-                .filter(|(n, p)| p.parse::<u16>().is_ok() && (!n.starts_with('[') || n.ends_with(']')))
+                .filter(|(n, p)| {
+                    p.parse::<u16>().is_ok() && (!n.starts_with('[') || n.ends_with(']'))
+                })
                 .map_or(h, |(n, _)| n)
         })
         .map(str::to_string)
@@ -50,7 +52,10 @@ pub(super) fn meta_variables(
         ("SERVER_NAME".into(), server_name.into()),
         (
             "SERVER_PORT".into(),
-            local.map(|l| l.port().to_string()).unwrap_or_default().into(),
+            local
+                .map(|l| l.port().to_string())
+                .unwrap_or_default()
+                .into(),
         ),
         ("SERVER_PROTOCOL".into(), text(req.version).into()),
         (
@@ -123,7 +128,11 @@ impl<'a> Target<'a> {
             (true, Some(end)) => {
                 let after = &rest[end + 3..];
                 let slash = after.iter().position(|&b| b == b'/').unwrap_or(after.len());
-                let path = if slash == after.len() { &b"/"[..] } else { &after[slash..] };
+                let path = if slash == after.len() {
+                    &b"/"[..]
+                } else {
+                    &after[slash..]
+                };
                 Target {
                     authority: Some(&after[..slash]),
                     path,
@@ -151,7 +160,10 @@ fn percent_decode(path: &[u8]) -> Result<Vec<u8>, &'static str> {
             continue;
         }
         let hex = |b: u8| (b as char).to_digit(16);
-        let byte = match (path.get(i + 1).and_then(|&b| hex(b)), path.get(i + 2).and_then(|&b| hex(b))) {
+        let byte = match (
+            path.get(i + 1).and_then(|&b| hex(b)),
+            path.get(i + 2).and_then(|&b| hex(b)),
+        ) {
             (Some(hi), Some(lo)) => (hi * 16 + lo) as u8,
             _ => return Err("a malformed percent-escape in the path"),
         };
@@ -174,11 +186,17 @@ mod tests {
             other => panic!("{other:?}"),
         };
         let peer: SocketAddr = "127.0.0.1:5000".parse().unwrap();
-        meta_variables(&req, &head[req.start..req.head_len], peer, None, req.content_length)
-            .unwrap()
-            .into_iter()
-            .map(|(k, v)| (k.into_string().unwrap(), v.to_string_lossy().into_owned()))
-            .collect()
+        meta_variables(
+            &req,
+            &head[req.start..req.head_len],
+            peer,
+            None,
+            req.content_length,
+        )
+        .unwrap()
+        .into_iter()
+        .map(|(k, v)| (k.into_string().unwrap(), v.to_string_lossy().into_owned()))
+        .collect()
     }
 
     #[test]
@@ -210,7 +228,10 @@ mod tests {
 
     #[test]
     fn path_info_is_percent_decoded() {
-        assert_eq!(percent_decode(b"/a%20b/%2Fc%e2%80%ae").unwrap(), "/a b//c\u{202e}".as_bytes());
+        assert_eq!(
+            percent_decode(b"/a%20b/%2Fc%e2%80%ae").unwrap(),
+            "/a b//c\u{202e}".as_bytes()
+        );
         assert!(percent_decode(b"/a%2").is_err());
         assert!(percent_decode(b"/a%zz").is_err());
         assert!(percent_decode(b"/a%00").is_err());

@@ -152,8 +152,8 @@ impl<'a> Exchange<'a> {
             fds[in_i] = entry(stdin.as_raw_fd(), libc::POLLOUT);
         }
         let read_body = self.body_left > 0 && self.body.len() < BODY_BUF && !self.client_gone;
-        let conn_events = if read_body { libc::POLLIN } else { 0 }
-            | if write_conn { libc::POLLOUT } else { 0 };
+        let conn_events =
+            if read_body { libc::POLLIN } else { 0 } | if write_conn { libc::POLLOUT } else { 0 };
         if conn_events != 0 {
             fds[conn_i] = entry(self.conn.as_raw_fd(), conn_events);
         }
@@ -226,7 +226,11 @@ impl<'a> Exchange<'a> {
             Ok(n) => {
                 self.body.drain(..n);
             }
-            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                ) => {}
             Err(_) => {
                 // The program closed its stdin: it does not want the rest.
                 self.stdin = None;
@@ -239,7 +243,9 @@ impl<'a> Exchange<'a> {
     fn read_body(&mut self) {
         let mut buf = [0u8; 16 * 1024];
         let room = BODY_BUF.saturating_sub(self.body.len()).min(buf.len());
-        let want = usize::try_from(self.body_left).unwrap_or(usize::MAX).min(room);
+        let want = usize::try_from(self.body_left)
+            .unwrap_or(usize::MAX)
+            .min(room);
         match self.conn.read(&mut buf[..want]) {
             Ok(0) => self.client_gone = true,
             Ok(n) => {
@@ -248,7 +254,11 @@ impl<'a> Exchange<'a> {
                     self.body.extend_from_slice(&buf[..n]);
                 }
             }
-            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                ) => {}
             Err(_) => self.client_gone = true,
         }
         self.close_stdin_when_fed();
@@ -350,7 +360,10 @@ impl<'a> Exchange<'a> {
         let parsed = match reply::parse_response(out) {
             Ok(parsed) => parsed,
             Err(why) => {
-                complain(self.cgi, &format!("printed an invalid CGI header block: {why}"));
+                complain(
+                    self.cgi,
+                    &format!("printed an invalid CGI header block: {why}"),
+                );
                 return self.send(http::BAD_GATEWAY, 502);
             }
         };
@@ -381,7 +394,10 @@ impl<'a> Exchange<'a> {
             Ok(parsed) => parsed,
             Err(why) => {
                 self.kill_tree();
-                complain(self.cgi, &format!("printed an invalid CGI header block: {why}"));
+                complain(
+                    self.cgi,
+                    &format!("printed an invalid CGI header block: {why}"),
+                );
                 return self.send(http::BAD_GATEWAY, 502);
             }
         };
@@ -416,7 +432,10 @@ impl<'a> Exchange<'a> {
                 self.kill_tree();
                 complain(
                     self.cgi,
-                    &format!("killed after --cgi-timeout {:?} while streaming its output: the response is cut short", self.cgi.timeout),
+                    &format!(
+                        "killed after --cgi-timeout {:?} while streaming its output: the response is cut short",
+                        self.cgi.timeout
+                    ),
                 );
                 return code;
             }
@@ -441,7 +460,9 @@ impl<'a> Exchange<'a> {
         if let Some(sig) = self.killed_by() {
             complain(
                 self.cgi,
-                &format!("killed by signal {sig} while its output was streamed: the response is cut short"),
+                &format!(
+                    "killed by signal {sig} while its output was streamed: the response is cut short"
+                ),
             );
             return code;
         }

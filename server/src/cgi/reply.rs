@@ -71,10 +71,7 @@ pub(super) fn parse_response(out: &[u8]) -> Result<Parsed, String> {
                 ));
             }
             status = Some(value.to_string());
-        } else if HOP_BY_HOP
-            .iter()
-            .any(|h| name.eq_ignore_ascii_case(h))
-        {
+        } else if HOP_BY_HOP.iter().any(|h| name.eq_ignore_ascii_case(h)) {
             // Ours describe the response as sent: a program's own
             // Transfer-Encoding next to our Content-Length would frame the
             // body two ways (RFC 9112 §6.1), and hop-by-hop fields are the
