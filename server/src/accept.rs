@@ -270,7 +270,7 @@ impl<'a> Server<'a> {
                     && signals::FOREIGN_POSSIBLE.load(Ordering::Relaxed)
                 {
                     self.ignore_own.push(pid);
-                    if self.ignore_own.len() >= 1024 && self.forked % 1024 == 0 {
+                    if self.ignore_own.len() >= 1024 && self.forked.is_multiple_of(1024) {
                         self.ignore_live();
                     }
                 }
