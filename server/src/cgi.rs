@@ -3,7 +3,8 @@
 //! Owns the life of one program and everything it starts: spawning it with
 //! the request's meta-variables ([`env`]), the exchange with it and the client
 //! ([`pump`]: the body streamed in, the output in, the response out, its
-//! stderr into the log), the response's framing ([`reply`]), and the bound on
+//! stderr into the log through [`errlog`]), the response's framing
+//! ([`reply`]), and the bound on
 //! the whole tree. The child is the program's child subreaper, so whatever the
 //! program starts (a job left behind, a worker in a group of its own, a
 //! double-forked daemon) stays below the child, which waits for it up to
@@ -17,6 +18,7 @@
 //! that a signal killed before its response was sent.
 
 mod env;
+mod errlog;
 mod pump;
 mod reply;
 

@@ -22,6 +22,9 @@ pub struct Child {
 /// scanned for its parent. Either can miss a child that is exiting at that
 /// instant; callers re-list until their condition holds.
 pub fn children() -> Vec<Child> {
+    if !proc_is_ours() {
+        return Vec::new();
+    }
     match child_pids() {
         Some(pids) => pids
             .into_iter()
@@ -36,13 +39,21 @@ pub fn children() -> Vec<Child> {
 }
 
 /// The pids in this thread's `children` file, without a `stat` each (children
-/// that have exited are listed until reaped); None without CONFIG_PROC_CHILDREN.
+/// that have exited are listed until reaped; without CONFIG_PROC_CHILDREN, a
+/// scan of every process's parent); None when /proc is another namespace's.
 /// Read through /proc/thread-self: `/proc/<getpid()>` names another process
 /// when the server runs in a pid namespace of its own under the host's /proc
 /// (`unshare --pid --fork` without `--mount-proc`), and PID 1's children there
 /// are the host's.
 pub fn child_pids() -> Option<Vec<libc::pid_t>> {
-    let list = fs::read_to_string("/proc/thread-self/children").ok()?;
+    if !proc_is_ours() {
+        // The file would name them in the other namespace's numbers.
+        return None;
+    }
+    let Ok(list) = fs::read_to_string("/proc/thread-self/children") else {
+        // No CONFIG_PROC_CHILDREN: every process's parent, the slow way.
+        return Some(scan(proc_pid()).iter().map(|c| c.pid).collect());
+    };
     Some(
         list.split_ascii_whitespace()
             .filter_map(|p| p.parse::<libc::pid_t>().ok())
@@ -60,9 +71,13 @@ fn proc_pid() -> u32 {
 }
 
 /// Whether the mounted /proc numbers processes as this process's system calls
-/// do: only then may a pid read there be signalled.
+/// do: only then may a pid read there be signalled or counted. When it does
+/// not (a pid namespace of its own under the host's /proc), the server sees no
+/// children in /proc and counts from its own records. Decided once per process
+/// (a forked child shares its parent's namespace and mounts).
 pub fn proc_is_ours() -> bool {
-    proc_pid() == std::process::id()
+    static OURS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *OURS.get_or_init(|| proc_pid() == std::process::id())
 }
 
 /// One row of the process table: pid, parent, defunct, start time (clock ticks

@@ -148,10 +148,19 @@ impl Server<'_> {
             Reaper::None | Reaper::Once => {}
         }
         // Only what this server forked: orphans it adopted are not its zombies.
-        let zombies_left = procs::children()
-            .iter()
-            .filter(|c| c.zombie && signals::is_own(c.pid))
-            .count() as u64;
+        // Under another namespace's /proc, its own records: what it forked and
+        // did not reap (the kernel reaps nothing in none/once).
+        let ignore = self.config.reaper == Reaper::Ignore;
+        let zombies_left = if procs::proc_is_ours() {
+            procs::children()
+                .iter()
+                .filter(|c| c.zombie && signals::is_own(c.pid))
+                .count() as u64
+        } else if ignore {
+            0
+        } else {
+            self.unreaped()
+        };
         // Signalled and died of it: one that exited by itself in between (a
         // zombie, which `kill` does not refuse) was not killed. Unreaped ones
         // (none, once) are read without reaping them.

@@ -17,9 +17,10 @@ use std::process::{ChildStderr, ChildStdin, ChildStdout};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use super::errlog::ErrLog;
 use super::reply::{self, Framing};
 use super::{Cgi, complain};
-use crate::{http, log, signals, sys, tree};
+use crate::{http, signals, sys, tree};
 
 /// Program output buffered before the response is streamed instead.
 const MAX_BUFFERED: usize = 16 * 1024 * 1024;
@@ -31,10 +32,6 @@ const BODY_BUF: usize = 64 * 1024;
 const EXIT_WAIT: Duration = Duration::from_millis(100);
 /// Bound on killing and reaping what is left of the tree.
 const KILL_LIMIT: Duration = Duration::from_secs(2);
-/// Longest stderr line relayed as one log line; longer ones are split.
-const LINE_MAX: usize = 512;
-/// Stderr relayed per request; the rest is counted in one note.
-const STDERR_MAX: usize = 64 * 1024;
 /// Bound on writing a canned response whose deadline has passed (504, 408).
 const SEND_LIMIT: Duration = Duration::from_secs(1);
 
@@ -580,71 +577,5 @@ fn exit_text(status: libc::c_int) -> String {
         format!("killed by signal {}", libc::WTERMSIG(status))
     } else {
         format!("exit status {}", libc::WEXITSTATUS(status))
-    }
-}
-
-/// The program's stderr, relayed as log lines: one escaped line per write,
-/// each at most [`LINE_MAX`] bytes, at most [`STDERR_MAX`] per request.
-struct ErrLog {
-    line: Vec<u8>,
-    logged: usize,
-    skipped: usize,
-    prefix: String,
-}
-
-impl ErrLog {
-    fn new(cgi: &Cgi) -> Self {
-        let mut prefix = String::from("lsbaws: CGI program ");
-        log::escape_into(&mut prefix, cgi.program.as_os_str().as_encoded_bytes());
-        prefix.push_str(" said: ");
-        ErrLog {
-            line: Vec::new(),
-            logged: 0,
-            skipped: 0,
-            prefix,
-        }
-    }
-
-    fn feed(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            if b == b'\n' {
-                self.flush();
-            } else {
-                self.line.push(b);
-                if self.line.len() >= LINE_MAX {
-                    self.flush();
-                }
-            }
-        }
-    }
-
-    fn flush(&mut self) {
-        if self.line.is_empty() {
-            return;
-        }
-        if self.logged + self.line.len() > STDERR_MAX {
-            self.skipped += self.line.len();
-        } else {
-            self.logged += self.line.len();
-            let mut text = self.prefix.clone();
-            log::escape_into(&mut text, &self.line);
-            text.push('\n');
-            log::err(text.as_bytes());
-        }
-        self.line.clear();
-    }
-
-    fn finish(&mut self) {
-        self.flush();
-        if self.skipped > 0 {
-            let note = format!(
-                "{}[{} more bytes of stderr not logged: over {} KiB from one request]\n",
-                self.prefix,
-                self.skipped,
-                STDERR_MAX / 1024
-            );
-            log::err(note.as_bytes());
-            self.skipped = 0;
-        }
     }
 }
