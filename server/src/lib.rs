@@ -259,7 +259,7 @@ pub fn run(
     signals::install(config.reaper, wake_w.as_raw_fd(), !blocking)
         .map_err(setup("installing signal handlers"))?;
     log::init();
-    if !sys::can_open_one_more() {
+    if !sys::can_open_one_more(listener.as_fd()) {
         // Every accept would fail with EMFILE, and the server would back off
         // forever without serving anyone.
         signals::BLOCKING_LISTENER.store(-1, Ordering::SeqCst);

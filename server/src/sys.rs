@@ -420,23 +420,17 @@ pub fn signal_on_parent_death(sig: libc::c_int, parent: libc::pid_t) -> bool {
     unsafe { libc::getppid() == parent }
 }
 
-/// Whether one more descriptor can be opened now (a `dup` that is closed at
-/// once): false under an open-file limit that the descriptors in use fill.
-pub fn can_open_one_more() -> bool {
-    // SAFETY: dup of stdin-or-any fd; the result is closed at once.
-    let fd = unsafe { libc::fcntl(0, libc::F_DUPFD_CLOEXEC, 0) };
-    let fd = if fd == -1 && io::Error::last_os_error().raw_os_error() == Some(libc::EBADF) {
-        // stdin closed: probe with a fresh pipe-less descriptor instead.
-        // SAFETY: open of a constant NUL-terminated path.
-        unsafe { libc::open(c"/dev/null".as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) }
-    } else {
-        fd
-    };
-    if fd < 0 {
+/// Whether one more descriptor can be opened now (a `dup` of `fd` that is
+/// closed at once): false under an open-file limit that the descriptors in use
+/// fill.
+pub fn can_open_one_more(fd: BorrowedFd<'_>) -> bool {
+    // SAFETY: F_DUPFD_CLOEXEC on a descriptor we borrow; the copy is ours.
+    let copy = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 0) };
+    if copy < 0 {
         return false;
     }
-    // SAFETY: fd was just opened here and is owned by nothing else.
-    unsafe { libc::close(fd) };
+    // SAFETY: copy was just made here and nothing else owns it.
+    unsafe { libc::close(copy) };
     true
 }
 
