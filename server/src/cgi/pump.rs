@@ -531,35 +531,34 @@ impl<'a> Exchange<'a> {
         killed + tree::kill_all_below(KILL_LIMIT)
     }
 
-    /// After the response: the program and whatever it started get until
-    /// `--cgi-timeout` to end (their stderr still relayed); then all of it is
-    /// killed and reaped.
+    /// After the response: the program gets until `--cgi-timeout` to exit (its
+    /// stderr still relayed), then it is killed; whatever it leaves running
+    /// when it exits is killed then. A request's processes end with it.
     pub(super) fn finish(&mut self) {
         self.stdout = None;
         self.stdin = None;
-        loop {
-            if self.status.is_some() {
-                tree::reap_all();
-                if !tree::has_children() {
-                    break;
-                }
+        while self.status.is_none() && Instant::now() < self.deadline {
+            // The pidfd wakes this at the exit (without one, `turn` polls).
+            self.turn(false, false, self.deadline);
+        }
+        let lingered = self.status.is_none();
+        tree::reap_all();
+        if lingered || tree::has_children() {
+            let killed = self.kill_tree();
+            if killed > 0 {
+                let when = if lingered {
+                    format!(
+                        "at --cgi-timeout {:?}, after its response",
+                        self.cgi.timeout
+                    )
+                } else {
+                    "when it exited".to_string()
+                };
+                complain(
+                    self.cgi,
+                    &format!("{killed} of its processes still ran {when}, and were killed"),
+                );
             }
-            let now = Instant::now();
-            if now >= self.deadline {
-                let killed = self.kill_tree();
-                if killed > 0 {
-                    complain(
-                        self.cgi,
-                        &format!(
-                            "{killed} of its processes still ran at --cgi-timeout {:?}, after its response, and were killed",
-                            self.cgi.timeout
-                        ),
-                    );
-                }
-                break;
-            }
-            let step = self.deadline.min(now + Duration::from_millis(20));
-            self.turn(false, false, step);
         }
         self.relay_stderr();
         self.stderr = None;
