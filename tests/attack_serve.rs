@@ -399,3 +399,26 @@ fn s12_absolute_form_and_encoded_paths_give_the_decoded_path() {
     assert!(reply.starts_with("HTTP/1.1 400 "), "{reply}");
     drop(server.stop(Duration::from_secs(20)));
 }
+
+/// S1: a server that dies (SIGKILL, the OOM killer) must not leave its CGI
+/// trees running: each connection child hears of it (PR_SET_PDEATHSIG
+/// SIGTERM) and stops its program's whole tree, here a worker in a group of
+/// its own that cleared its own parent-death signal. lsbaws-main2's child
+/// went on until --cgi-timeout, and the worker outlived everything.
+#[test]
+fn s1_a_server_killed_outright_leaves_no_cgi_process() {
+    let mut server = hostile(&["--cgi-timeout", "60s"]);
+    let mark = Marked::new("serverkilled");
+    let addr = server.addr;
+    let request = format!("GET /worker-own-group?{} HTTP/1.1\r\n\r\n", mark.0);
+    let client = std::thread::spawn(move || try_exchange(addr, request.as_bytes()));
+    await_marked(&mark, 2);
+    server.guard.signal(9);
+    assert!(
+        eventually(Duration::from_secs(10), || mark.running().is_empty()),
+        "outlived the server: {:?}",
+        mark.running()
+    );
+    let _ = server.wait_exit(Duration::from_secs(20));
+    let _ = client.join();
+}
