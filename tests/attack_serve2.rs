@@ -352,3 +352,24 @@ fn s16_bare_crs_are_a_400_at_once() {
     );
     drop(server.stop(Duration::from_secs(20)));
 }
+
+/// S15: in `signalfd` mode "peak N live children" counted children that had
+/// exited and were not reaped yet (reaping ran every 32 forks or when accept
+/// ran dry). The shim makes each accept wait 20 ms, so every child has long
+/// exited before the next fork; the peak must say so (lsbaws-main2: 32).
+#[test]
+fn s15_signalfd_peak_counts_live_children_not_unreaped_exits() {
+    let Some(shim) = race_shim() else { return };
+    let server = serve_with_race(shim, "accept-slow", &["--quiet", "--reaper", "signalfd"]);
+    let replies = burst(server.addr, 40);
+    assert!(replies.iter().all(|r| r == HELLO), "{replies:?}");
+    let (status, out, _) = server.stop(Duration::from_secs(20));
+    assert!(status.success());
+    let peak: u64 = out
+        .split("peak ")
+        .nth(1)
+        .and_then(|s| s.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no peak in {out}"));
+    assert!(peak <= 8, "peak {peak} live children, one at a time: {out}");
+}

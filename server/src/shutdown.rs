@@ -3,7 +3,10 @@
 //!
 //! Owns the sweep that signals processes still running after the grace: the
 //! server's own children and, counted apart, foreign ones (orphans adopted as a
-//! subreaper or PID 1, children inherited across `exec`). Must never signal a
+//! subreaper or PID 1, children inherited across `exec`), and, for a CGI
+//! child that did not stop on SIGTERM, its program's tree before the child
+//! itself (`tree::kill_descendants`). Counts as killed only what died of the
+//! signal. Must never signal a
 //! pid it may already have reaped (the kernel can hand a reaped pid to any new
 //! process at once), so each sweep lists and signals with reaping held off;
 //! and must never wait without a bound.

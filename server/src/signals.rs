@@ -3,8 +3,9 @@
 //! Owns SIGCHLD, SIGINT, SIGTERM and SIGHUP dispositions for each reaper
 //! strategy, and the record of which children are the server's own. A handler
 //! here does only async-signal-safe work: `waitpid`, `write` to the wake pipe,
-//! `getpid`, `kill`, `shutdown`, atomics, and saving/restoring errno. It must
-//! never print, allocate or lock.
+//! `getpid`, `kill`, `shutdown`, `open`/`read`/`close` of a /proc file into a
+//! stack buffer, `clock_gettime`, `nanosleep`, atomics, and saving/restoring
+//! errno. It must never print, allocate or lock.
 
 use std::io;
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
