@@ -6,10 +6,9 @@
 //! subreaper or PID 1, children inherited across `exec`), and, for a CGI
 //! child that did not stop on SIGTERM, its program's tree before the child
 //! itself (`tree::kill_descendants`). Counts as killed only what died of the
-//! signal. Must never signal a
-//! pid it may already have reaped (the kernel can hand a reaped pid to any new
-//! process at once), so each sweep lists and signals with reaping held off;
-//! and must never wait without a bound.
+//! signal. Must never signal a pid it may already have reaped (the kernel can
+//! hand a reaped pid to any new process at once), so each sweep lists and
+//! signals with reaping held off; and must never wait without a bound.
 
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
