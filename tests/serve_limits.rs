@@ -98,15 +98,17 @@ fn accept_emfile_is_survived_logged_once_and_not_spun_on() {
     assert!(out.contains("Shutdown: 100 connections served"), "{out}");
 }
 
-/// A copy of the binary under test in a directory anyone can enter: `nobody`
+/// A copy of the binary under test in a directory anyone can enter: another user
 /// may not reach the build directory (a checkout under /root is mode 700).
 struct NprocCopy {
     dir: std::path::PathBuf,
     bin: String,
+    /// A uid nothing else on the machine runs as.
+    uid: u32,
 }
 
 impl NprocCopy {
-    fn new(tag: &str) -> NprocCopy {
+    fn new(tag: &str, uid: u32) -> NprocCopy {
         use std::os::unix::fs::PermissionsExt;
         let dir = std::env::temp_dir().join(format!("lsbaws-nproc-{tag}-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("temp dir");
@@ -116,17 +118,21 @@ impl NprocCopy {
         std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o755))
             .expect("chmod binary");
         let bin = copy.to_str().expect("utf-8 path").to_string();
-        NprocCopy { dir, bin }
+        NprocCopy { dir, bin, uid }
     }
 
-    /// `serve ARGS` as `nobody` under RLIMIT_NPROC `limit` (setpriv, then
-    /// prlimit, which execs it: the pid stays the server's). Root ignores that
-    /// limit, hence `nobody`.
+    /// `serve ARGS` under RLIMIT_NPROC `limit` as a uid of this copy's own
+    /// (setpriv, then prlimit, which execs it: the pid stays the server's).
+    /// Root ignores that limit; and the limit counts every task of the uid on
+    /// the machine, so two tests sharing `nobody` starved each other when run
+    /// in parallel ("no alternation to test: 7 served").
     fn serve(&self, limit: u32, args: &[&str]) -> Server {
         Server::start_with(
             Command::new("setpriv")
                 .current_dir(&self.dir)
-                .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+                .arg(format!("--reuid={}", self.uid))
+                .arg(format!("--regid={}", self.uid))
+                .args(["--clear-groups", "--"])
                 .arg("prlimit")
                 .arg(format!("--nproc={limit}:{limit}"))
                 .args([&self.bin, "serve", "--bind", "127.0.0.1:0"])
@@ -146,9 +152,9 @@ impl Drop for NprocCopy {
 #[test]
 fn fork_eagain_is_survived_and_failed_clients_are_closed() {
     if !is_root() {
-        return skip("needs root to run the server as `nobody` (root ignores RLIMIT_NPROC)");
+        return skip("needs root to run the server as another user (root ignores RLIMIT_NPROC)");
     }
-    let copy = NprocCopy::new("eagain");
+    let copy = NprocCopy::new("eagain", 47_201);
     let server = copy.serve(12, &["--quiet", "--delay", "2s"]);
     let replies = burst(server.addr, 40);
     let served = replies.iter().filter(|r| *r == HELLO).count();
@@ -188,9 +194,9 @@ fn fork_eagain_is_survived_and_failed_clients_are_closed() {
 #[test]
 fn fork_failures_between_successes_are_logged_once_per_burst() {
     if !is_root() {
-        return skip("needs root to run the server as `nobody` (root ignores RLIMIT_NPROC)");
+        return skip("needs root to run the server as another user (root ignores RLIMIT_NPROC)");
     }
-    let copy = NprocCopy::new("burst");
+    let copy = NprocCopy::new("burst", 47_202);
     let server = copy.serve(8, &["--quiet", "--delay", "100ms"]);
     let replies = burst(server.addr, 200);
     let served = replies.iter().filter(|r| *r == HELLO).count();
