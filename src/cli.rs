@@ -148,7 +148,9 @@ pub struct ServeArgs {
     #[arg(long, value_name = "ARG", requires = "cgi", allow_hyphen_values = true)]
     pub cgi_arg: Vec<std::ffi::OsString>,
 
-    /// A CGI program still running after this is killed, with its process group (504).
+    /// Bound on everything a request starts: a CGI program still running after this
+    /// is killed with every process it started (504 if it had not answered), and
+    /// sending its response must be done by then too.
     #[arg(long, default_value = "30s", value_parser = parse_duration, value_name = "DURATION")]
     pub cgi_timeout: Duration,
 

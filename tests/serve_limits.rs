@@ -103,7 +103,7 @@ fn accept_emfile_is_survived_logged_once_and_not_spun_on() {
 #[test]
 fn fork_eagain_is_survived_and_failed_clients_are_closed() {
     if !is_root() {
-        return skip("needs root to run the server as `nobody` (root ignores RLIMIT_NPROC)");
+        return skip("needs root to run the server as another user (root ignores RLIMIT_NPROC)");
     }
     let copy = NprocCopy::new("eagain", 61_001);
     let server = Server::start_with(&mut copy.command(
@@ -148,7 +148,7 @@ fn fork_eagain_is_survived_and_failed_clients_are_closed() {
 #[test]
 fn fork_failures_between_successes_are_logged_once_per_burst() {
     if !is_root() {
-        return skip("needs root to run the server as `nobody` (root ignores RLIMIT_NPROC)");
+        return skip("needs root to run the server as another user (root ignores RLIMIT_NPROC)");
     }
     let copy = NprocCopy::new("burst", 61_002);
     let server = Server::start_with(&mut copy.command(

@@ -2,6 +2,8 @@
 //! loopback, real /proc.
 
 mod attack;
+mod attack_serve;
+mod attack_serve2;
 mod attack_smoke;
 mod audit;
 mod audit_exec;

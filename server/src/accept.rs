@@ -20,9 +20,6 @@ use crate::{Config, Error, Reaper, child, http, log, procs, sys};
 const BACKOFF: Duration = Duration::from_millis(10);
 /// Failures closer together than this are one burst, logged once.
 const BURST_GAP: Duration = Duration::from_secs(1);
-/// In signalfd mode, reap after this many forks even if accept never runs dry, so
-/// that a sustained load cannot starve reaping.
-const REAP_EVERY: u32 = 32;
 
 /// What an `accept` error means for the loop.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,6 +82,10 @@ pub(crate) struct Server<'a> {
     fork_failed_at: Option<Instant>,
     /// The cap was logged as filled by zombies (once per run).
     cap_logged: bool,
+    /// `ignore` mode when foreign children are possible: the pids this server
+    /// forked that may still run (pruned against /proc), so that orphans it
+    /// adopted are not counted as its children.
+    ignore_own: Vec<libc::pid_t>,
 }
 
 impl<'a> Server<'a> {
@@ -110,7 +111,32 @@ impl<'a> Server<'a> {
             accept_failed_at: None,
             fork_failed_at: None,
             cap_logged: false,
+            ignore_own: Vec::new(),
         }
+    }
+
+    /// `ignore` mode: own children still running. The kernel reaps them
+    /// unseen, so /proc is the count: an exited child leaves the children file
+    /// at once (no `stat` per child is needed). Orphans adopted as a subreaper
+    /// or PID 1 are listed there too, and left out by keeping the pids this
+    /// server forked (a pid the kernel freed and gave to an adopted orphan
+    /// would count until that orphan ends).
+    pub(crate) fn ignore_live(&mut self) -> u64 {
+        let mut listed: Vec<libc::pid_t> = match procs::child_pids() {
+            Some(pids) => pids,
+            None => procs::children()
+                .iter()
+                .filter(|c| !c.zombie)
+                .map(|c| c.pid)
+                .collect(),
+        };
+        if !signals::FOREIGN_POSSIBLE.load(Ordering::Relaxed) {
+            return listed.len() as u64;
+        }
+        listed.sort_unstable();
+        self.ignore_own
+            .retain(|pid| listed.binary_search(pid).is_ok());
+        self.ignore_own.len() as u64
     }
 
     pub(crate) fn reaped(&self) -> u64 {
@@ -122,7 +148,7 @@ impl<'a> Server<'a> {
         self.forked.saturating_sub(self.reaped())
     }
 
-    fn at_cap(&self) -> bool {
+    fn at_cap(&mut self) -> bool {
         let Some(cap) = self.config.max_children else {
             return false;
         };
@@ -130,7 +156,7 @@ impl<'a> Server<'a> {
         if self.config.reaper == Reaper::Ignore {
             // No counter can see the kernel's reaping; /proc can, and is read only
             // once the forks alone could have reached the cap.
-            self.forked >= cap && procs::children().len() as u64 >= cap
+            self.forked >= cap && self.ignore_live() >= cap
         } else {
             self.unreaped() >= cap
         }
@@ -138,7 +164,6 @@ impl<'a> Server<'a> {
 
     /// Serves until a stop signal (Ok) or a fatal accept error (Err).
     pub(crate) fn accept_loop(&mut self) -> Result<(), Error> {
-        let mut since_reap = 0;
         while !SHUTDOWN.load(Ordering::SeqCst) {
             if self.at_cap() {
                 WAKE_ON_CHILD.store(true, Ordering::SeqCst);
@@ -158,12 +183,9 @@ impl<'a> Server<'a> {
             };
             let e = match sys::accept(listener.as_fd()) {
                 Ok((conn, peer)) => {
+                    // In signalfd mode the spawn reaps too, so a sustained
+                    // load cannot starve reaping.
                     self.spawn(conn, peer);
-                    since_reap += 1;
-                    if self.sigfd.is_some() && since_reap >= REAP_EVERY {
-                        since_reap = 0;
-                        self.reap_main();
-                    }
                     continue;
                 }
                 Err(e) => e,
@@ -175,7 +197,6 @@ impl<'a> Server<'a> {
             }
             match classify(e.raw_os_error().unwrap_or(0)) {
                 AcceptError::Empty => {
-                    since_reap = 0;
                     self.wait(true, None);
                 }
                 AcceptError::Interrupted if self.blocking => return Err(Error::AcceptInterrupted),
@@ -236,10 +257,23 @@ impl<'a> Server<'a> {
                 let code = child::serve(TcpStream::from(conn), peer, accepted, self.config);
                 sys::exit_now(code);
             }
-            Ok(sys::Fork::Parent(_)) => {
+            Ok(sys::Fork::Parent(pid)) => {
                 drop(conn);
                 self.forked += 1;
+                if self.sigfd.is_some() {
+                    // Children that have exited are not live: reap what the
+                    // signalfd reports before counting the peak.
+                    self.reap_main();
+                }
                 self.peak = self.peak.max(self.unreaped());
+                if self.config.reaper == Reaper::Ignore
+                    && signals::FOREIGN_POSSIBLE.load(Ordering::Relaxed)
+                {
+                    self.ignore_own.push(pid);
+                    if self.ignore_own.len() >= 1024 && self.forked.is_multiple_of(1024) {
+                        self.ignore_live();
+                    }
+                }
             }
             Err(e) => {
                 // Best effort: a client told 503 knows to retry; one that reset
@@ -305,6 +339,7 @@ impl<'a> Server<'a> {
             sys::drain(sigfd.as_fd());
         }
         while let Some((pid, status)) = sys::reap_one() {
+            signals::note_exit(pid, status);
             let own = signals::record_reap(pid);
             let clean = libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0;
             if !clean && own {

@@ -31,9 +31,9 @@ enum Outcome {
 /// 3 per connection if the child read the clock itself, measured with perf).
 pub fn serve(mut conn: TcpStream, peer: SocketAddr, accepted: Instant, config: &Config) -> i32 {
     let mut buf = [0u8; http::MAX_HEAD];
-    let (outcome, line_end) = exchange(&mut conn, &mut buf, peer, accepted, config);
+    let (outcome, (start, line_len)) = exchange(&mut conn, &mut buf, peer, accepted, config);
     if !config.quiet {
-        log(peer, &buf[..line_end], &outcome);
+        log(peer, &buf[start..start + line_len], &outcome);
     }
     if !config.delay.is_zero() {
         std::thread::sleep(config.delay);
@@ -42,15 +42,15 @@ pub fn serve(mut conn: TcpStream, peer: SocketAddr, accepted: Instant, config: &
     0
 }
 
-/// Reads, parses and answers. Returns the outcome and the length of the request
-/// line in `buf` (for the log).
+/// Reads, parses and answers. Returns the outcome and where the request line
+/// is in `buf` (start, length; for the log).
 fn exchange(
     conn: &mut TcpStream,
     buf: &mut [u8],
     peer: SocketAddr,
     accepted: Instant,
     config: &Config,
-) -> (Outcome, usize) {
+) -> (Outcome, (usize, usize)) {
     // The listener's SO_RCVTIMEO is inherited by the accepted socket, so the first
     // read is already bounded without a system call here.
     let deadline = accepted + config.read_timeout;
@@ -61,16 +61,16 @@ fn exchange(
             Err(e) if e.kind() == ErrorKind::Interrupted => continue,
             Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
                 if len == 0 {
-                    return (Outcome::Idle, 0);
+                    return (Outcome::Idle, (0, 0));
                 }
                 answer(conn, http::TIMEOUT, true);
                 return (Outcome::Answered(408), first_line(&buf[..len]));
             }
-            Err(_) => return (Outcome::Gone, 0),
+            Err(_) => return (Outcome::Gone, (0, 0)),
         };
         if n == 0 {
             if len == 0 {
-                return (Outcome::Gone, 0);
+                return (Outcome::Gone, (0, 0));
             }
             // The client half-closed mid-request: what it sent is all there is.
             answer(conn, http::BAD_REQUEST, false);
@@ -79,9 +79,12 @@ fn exchange(
         len += n;
         match http::parse(&buf[..len]) {
             Parse::Complete(req) => {
+                // The log shows the request line itself, after any empty
+                // lines the client sent first.
+                let line = (req.start, req.line.len());
                 if let Some(cgi) = &config.cgi {
                     let status = cgi::respond(conn, &buf[..len], &req, peer, cgi, deadline);
-                    return (Outcome::Answered(status), req.line.len());
+                    return (Outcome::Answered(status), line);
                 }
                 let response = if req.method == b"HEAD" {
                     http::OK_HEAD
@@ -93,7 +96,7 @@ fn exchange(
                 // reads it; only then is the slower careful close worth it.
                 let unread = len > req.head_len || req.content_length.unwrap_or(0) > 0;
                 answer(conn, response, unread);
-                return (Outcome::Answered(200), req.line.len());
+                return (Outcome::Answered(200), line);
             }
             Parse::Bad => {
                 answer(conn, http::BAD_REQUEST, true);
@@ -133,9 +136,16 @@ fn answer(conn: &mut TcpStream, response: &[u8], careful: bool) {
     }
 }
 
-fn first_line(buf: &[u8]) -> usize {
-    let end = buf.iter().position(|&b| b == b'\n').unwrap_or(buf.len());
-    end.min(200)
+/// Where the first non-empty line of `buf` is (start, length), for the log of
+/// a request that was not parsed.
+fn first_line(buf: &[u8]) -> (usize, usize) {
+    let start = buf
+        .iter()
+        .position(|&b| b != b'\r' && b != b'\n')
+        .unwrap_or(buf.len());
+    let rest = &buf[start..];
+    let end = rest.iter().position(|&b| b == b'\n').unwrap_or(rest.len());
+    (start, end.min(200))
 }
 
 /// One log line, written with one `write` so lines of many children never mix,

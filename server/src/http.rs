@@ -94,6 +94,7 @@ pub fn parse(buf: &[u8]) -> Parse<'_> {
         match &buf[skip..] {
             [b'\r', b'\n', ..] => skip += 2,
             [b'\n', ..] => skip += 1,
+            [b'\r'] if buf.len() >= MAX_HEAD => return Parse::TooLarge,
             [b'\r'] => return Parse::Incomplete,
             _ => break,
         }
@@ -114,7 +115,9 @@ pub fn parse(buf: &[u8]) -> Parse<'_> {
 
 fn parse_from_request_line(buf: &[u8]) -> Parse<'_> {
     let Some(end) = head_end(buf) else {
-        if prefix_is_bad(buf) {
+        // A CR is valid only before an LF: a bare one can never become a
+        // valid head, so there is no point waiting for the rest.
+        if prefix_is_bad(buf) || buf.windows(2).any(|w| w[0] == b'\r' && w[1] != b'\n') {
             return Parse::Bad;
         }
         // A complete request line can be checked before the headers arrive.
@@ -290,6 +293,15 @@ mod tests {
                 String::from_utf8_lossy(bad)
             );
         }
+    }
+
+    #[test]
+    fn a_bare_cr_or_a_full_buffer_ends_the_wait() {
+        // Attack report S16: both waited for the whole read timeout.
+        assert_eq!(parse(b"GET / HTTP/1.1\r\r\r\r"), Parse::Bad);
+        let mut full = vec![b'\n'; MAX_HEAD - 1];
+        full.push(b'\r');
+        assert_eq!(parse(&full), Parse::TooLarge);
     }
 
     #[test]

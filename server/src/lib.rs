@@ -14,11 +14,12 @@
 //! - `cgi`: runs a program per request (`--cgi`), in the child.
 //! - [`log`]: output that never blocks: request lines, statuses, the summary.
 //! - `procs`: this process's children, from /proc.
+//! - `tree`: stopping what a CGI program started, wherever it went.
 //! - `sys`: the system calls; with `signals` and `log` it holds all `unsafe` code.
 //!
 //! Rules: the process must be single-threaded when [`run`] starts (checked), and
-//! the parent never starts a thread, so every `fork` is sound. A child may start
-//! one (CGI feeds the request body from a thread), after its last fork. The crate
+//! neither the parent nor a child ever starts a thread, so every `fork` is
+//! sound and a child's signal handler runs on its only thread. The crate
 //! never depends on an async runtime; a child ends with `_exit` and never returns
 //! into the caller.
 
@@ -32,6 +33,7 @@ mod shutdown;
 mod signals;
 pub mod summary;
 mod sys;
+mod tree;
 
 use std::fmt;
 use std::io;
@@ -153,6 +155,10 @@ pub enum Error {
     Accept(io::Error),
     #[error("{0}: {1}")]
     Setup(&'static str, io::Error),
+    #[error(
+        "the open-file limit (ulimit -n {0}) leaves no descriptor for a connection once the server's own are open: raise it"
+    )]
+    NoDescriptors(u64),
     /// Serving ended on an error (`cause`), after a full shutdown: children
     /// waited for, stopped and reaped. `summary` says what the server did and
     /// is still worth printing.
@@ -203,7 +209,9 @@ static RUNNING: AtomicBool = AtomicBool::new(false);
 /// `ready` is called once everything is set up (handlers installed, timeouts
 /// set on the listener, output set up) and before the first accept: the place
 /// to announce the address, so that no client can arrive before the server is
-/// fully armed. An error while serving (a fatal accept error) still runs the
+/// fully armed. It must not block without a bound ([`log::announce`] does
+/// not): a stop signal meanwhile only sets a flag, and the server then shuts
+/// down at once without serving. An error while serving (a fatal accept error) still runs the
 /// whole shutdown, and comes back as [`Error::Stopped`] with the summary.
 pub fn run(
     listener: TcpListener,
@@ -251,6 +259,12 @@ pub fn run(
     signals::install(config.reaper, wake_w.as_raw_fd(), !blocking)
         .map_err(setup("installing signal handlers"))?;
     log::init();
+    if !sys::can_open_one_more(listener.as_fd()) {
+        // Every accept would fail with EMFILE, and the server would back off
+        // forever without serving anyone.
+        signals::BLOCKING_LISTENER.store(-1, Ordering::SeqCst);
+        return Err(Error::NoDescriptors(sys::nofile_limit()));
+    }
 
     let addr = listener
         .local_addr()

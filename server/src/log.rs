@@ -19,7 +19,8 @@
 //! Must never set O_NONBLOCK on an inherited description (the shell and the
 //! terminal share it), never reopen a regular file (that would get it an offset
 //! of its own and overwrite), and never block, except
-//! [`write_stdout_within`], which waits a bounded time.
+//! [`write_stdout_within`], [`announce`] and [`write_stderr_within`], which
+//! wait a bounded time.
 
 use std::os::fd::{IntoRawFd, RawFd};
 use std::sync::atomic::{AtomicI32, AtomicPtr, AtomicU8, AtomicU64, Ordering};
@@ -74,6 +75,9 @@ impl Sink {
     }
 
     fn set_up(&self) {
+        if self.how() != How::Unset {
+            return; // once per process (stderr may be set up early for diagnostics)
+        }
         let fd = self.std_fd;
         let how = match sys::file_kind(fd) {
             Err(_) => How::Closed,
@@ -191,27 +195,117 @@ fn writable(fd: RawFd, wait: Duration) -> bool {
     matches!(sys::poll(&mut fds, Some(wait)), Ok(n) if n > 0)
 }
 
+/// What became of a line written with patience.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Written {
+    /// Written whole.
+    Whole,
+    /// No room within the patience given (nobody reads).
+    TimedOut,
+    /// A stop signal came while waiting.
+    Stopped,
+    /// The output is closed (EPIPE, not open) or failed otherwise.
+    Closed,
+}
+
+/// Writes `line` whole to `sink`, waiting up to `patience` for a slow reader
+/// to make room, and no longer once `stop` says so. Never blocks otherwise.
+fn write_within(sink: &Sink, line: &[u8], patience: Duration, stop: &dyn Fn() -> bool) -> Written {
+    let mut buf = [0u8; libc::PIPE_BUF];
+    let line = bounded(line, &mut buf);
+    let deadline = Instant::now() + patience;
+    loop {
+        if sink.how() == How::Plain {
+            // A regular file: a plain write, which does not block for long.
+            return match sink.try_write(line) {
+                Ok(n) if n == line.len() => Written::Whole,
+                _ => Written::Closed,
+            };
+        }
+        match sink.try_write(line) {
+            Ok(n) if n == line.len() => return Written::Whole,
+            Ok(_) => return Written::Closed,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                if stop() {
+                    return Written::Stopped;
+                }
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Written::TimedOut;
+                }
+                // Room, the time is up, or a signal (EINTR): try again, and
+                // look at `stop` again.
+                writable(sink.fd.load(Ordering::Relaxed), left);
+            }
+            Err(_) => return Written::Closed,
+        }
+    }
+}
+
 /// Writes one line (the summary) to stdout, waiting up to `patience` for a slow
 /// reader to make room; false when it could not be written whole in that time
 /// (nobody reads, the pipe is closed). Bounded: it never holds a shutdown up
 /// for longer than `patience`. Not counted as a drop: the summary, which
 /// reports the drops, is printed after them.
 pub fn write_stdout_within(line: &[u8], patience: Duration) -> bool {
-    let mut buf = [0u8; libc::PIPE_BUF];
-    let line = bounded(line, &mut buf);
-    let deadline = Instant::now() + patience;
-    loop {
-        match OUT.try_write(line) {
-            Ok(n) => return n == line.len(),
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                let left = deadline.saturating_duration_since(Instant::now());
-                if left.is_zero() {
-                    return false;
-                }
-                // Room, or the time is up: either way, try once more.
-                writable(OUT.fd.load(Ordering::Relaxed), left);
+    write_within(&OUT, line, patience, &|| false) == Written::Whole
+}
+
+/// Writes the ready line: as [`write_stdout_within`], but a stop signal ends
+/// the wait at once (the server then shuts down without having served). A line
+/// that cannot be written is counted as dropped: the server serves anyway.
+pub fn announce(line: &[u8], patience: Duration) -> Written {
+    let written = write_within(&OUT, line, patience, &|| {
+        crate::signals::SHUTDOWN.load(Ordering::SeqCst)
+    });
+    if matches!(written, Written::TimedOut | Written::Closed) {
+        drops().fetch_add(1, Ordering::Relaxed);
+    }
+    written
+}
+
+/// Writes one line to stderr, waiting at most `patience` for room: for the
+/// messages a command prints on its way out, which a stderr nobody reads must
+/// not turn into a hang. Usable before [`init`] and in any command: stderr is
+/// set up (a private non-blocking description) on first use.
+pub fn write_stderr_within(line: &[u8], patience: Duration) -> Written {
+    if ERR.how() == How::Unset {
+        ERR.set_up();
+    }
+    write_within(&ERR, line, patience, &|| false)
+}
+
+/// Whether `c` must never reach a terminal raw: C0 and C1 controls, DEL, the
+/// bidi controls, line and paragraph separators, the BOM and U+FFFE/U+FFFF.
+/// The same list as `lsbaws::text::is_dangerous` (this crate depends on no
+/// other of the project).
+fn is_dangerous(c: char) -> bool {
+    matches!(c,
+        '\u{0}'..='\u{1f}'
+        | '\u{7f}'..='\u{9f}'
+        | '\u{61c}'
+        | '\u{200e}' | '\u{200f}'
+        | '\u{202a}'..='\u{202e}'
+        | '\u{2066}'..='\u{2069}'
+        | '\u{2028}' | '\u{2029}'
+        | '\u{feff}'
+        | '\u{fffe}' | '\u{ffff}')
+}
+
+/// Appends `bytes` (text from a program or the network, any bytes) to `out`
+/// with every dangerous character made visible (`\x1b`, `\u{202e}`); bytes
+/// that are not UTF-8 become U+FFFD.
+pub fn escape_into(out: &mut String, bytes: &[u8]) {
+    for c in String::from_utf8_lossy(bytes).chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if is_dangerous(c) && (c as u32) < 0x80 => {
+                out.push_str(&format!("\\x{:02x}", c as u32));
             }
-            Err(_) => return false,
+            c if is_dangerous(c) => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
+            c => out.push(c),
         }
     }
 }
@@ -229,5 +323,18 @@ mod tests {
         assert_eq!(cut.last(), Some(&b'\n'));
         let mut buf = [0u8; libc::PIPE_BUF];
         assert_eq!(bounded(b"short\n", &mut buf), b"short\n");
+    }
+
+    #[test]
+    fn escaped_text_keeps_no_raw_control() {
+        let mut out = String::new();
+        escape_into(
+            &mut out,
+            "\x1b[31mRED\x1b]0;t\x07 \u{202e}x\u{9b}\n".as_bytes(),
+        );
+        assert_eq!(out, "\\x1b[31mRED\\x1b]0;t\\x07 \\u{202e}x\\u{9b}\\n");
+        let mut out = String::new();
+        escape_into(&mut out, b"caf\xc3\xa9 \xff");
+        assert_eq!(out, "caf\u{e9} \u{fffd}");
     }
 }

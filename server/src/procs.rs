@@ -4,7 +4,8 @@
 //! modes whose counters cannot tell (`ignore`: the kernel reaps; `none`/`once`:
 //! zombies are never or not always reaped) and for the sweep that stops them.
 //! Never used per connection, except in `ignore` mode at the `--max-children`
-//! cap. Must never reap or signal.
+//! cap. Also the process table the shutdown walks to find what a connection
+//! child started (`table`). Must never reap or signal.
 
 use std::fs;
 
@@ -21,19 +22,96 @@ pub struct Child {
 /// scanned for its parent. Either can miss a child that is exiting at that
 /// instant; callers re-list until their condition holds.
 pub fn children() -> Vec<Child> {
-    let me = std::process::id();
-    match fs::read_to_string(format!("/proc/{me}/task/{me}/children")) {
-        Ok(list) => list
-            .split_ascii_whitespace()
-            .filter_map(|p| p.parse::<libc::pid_t>().ok())
+    if !proc_is_ours() {
+        return Vec::new();
+    }
+    match child_pids() {
+        Some(pids) => pids
+            .into_iter()
             .filter_map(|pid| {
                 // A child that vanished between the two reads has been reaped.
                 let (_, zombie) = stat(pid)?;
                 Some(Child { pid, zombie })
             })
             .collect(),
-        Err(_) => scan(me),
+        None => scan(proc_pid()),
     }
+}
+
+/// The pids in this thread's `children` file, without a `stat` each (children
+/// that have exited are listed until reaped; without CONFIG_PROC_CHILDREN, a
+/// scan of every process's parent); None when /proc is another namespace's.
+/// Read through /proc/thread-self: `/proc/<getpid()>` names another process
+/// when the server runs in a pid namespace of its own under the host's /proc
+/// (`unshare --pid --fork` without `--mount-proc`), and PID 1's children there
+/// are the host's.
+pub fn child_pids() -> Option<Vec<libc::pid_t>> {
+    if !proc_is_ours() {
+        // The file would name them in the other namespace's numbers.
+        return None;
+    }
+    let Ok(list) = fs::read_to_string("/proc/thread-self/children") else {
+        // No CONFIG_PROC_CHILDREN: every process's parent, the slow way.
+        return Some(scan(proc_pid()).iter().map(|c| c.pid).collect());
+    };
+    Some(
+        list.split_ascii_whitespace()
+            .filter_map(|p| p.parse::<libc::pid_t>().ok())
+            .collect(),
+    )
+}
+
+/// This process's pid as the mounted /proc numbers it (which differs from
+/// `getpid()` when /proc belongs to another pid namespace).
+fn proc_pid() -> u32 {
+    fs::read_link("/proc/self")
+        .ok()
+        .and_then(|p| p.to_str()?.parse().ok())
+        .unwrap_or_else(std::process::id)
+}
+
+/// Whether the mounted /proc numbers processes as this process's system calls
+/// do: only then may a pid read there be signalled or counted. When it does
+/// not (a pid namespace of its own under the host's /proc), the server sees no
+/// children in /proc and counts from its own records. Decided once per process
+/// (a forked child shares its parent's namespace and mounts).
+pub fn proc_is_ours() -> bool {
+    static OURS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *OURS.get_or_init(|| proc_pid() == std::process::id())
+}
+
+/// One row of the process table: pid, parent, defunct, start time (clock ticks
+/// after boot: with the pid, it names one process however pids are reused).
+#[derive(Debug, Clone, Copy)]
+pub struct Row {
+    pub pid: libc::pid_t,
+    pub ppid: libc::pid_t,
+    pub zombie: bool,
+    pub start: u64,
+}
+
+/// Every process /proc shows, in one pass (processes that vanish are skipped).
+pub fn table() -> Vec<Row> {
+    let Ok(dir) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<libc::pid_t>().ok())
+        .filter_map(row)
+        .collect()
+}
+
+/// The table row of `pid`, None when it is gone.
+pub fn row(pid: libc::pid_t) -> Option<Row> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_ascii_whitespace().collect();
+    Some(Row {
+        pid,
+        ppid: fields.get(1)?.parse().ok()?,
+        zombie: *fields.first()? == "Z",
+        // Field 22 of stat; the slice starts at field 3.
+        start: fields.get(19)?.parse().ok()?,
+    })
 }
 
 /// The full scan: every process whose parent is `me`.

@@ -3,17 +3,19 @@
 //!
 //! Owns the sweep that signals processes still running after the grace: the
 //! server's own children and, counted apart, foreign ones (orphans adopted as a
-//! subreaper or PID 1, children inherited across `exec`). Must never signal a
-//! pid it may already have reaped (the kernel can hand a reaped pid to any new
-//! process at once), so each sweep lists and signals with reaping held off;
-//! and must never wait without a bound.
+//! subreaper or PID 1, children inherited across `exec`), and, for a CGI
+//! child that did not stop on SIGTERM, its program's tree before the child
+//! itself (`tree::kill_descendants`). Counts as killed only what died of the
+//! signal. Must never signal a pid it may already have reaped (the kernel can
+//! hand a reaped pid to any new process at once), so each sweep lists and
+//! signals with reaping held off; and must never wait without a bound.
 
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use crate::accept::Server;
 use crate::signals::{self, FOREIGN, SIGCHLD_COUNT, WAKE_ON_CHILD};
-use crate::{Reaper, Summary, log, procs, sys};
+use crate::{Reaper, Summary, log, procs, sys, tree};
 
 /// How long children get to act on SIGTERM before SIGKILL.
 const TERM_WAIT: Duration = Duration::from_millis(200);
@@ -53,8 +55,13 @@ impl Server<'_> {
         }
         if self.config.reaper.counts_exactly() {
             self.unreaped()
+        } else if self.config.reaper == Reaper::Ignore {
+            self.ignore_live()
         } else {
-            procs::children().iter().filter(|c| !c.zombie).count() as u64
+            procs::children()
+                .iter()
+                .filter(|c| !c.zombie && signals::is_own(c.pid))
+                .count() as u64
         }
     }
 
@@ -67,9 +74,21 @@ impl Server<'_> {
         if hold {
             let _ = signals::block_sigchld(true);
         }
-        for child in procs::children().iter().filter(|c| !c.zombie) {
-            if sys::kill(child.pid, sig).is_ok() {
-                stopped.note(child.pid, signals::is_own(child.pid));
+        let running: Vec<libc::pid_t> = procs::children()
+            .iter()
+            .filter(|c| !c.zombie)
+            .map(|c| c.pid)
+            .collect();
+        if sig == libc::SIGKILL && self.config.cgi.is_some() {
+            // A child that did not act on SIGTERM has not stopped its CGI
+            // program's tree: stop it from here, before the child, whose death
+            // would hand that tree to init.
+            tree::kill_descendants(&running);
+        }
+        for pid in running {
+            signals::forget_exit(pid);
+            if sys::kill(pid, sig).is_ok() {
+                stopped.note(pid, signals::is_own(pid));
             }
         }
         if hold {
@@ -116,16 +135,42 @@ impl Server<'_> {
         match self.config.reaper {
             // The handler reaps; this catches an exit whose signal is still pending.
             Reaper::Loop => {
-                while let Some((pid, _)) = sys::reap_one() {
+                while let Some((pid, status)) = sys::reap_one() {
+                    signals::note_exit(pid, status);
                     signals::record_reap(pid);
                 }
             }
             Reaper::Signalfd => self.reap_main(),
             // Exits since the kernel stopped reaping: what it would have done.
-            Reaper::Ignore => while sys::reap_one().is_some() {},
+            Reaper::Ignore => {
+                while let Some((pid, status)) = sys::reap_one() {
+                    signals::note_exit(pid, status);
+                }
+            }
             Reaper::None | Reaper::Once => {}
         }
-        let zombies_left = procs::children().iter().filter(|c| c.zombie).count() as u64;
+        // Only what this server forked: orphans it adopted are not its zombies.
+        // Under another namespace's /proc, its own records: what it forked and
+        // did not reap (the kernel reaps nothing in none/once).
+        let ignore = self.config.reaper == Reaper::Ignore;
+        let zombies_left = if procs::proc_is_ours() {
+            procs::children()
+                .iter()
+                .filter(|c| c.zombie && signals::is_own(c.pid))
+                .count() as u64
+        } else if ignore {
+            0
+        } else {
+            self.unreaped()
+        };
+        // Signalled and died of it: one that exited by itself in between (a
+        // zombie, which `kill` does not refuse) was not killed. Unreaped ones
+        // (none, once) are read without reaping them.
+        let died = |pid: &&libc::pid_t| {
+            signals::died_of_stop(**pid) || sys::peek_killed(**pid) == Some(true)
+        };
+        let killed = stopped.own.iter().filter(died).count() as u64;
+        let foreign_killed = stopped.foreign.iter().filter(died).count() as u64;
         let ignore = self.config.reaper == Reaper::Ignore;
         let stop_signal = signals::STOP_SIGNAL.load(Ordering::SeqCst);
         Summary {
@@ -135,8 +180,8 @@ impl Server<'_> {
             reaped: (!ignore).then(|| self.reaped()),
             peak_children: (!ignore).then_some(self.peak),
             sigchld: SIGCHLD_COUNT.load(Ordering::Relaxed),
-            killed: stopped.own.len() as u64,
-            foreign_killed: stopped.foreign.len() as u64,
+            killed,
+            foreign_killed,
             abnormal_exits: self.abnormal,
             foreign_reaped: FOREIGN.load(Ordering::Relaxed),
             zombies_left,

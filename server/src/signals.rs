@@ -3,8 +3,9 @@
 //! Owns SIGCHLD, SIGINT, SIGTERM and SIGHUP dispositions for each reaper
 //! strategy, and the record of which children are the server's own. A handler
 //! here does only async-signal-safe work: `waitpid`, `write` to the wake pipe,
-//! `getpid`, `kill`, `shutdown`, atomics, and saving/restoring errno. It must
-//! never print, allocate or lock.
+//! `getpid`, `kill`, `shutdown`, `open`/`read`/`close` of a /proc file into a
+//! stack buffer, `clock_gettime`, `nanosleep`, atomics, and saving/restoring
+//! errno. It must never print, allocate or lock.
 
 use std::io;
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
@@ -42,6 +43,11 @@ pub static CGI_GROUP: AtomicI32 = AtomicI32::new(0);
 /// the parent's behalf (see `on_term`).
 static SERVER_PID: AtomicI32 = AtomicI32::new(0);
 
+/// The server's pid, as `getpid` gave it when the handlers were installed.
+pub fn server_pid() -> libc::pid_t {
+    SERVER_PID.load(Ordering::Relaxed)
+}
+
 /// Runs `f` with errno saved and restored, as every handler must: the main loop
 /// may be between a failing system call and its read of errno.
 fn preserving_errno(f: impl FnOnce()) {
@@ -53,8 +59,16 @@ fn preserving_errno(f: impl FnOnce()) {
 }
 
 fn slot(pid: libc::pid_t) -> Option<(&'static AtomicU64, u64)> {
+    slot_in(&OWN, pid)
+}
+
+/// The word and bit of `pid` in a per-pid bit set.
+fn slot_in(
+    set: &'static [AtomicU64; 1 << 16],
+    pid: libc::pid_t,
+) -> Option<(&'static AtomicU64, u64)> {
     let pid = usize::try_from(pid).ok()?;
-    Some((OWN.get(pid / 64)?, 1 << (pid % 64)))
+    Some((set.get(pid / 64)?, 1 << (pid % 64)))
 }
 
 /// Whether this server can have children it did not fork: it is a subreaper or
@@ -92,6 +106,34 @@ pub fn record_reap(pid: libc::pid_t) -> bool {
         FOREIGN.fetch_add(1, Ordering::Relaxed);
     }
     own
+}
+
+/// One bit per pid, set when a process the server reaped died of SIGTERM or
+/// SIGKILL: the shutdown counts as killed only the processes it signalled that
+/// died of it (one that exited by itself between the listing and the `kill`
+/// was a zombie, and `kill` on a zombie succeeds).
+static DIED_OF_STOP: [AtomicU64; 1 << 16] = [const { AtomicU64::new(0) }; 1 << 16];
+
+/// Records how a reaped process ended (see [`DIED_OF_STOP`]). Async-signal-safe.
+pub fn note_exit(pid: libc::pid_t, status: libc::c_int) {
+    let stopped = libc::WIFSIGNALED(status)
+        && matches!(libc::WTERMSIG(status), libc::SIGTERM | libc::SIGKILL);
+    if let (true, Some((word, bit))) = (stopped, slot_in(&DIED_OF_STOP, pid)) {
+        word.fetch_or(bit, Ordering::Relaxed);
+    }
+}
+
+/// Forgets how an earlier process with this pid ended: called for an unreaped
+/// child just before the shutdown signals it.
+pub fn forget_exit(pid: libc::pid_t) {
+    if let Some((word, bit)) = slot_in(&DIED_OF_STOP, pid) {
+        word.fetch_and(!bit, Ordering::Relaxed);
+    }
+}
+
+/// Whether `pid` was reaped after dying of SIGTERM or SIGKILL.
+pub fn died_of_stop(pid: libc::pid_t) -> bool {
+    slot_in(&DIED_OF_STOP, pid).is_some_and(|(word, bit)| word.load(Ordering::Relaxed) & bit != 0)
 }
 
 /// Blocks (true) or unblocks (false) SIGCHLD for this thread.
@@ -138,6 +180,7 @@ extern "C" fn on_chld_loop(_: libc::c_int) {
             if pid <= 0 {
                 break;
             }
+            note_exit(pid, status);
             record_reap(pid);
         }
         if WAKE_ON_CHILD.load(Ordering::Relaxed) {
@@ -157,6 +200,7 @@ extern "C" fn on_chld_once(_: libc::c_int) {
         // SAFETY: waitpid is async-signal-safe; status is a valid local.
         let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
         if pid > 0 {
+            note_exit(pid, status);
             record_reap(pid);
         }
         if WAKE_ON_CHILD.load(Ordering::Relaxed) {
@@ -192,8 +236,9 @@ extern "C" fn on_term(sig: libc::c_int) {
 /// whole process group (Ctrl-C, a terminal hang-up): the server decides, and
 /// its `--grace` lets the child finish, so the child ignores them. SIGTERM is
 /// the server's own "stop now" after the grace (or a user's, aimed at this
-/// child): the child takes the default action and dies, taking the process
-/// group of a CGI program it runs with it.
+/// child, or the parent-death signal when the server died): the child kills
+/// the process group of a CGI program it runs and, as the subreaper of that
+/// program's tree, everything else below it, then takes the default action.
 fn on_term_in_child(sig: libc::c_int) {
     if sig != libc::SIGTERM {
         return;
@@ -203,10 +248,82 @@ fn on_term_in_child(sig: libc::c_int) {
         // SAFETY: kill is async-signal-safe; a negative pid names the group.
         unsafe { libc::kill(-group, libc::SIGKILL) };
     }
+    if CGI_CHILD.load(Ordering::SeqCst) {
+        kill_tree_in_handler();
+    }
     // SAFETY: signal and raise are async-signal-safe.
     unsafe {
         libc::signal(sig, libc::SIG_DFL);
         libc::raise(sig);
+    }
+}
+
+/// Set in a connection child that runs a CGI program: it is then the child
+/// subreaper of the program's tree, and its SIGTERM handler stops that tree.
+pub static CGI_CHILD: AtomicBool = AtomicBool::new(false);
+
+/// How long the SIGTERM handler of a CGI child goes on stopping the tree: the
+/// server waits 200 ms after SIGTERM before it sends SIGKILL.
+const HANDLER_KILL_MS: i64 = 150;
+
+/// `tree::kill_all_below` with async-signal-safe calls only (open, read, kill,
+/// waitpid, clock_gettime, nanosleep; no allocation): SIGKILL every child this
+/// (single-threaded) process has, reap, and again for the orphans that come
+/// back, for at most [`HANDLER_KILL_MS`].
+fn kill_tree_in_handler() {
+    let now_ms = || {
+        // SAFETY: timespec is plain data; clock_gettime fills it.
+        let mut ts: libc::timespec = unsafe { std::mem::zeroed() };
+        // SAFETY: ts is valid for writes.
+        unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+        ts.tv_sec * 1000 + ts.tv_nsec / 1_000_000
+    };
+    let start = now_ms();
+    loop {
+        let mut buf = [0u8; 4096];
+        // SAFETY: a constant NUL-terminated path; open is async-signal-safe.
+        let fd = unsafe {
+            libc::open(
+                c"/proc/thread-self/children".as_ptr(),
+                libc::O_RDONLY | libc::O_CLOEXEC,
+            )
+        };
+        if fd < 0 {
+            return;
+        }
+        // SAFETY: buf is valid for writes of its length; fd is ours.
+        let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+        // SAFETY: fd was opened above.
+        unsafe { libc::close(fd) };
+        let Ok(n) = usize::try_from(n) else { return };
+        if n == 0 {
+            return; // nothing left below
+        }
+        let mut pid: libc::pid_t = 0;
+        for &b in buf[..n].iter().chain(b" ") {
+            if b.is_ascii_digit() {
+                pid = pid
+                    .saturating_mul(10)
+                    .saturating_add(libc::pid_t::from(b - b'0'));
+            } else if pid > 0 {
+                // SAFETY: kill is async-signal-safe; pid is our own unreaped
+                // child (only this thread reaps, and not since the read).
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+                pid = 0;
+            }
+        }
+        let mut status = 0;
+        // SAFETY: waitpid is async-signal-safe; status is a valid local.
+        while unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) } > 0 {}
+        if now_ms() - start > HANDLER_KILL_MS {
+            return;
+        }
+        let pause = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 1_000_000,
+        };
+        // SAFETY: nanosleep is async-signal-safe; a null remainder is allowed.
+        unsafe { libc::nanosleep(&pause, std::ptr::null_mut()) };
     }
 }
 

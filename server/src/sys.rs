@@ -346,3 +346,99 @@ pub fn die_with_parent(cmd: &mut std::process::Command, signal: libc::c_int) {
         });
     }
 }
+
+/// `waitpid(pid, WNOHANG)` for one child: Some(status) once it has exited and
+/// is reaped here, None while it runs (or when it is not our child).
+pub fn reap_pid(pid: libc::pid_t) -> Option<libc::c_int> {
+    let mut status = 0;
+    // SAFETY: status is valid for writes.
+    let got = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+    (got == pid).then_some(status)
+}
+
+/// How a child that has exited but is not reaped yet ended, read without
+/// reaping it (`waitid` with WNOWAIT): Some(true) when a signal killed it,
+/// Some(false) when it exited, None when it has not exited (or is not ours).
+pub fn peek_killed(pid: libc::pid_t) -> Option<bool> {
+    let Ok(id) = libc::id_t::try_from(pid) else {
+        return None;
+    };
+    // SAFETY: siginfo_t is plain data; waitid fills it.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    // SAFETY: info is valid for writes; WNOWAIT leaves the child unreaped.
+    let rc = unsafe {
+        libc::waitid(
+            libc::P_PID,
+            id,
+            &mut info,
+            libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
+        )
+    };
+    // SAFETY: waitid filled si_pid (0 when nothing had exited).
+    if rc != 0 || unsafe { info.si_pid() } != pid {
+        return None;
+    }
+    Some(matches!(info.si_code, libc::CLD_KILLED | libc::CLD_DUMPED))
+}
+
+/// `pidfd_open(2)` (Linux ≥ 5.3): a descriptor that names this very process
+/// (no pid reuse can redirect it) and polls readable once it has exited.
+pub fn pidfd_open(pid: libc::pid_t) -> io::Result<OwnedFd> {
+    // SAFETY: plain system call taking integers.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: pidfd_open returned a new descriptor that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// `pidfd_send_signal(2)`: signals exactly the process the pidfd names.
+pub fn pidfd_kill(pidfd: BorrowedFd<'_>, sig: libc::c_int) -> io::Result<()> {
+    // SAFETY: a null siginfo is allowed; the other arguments are integers.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd.as_raw_fd(),
+            sig,
+            std::ptr::null::<libc::siginfo_t>(),
+            0,
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Asks for `sig` when this process's parent ends (PR_SET_PDEATHSIG); false
+/// when the parent is no longer `parent` (it ended before the call).
+pub fn signal_on_parent_death(sig: libc::c_int, parent: libc::pid_t) -> bool {
+    // SAFETY: prctl(PR_SET_PDEATHSIG) takes integers only.
+    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, sig, 0, 0, 0) };
+    // SAFETY: getppid is always safe.
+    unsafe { libc::getppid() == parent }
+}
+
+/// Whether one more descriptor can be opened now (a `dup` of `fd` that is
+/// closed at once): false under an open-file limit that the descriptors in use
+/// fill.
+pub fn can_open_one_more(fd: BorrowedFd<'_>) -> bool {
+    // SAFETY: F_DUPFD_CLOEXEC on a descriptor we borrow; the copy is ours.
+    let copy = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 0) };
+    if copy < 0 {
+        return false;
+    }
+    // SAFETY: copy was just made here and nothing else owns it.
+    unsafe { libc::close(copy) };
+    true
+}
+
+/// The soft open-file limit (RLIMIT_NOFILE).
+pub fn nofile_limit() -> u64 {
+    // SAFETY: rlimit is plain data; getrlimit fills it.
+    let mut lim: libc::rlimit = unsafe { std::mem::zeroed() };
+    // SAFETY: lim is valid for writes.
+    unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) };
+    lim.rlim_cur
+}

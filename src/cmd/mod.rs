@@ -116,13 +116,18 @@ pub fn json_error(message: &str, out: &mut impl Write) -> io::Result<()> {
     crate::render::json::line(&Error { error: message }, out)
 }
 
-/// One diagnostic line on stderr, `lsbaws: <msg>`. Never fails and never
-/// panics (`eprintln!` would, on a closed stderr): a diagnostic that cannot be
-/// written must not change the exit code.
+/// One diagnostic line on stderr, `lsbaws: <msg>`. Never fails, never panics
+/// (`eprintln!` would, on a closed stderr) and never blocks for more than
+/// [`DIAG_PATIENCE`] (a stderr pipe nobody reads must not hang a command on
+/// its way out): a diagnostic that cannot be written must not change the exit
+/// code.
 pub fn diag(msg: &str) {
     let line = format!("lsbaws: {msg}\n");
-    let _ = io::stderr().write_all(line.as_bytes());
+    let _ = lsbaws_server::log::write_stderr_within(line.as_bytes(), DIAG_PATIENCE);
 }
+
+/// How long a diagnostic waits for a stderr reader that makes no room.
+const DIAG_PATIENCE: Duration = Duration::from_secs(3);
 
 /// Standard output for results: buffered, and when the reader goes away
 /// (EPIPE: `| head -1`), silently discarding the rest, so that a closed pipe

@@ -6,7 +6,6 @@
 //! async runtime: the server forks.
 
 use std::ffi::OsString;
-use std::io::Write;
 use std::path::Path;
 use std::time::Duration;
 
@@ -72,7 +71,7 @@ fn cgi(program: &Path, args: &ServeArgs) -> Cgi {
     // stays the name it was given (a busybox applet link needs that), and a
     // link switched later (`current -> release-2`) is followed per request.
     let bare = program.components().count() == 1 && !program.is_absolute();
-    let program = if bare && !program.exists() {
+    let program = if bare && !program.is_file() {
         program.to_path_buf() // looked up in PATH when spawned
     } else {
         std::path::absolute(program).unwrap_or_else(|_| program.to_path_buf())
@@ -116,6 +115,11 @@ fn cgi(program: &Path, args: &ServeArgs) -> Cgi {
     }
 }
 
+/// How long the ready line may wait for a reader of stdout that makes no room
+/// (a full pipe): then the server serves unannounced rather than sit on a
+/// listening socket, and says so on stderr.
+const READY_PATIENCE: Duration = Duration::from_secs(5);
+
 /// How long the summary may wait for a slow reader of stdout: long enough for
 /// a pipe reader that is merely busy, bounded so that one that stopped reading
 /// cannot hold the exit up.
@@ -125,11 +129,18 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<Outcome> {
     let config = config(args)?;
     let listener = lsbaws_server::bind(&args.bind, args.backlog)?;
     let served = lsbaws_server::run(listener, &config, |addr| {
-        // Flushed before the first fork, or every child would inherit (and
-        // could print again) a buffered copy of it.
-        let mut out = std::io::stdout().lock();
-        writeln!(out, "{}", lsbaws_server::ready_line(addr, config.reaper))?;
-        out.flush()
+        // One unbuffered write (no copy for the children to inherit), never
+        // blocking for long: a stop signal meanwhile shuts down at once, a
+        // closed stdout (EPIPE) only loses the line, as any output.
+        let line = format!("{}\n", lsbaws_server::ready_line(addr, config.reaper));
+        if lsbaws_server::log::announce(line.as_bytes(), READY_PATIENCE)
+            == lsbaws_server::log::Written::TimedOut
+        {
+            super::diag(&format!(
+                "stdout took no ready line within {READY_PATIENCE:?} (nobody reads it): serving on {addr} unannounced"
+            ));
+        }
+        Ok(())
     });
     let (summary, failure) = match served {
         Ok(summary) => (summary, None),

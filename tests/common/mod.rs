@@ -889,3 +889,19 @@ impl Drop for NprocCopy {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
+
+/// The data of a complete chunked body (RFC 9112 §7.1), None when it is cut
+/// short or malformed: how a client tells a whole streamed response apart.
+pub fn dechunk(mut body: &[u8]) -> Option<Vec<u8>> {
+    let mut data = Vec::new();
+    loop {
+        let line_end = body.windows(2).position(|w| w == b"\r\n")?;
+        let size = usize::from_str_radix(std::str::from_utf8(&body[..line_end]).ok()?, 16).ok()?;
+        body = &body[line_end + 2..];
+        if size == 0 {
+            return (body == b"\r\n").then_some(data);
+        }
+        data.extend_from_slice(body.get(..size)?);
+        body = body.get(size..)?.strip_prefix(b"\r\n")?;
+    }
+}

@@ -102,5 +102,9 @@ int accept4(int fd, struct sockaddr *addr, socklen_t *len, int flags) {
         done = 1;
         raise(SIGTERM);
     }
+    /* "accept-slow": each accept waits 20 ms first, so a burst queues in the
+     * backlog while each child has time to exit before the next fork. */
+    if (active("accept-slow"))
+        hold(20);
     return real(fd, addr, len, flags);
 }
