@@ -18,7 +18,16 @@ use clap::{Parser, Subcommand, ValueEnum};
 ///
 /// Durations are written 500ms, 2s, 1m30s; a bare number means seconds.
 #[derive(Debug, Parser)]
-#[command(name = "lsbaws", version, propagate_version = true)]
+// bin_name: usage lines and completions say `lsbaws` whatever the file is
+// called. max_term_width: help wraps at 100 columns at most, so that it reads
+// the same on every wide terminal (and its snapshots do not depend on one).
+#[command(
+    name = "lsbaws",
+    bin_name = "lsbaws",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,

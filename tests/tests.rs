@@ -15,6 +15,7 @@ mod cgi;
 mod common;
 mod deploy;
 mod faults;
+mod help;
 mod merge;
 mod serve;
 mod serve_faults;
