@@ -159,6 +159,9 @@ const USAGE_ERRORS: &[&[&str]] = &[
     ],
     &["smoke", "--max-clients", "-1"],
     &["merge"],
+    &["completions"],
+    &["completions", "tcsh"],
+    &["man", "help"],
 ];
 
 #[test]
