@@ -100,7 +100,7 @@ pub enum OnEintrArg {
 ///
 /// Prints one ready line on stdout, `Serving HTTP on <ip>:<port> (pid <pid>, reaper
 /// <mode>)`, then forks a child per connection. Each child reads one request, answers
-/// `Hello, World!`, logs one line and exits. SIGINT, SIGTERM and SIGHUP stop it:
+/// `Hello, World!` (or runs --cgi PROGRAM), logs one line and exits. SIGINT, SIGTERM and SIGHUP stop it:
 /// it stops accepting, waits --grace for its children, kills the rest, reaps them
 /// all and prints a one-line summary.
 #[derive(Debug, clap::Args)]
@@ -136,7 +136,7 @@ pub struct ServeArgs {
     #[arg(long, default_value = "10s", value_parser = parse_duration, value_name = "DURATION")]
     pub read_timeout: Duration,
 
-    /// On SIGINT/SIGTERM, wait this long for children before killing them.
+    /// On SIGINT, SIGTERM or SIGHUP, wait this long for children before killing them.
     #[arg(long, default_value = "5s", value_parser = parse_duration, value_name = "DURATION")]
     pub grace: Duration,
 
@@ -177,8 +177,8 @@ pub struct ServeArgs {
 /// Open many simultaneous connections and report what happened.
 ///
 /// client3.py done right: --max-clients clients are released at the same instant,
-/// each makes --max-conns connections one after another (or loops for --duration),
-/// and every response is read and counted. Failures are counted by kind (refused,
+/// each makes --max-conns requests one after another, a new connection each unless
+/// --keep-alive (or loops for --duration), and every response is read and counted. Failures are counted by kind (refused,
 /// reset, timeout, bad response, HTTP status, fd or port exhaustion, TLS). Prints a
 /// table and a latency histogram, or --json.
 ///
@@ -188,6 +188,12 @@ pub struct ServeArgs {
 /// intended start, so a stall of the server shows in the percentiles.
 #[derive(Debug, clap::Args)]
 #[command(after_help = help::after_help("blast"))]
+// The load flags are smoke's too; only blast has --rate and --keep-alive.
+#[command(mut_arg("max_clients", |a| a.help(
+    "Clients released at the same instant (with --rate: the most requests in flight)")))]
+#[command(mut_arg("max_conns", |a| a.help(
+    "Requests each client makes, one after another, a new connection each unless \
+     --keep-alive (not with --duration; with --rate: the total)")))]
 pub struct BlastArgs {
     /// Target URL, http:// or https://. The host is resolved once, and every
     /// connection goes to the first address the host resolves to (no fallback to
@@ -198,8 +204,8 @@ pub struct BlastArgs {
     #[command(flatten)]
     pub load: LoadArgs,
 
-    /// Bound on the connect alone (default: --timeout). A connect slower than 1s is
-    /// a SYN retransmit, usually a full listen backlog.
+    /// Bound on the connect alone (default and at most: --timeout). A connect
+    /// slower than 1s is a SYN retransmit, usually a full listen backlog.
     #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
     pub connect_timeout: Option<Duration>,
 
@@ -265,7 +271,8 @@ pub struct BlastArgs {
     #[arg(long)]
     pub tls_resume: bool,
 
-    /// Print one JSON object instead of the table.
+    /// Print one JSON object instead of the table (and an error as
+    /// {"error": "..."}).
     #[arg(long)]
     pub json: bool,
 
@@ -308,11 +315,13 @@ pub struct AuditArgs {
     #[arg(long, conflicts_with_all = ["pid", "tree", "watch"])]
     pub all: bool,
 
-    /// Print one JSON object instead of the table (with --watch: one JSON line per sample).
+    /// Print one JSON object instead of the table (with --watch: one JSON line per
+    /// sample; an error as {"error": "..."}).
     #[arg(long)]
     pub json: bool,
 
-    /// Exit 1 only when more zombies than this are found.
+    /// Exit 1 only when more zombies than this are found (with -- COMMAND: held
+    /// longer than --min-age).
     #[arg(long, default_value_t = 0, value_name = "Z")]
     pub max_zombies: u64,
 
@@ -419,15 +428,18 @@ pub struct SmokeArgs {
     pub reaper: Option<ReaperArg>,
 
     /// Run the built-in server with `--cgi PROGRAM` (a WSGI app under CGI, say).
+    /// Not with a server command.
     #[arg(long, value_name = "PROGRAM", value_hint = ValueHint::FilePath)]
     pub cgi: Option<std::path::PathBuf>,
 
-    /// The port that replaces `{port}` in the server command (default: a free one).
+    /// The port that replaces `{port}` in the server command (default: a free
+    /// one). Only with a server command.
     #[arg(long, value_name = "P")]
     pub port: Option<u16>,
 
-    /// The URL to blast; `{port}` in it is the server's port (default:
-    /// http://127.0.0.1:{port}/, and /hello on the built-in server).
+    /// The URL to blast; `{port}` in it is the server's port, and the built-in
+    /// server's URL must have it (default: http://127.0.0.1:{port}/, and /hello
+    /// on the built-in server).
     #[arg(long, value_name = "URL", value_hint = ValueHint::Url)]
     pub url: Option<String>,
 
@@ -435,15 +447,18 @@ pub struct SmokeArgs {
     #[arg(long, default_value = "10s", value_parser = parse_duration, value_name = "DURATION")]
     pub ready_timeout: Duration,
 
-    /// After SIGTERM, how long the server may take to exit before SIGKILL.
+    /// After SIGTERM, how long the server may take to exit before SIGKILL (the
+    /// built-in server needs at least 1s).
     #[arg(long, default_value = "5s", value_parser = parse_duration, value_name = "DURATION")]
     pub grace: Duration,
 
-    /// Print one JSON object instead of the table.
+    /// Print one JSON object instead of the table (and an error as
+    /// {"error": "..."}).
     #[arg(long)]
     pub json: bool,
 
-    /// Also write a JUnit XML report (testcases "requests" and "zombies") to FILE.
+    /// Also write a JUnit XML report (testcases "requests", "zombies" and
+    /// "orphans") to FILE.
     #[arg(long, value_name = "FILE", value_hint = ValueHint::FilePath)]
     pub junit: Option<std::path::PathBuf>,
 
@@ -472,7 +487,8 @@ pub struct MergeArgs {
     #[arg(required = true, value_name = "FILE", value_hint = ValueHint::FilePath)]
     pub files: Vec<PathBuf>,
 
-    /// Exit 1 only when more connections than this failed in all reports together.
+    /// Exit 1 only when more requests than this failed in all reports together
+    /// (requests that never ran count as failed, as in blast).
     #[arg(long, default_value_t = 0, value_name = "K")]
     pub max_errors: u64,
 
@@ -485,7 +501,8 @@ pub struct MergeArgs {
     #[arg(long, value_name = "TEXT")]
     pub tag: Option<String>,
 
-    /// Print one JSON object (blast's shape, plus "shards") instead of the tables.
+    /// Print one JSON object (blast's shape, plus "shards") instead of the tables
+    /// (and an error as {"error": "..."}).
     #[arg(long)]
     pub json: bool,
 }
@@ -551,7 +568,7 @@ pub struct LoadArgs {
     #[arg(long, value_name = "T")]
     pub threads: Option<usize>,
 
-    /// Bound on each connection: connect, write and read.
+    /// Bound on each request: its connect, write and read.
     #[arg(long, default_value = "10s", value_parser = parse_duration, value_name = "DURATION")]
     pub timeout: Duration,
 }
