@@ -302,9 +302,15 @@ pub struct BlastArgs {
 /// follows COMMAND's output on stdout (--report FILE: in FILE instead).
 #[derive(Debug, clap::Args)]
 #[command(after_help = help::after_help("audit"))]
+// What to audit: one of --pid, --all, -- COMMAND (a usage error names all three),
+// each its own form of the command.
+#[command(group = clap::ArgGroup::new("target").args(["pid", "all", "command"]).required(true))]
+#[command(override_usage = "lsbaws audit [OPTIONS] --pid <PID>\n       \
+                            lsbaws audit [OPTIONS] --all\n       \
+                            lsbaws audit [OPTIONS] -- <COMMAND>...")]
 pub struct AuditArgs {
     /// The process whose children are audited.
-    #[arg(long, value_name = "PID", required_unless_present_any = ["all", "command"])]
+    #[arg(long, value_name = "PID")]
     pub pid: Option<i32>,
 
     /// All descendants, not only direct children.
