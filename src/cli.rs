@@ -100,9 +100,9 @@ pub enum OnEintrArg {
 ///
 /// Prints one ready line on stdout, `Serving HTTP on <ip>:<port> (pid <pid>, reaper
 /// <mode>)`, then forks a child per connection. Each child reads one request, answers
-/// `Hello, World!` (or runs --cgi PROGRAM), logs one line and exits. SIGINT, SIGTERM and SIGHUP stop it:
-/// it stops accepting, waits --grace for its children, kills the rest, reaps them
-/// all and prints a one-line summary.
+/// `Hello, World!` (or runs --cgi PROGRAM), logs one line and exits. SIGINT, SIGTERM
+/// and SIGHUP stop it: it stops accepting, waits --grace for its children, kills the
+/// rest, reaps them all and prints a one-line summary.
 #[derive(Debug, clap::Args)]
 #[command(after_help = help::after_help("serve"))]
 pub struct ServeArgs {
@@ -178,9 +178,9 @@ pub struct ServeArgs {
 ///
 /// client3.py done right: --max-clients clients are released at the same instant,
 /// each makes --max-conns requests one after another, a new connection each unless
-/// --keep-alive (or loops for --duration), and every response is read and counted. Failures are counted by kind (refused,
-/// reset, timeout, bad response, HTTP status, fd or port exhaustion, TLS). Prints a
-/// table and a latency histogram, or --json.
+/// --keep-alive (or loops for --duration), and every response is read and counted.
+/// Failures are counted by kind (refused, reset, timeout, bad response, HTTP status,
+/// fd or port exhaustion, TLS). Prints a table and a latency histogram, or --json.
 ///
 /// With --rate, requests start on a fixed schedule instead (an open model):
 /// --max-clients bounds how many are in flight, --max-conns is the total (or

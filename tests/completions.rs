@@ -124,3 +124,29 @@ fn zsh_and_fish_complete_files_and_commands_where_flags_take_them() {
         assert!(hinted, "fish: {flag} does not complete files");
     }
 }
+
+/// A reader that goes away (`| head -1`) stops the output and never changes
+/// the exit code: the read end is closed before lsbaws writes a byte.
+#[test]
+fn a_closed_pipe_is_not_an_error() {
+    for args in [&["completions", "bash"][..], &["man", "blast"]] {
+        let (reader, writer) = std::io::pipe().expect("pipe");
+        drop(reader);
+        let mut cmd = Command::new(crate::common::bin());
+        cmd.args(args);
+        let mut child = cmd
+            .stdin(std::process::Stdio::null())
+            .stdout(writer)
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        drop(cmd);
+        let stderr = child.stderr.take().expect("stderr");
+        let mut guard = crate::common::ProcGuard::new(child);
+        let status = guard.wait_timeout(LIMIT).expect("lsbaws did not exit");
+        let mut said = String::new();
+        std::io::Read::read_to_string(&mut { stderr }, &mut said).expect("stderr");
+        assert!(status.success(), "{args:?}: {status}: {said}");
+        assert!(said.is_empty(), "{args:?}: {said}");
+    }
+}
