@@ -8,17 +8,33 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Parser, Subcommand, ValueEnum, ValueHint};
+
+mod duration;
+pub mod help;
+
+pub use duration::parse_duration;
 
 /// Load-test and zombie-audit toolkit for servers that fork.
 ///
 /// Start the forking server (`serve`), hit it with many simultaneous connections
 /// (`blast`), look for defunct children it left behind (`audit`), or do all three
-/// as one CI job (`smoke`).
+/// as one CI job (`smoke`). `audit -- COMMAND` fails any command that leaves
+/// processes behind; `merge` adds up the reports of many blasts.
 ///
 /// Durations are written 500ms, 2s, 1m30s; a bare number means seconds.
 #[derive(Debug, Parser)]
-#[command(name = "lsbaws", version, propagate_version = true)]
+// bin_name: usage lines and completions say `lsbaws` whatever the file is
+// called. max_term_width: help wraps at 100 columns at most, so that it reads
+// the same on every wide terminal (and its snapshots do not depend on one).
+#[command(
+    name = "lsbaws",
+    bin_name = "lsbaws",
+    version,
+    propagate_version = true,
+    max_term_width = 100,
+    after_help = help::after_help("")
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -33,6 +49,8 @@ pub enum Command {
     Audit(AuditArgs),
     Smoke(SmokeArgs),
     Merge(MergeArgs),
+    Completions(CompletionsArgs),
+    Man(ManArgs),
 }
 
 impl Command {
@@ -46,6 +64,7 @@ impl Command {
             Command::Audit(a) => a.json && a.report.is_none(),
             Command::Smoke(a) => a.json,
             Command::Merge(a) => a.json,
+            Command::Completions(_) | Command::Man(_) => false,
         }
     }
 }
@@ -81,18 +100,11 @@ pub enum OnEintrArg {
 ///
 /// Prints one ready line on stdout, `Serving HTTP on <ip>:<port> (pid <pid>, reaper
 /// <mode>)`, then forks a child per connection. Each child reads one request, answers
-/// `Hello, World!`, logs one line and exits. SIGINT/SIGTERM stop it gracefully and
-/// print a one-line summary.
+/// `Hello, World!` (or runs --cgi PROGRAM), logs one line and exits. SIGINT, SIGTERM
+/// and SIGHUP stop it: it stops accepting, waits --grace for its children, kills the
+/// rest, reaps them all and prints a one-line summary.
 #[derive(Debug, clap::Args)]
-#[command(after_help = "Reaper modes:\n  \
-    loop      correct: the article's waitpid(-1, WNOHANG) loop in the SIGCHLD handler\n  \
-    signalfd  correct: reaping in the main loop, exit statuses logged\n  \
-    ignore    correct: SIGCHLD = SIG_IGN, the kernel reaps\n  \
-    once      BROKEN ON PURPOSE: one wait per SIGCHLD leaks zombies under a burst\n  \
-    none      BROKEN ON PURPOSE: never reaps, one zombie per connection\n\n\
-    Try, in two terminals:\n  \
-    lsbaws serve --reaper once                     (note the pid it prints)\n  \
-    lsbaws blast --max-clients 128 && lsbaws audit --pid <pid>")]
+#[command(after_help = help::after_help("serve"))]
 pub struct ServeArgs {
     /// Address to listen on; port 0 picks a free port (the ready line shows it).
     #[arg(long, default_value = "127.0.0.1:8888", value_name = "ADDR")]
@@ -124,7 +136,7 @@ pub struct ServeArgs {
     #[arg(long, default_value = "10s", value_parser = parse_duration, value_name = "DURATION")]
     pub read_timeout: Duration,
 
-    /// On SIGINT/SIGTERM, wait this long for children before killing them.
+    /// On SIGINT, SIGTERM or SIGHUP, wait this long for children before killing them.
     #[arg(long, default_value = "5s", value_parser = parse_duration, value_name = "DURATION")]
     pub grace: Duration,
 
@@ -141,7 +153,7 @@ pub struct ServeArgs {
     /// Run PROGRAM for every request as CGI (RFC 3875) instead of the canned reply:
     /// the request in environment variables and stdin, its output as the response.
     /// A WSGI app runs under `wsgiref.handlers.CGIHandler().run(app)`.
-    #[arg(long, value_name = "PROGRAM")]
+    #[arg(long, value_name = "PROGRAM", value_hint = ValueHint::FilePath)]
     pub cgi: Option<std::path::PathBuf>,
 
     /// An argument for the CGI program (repeatable).
@@ -167,35 +179,35 @@ pub struct ServeArgs {
 /// Open many simultaneous connections and report what happened.
 ///
 /// client3.py done right: --max-clients clients are released at the same instant,
-/// each makes --max-conns connections one after another (or loops for --duration),
-/// and every response is read and counted. Failures are counted by kind (refused,
-/// reset, timeout, bad response, HTTP status, fd or port exhaustion, TLS). Prints a
-/// table (or --json); exit 0 when failures are at most --max-errors, 1 when more, 2
-/// on bad usage.
+/// each makes --max-conns requests one after another, a new connection each unless
+/// --keep-alive (or loops for --duration), and every response is read and counted.
+/// Failures are counted by kind (refused, reset, timeout, bad response, HTTP status,
+/// fd or port exhaustion, TLS). Prints a table and a latency histogram, or --json.
 ///
 /// With --rate, requests start on a fixed schedule instead (an open model):
 /// --max-clients bounds how many are in flight, --max-conns is the total (or
 /// --duration bounds the schedule), and latency counts from each request's
 /// intended start, so a stall of the server shows in the percentiles.
 #[derive(Debug, clap::Args)]
-#[command(after_help = "Examples:\n  \
-    lsbaws blast --max-clients 128                       the article's burst\n  \
-    lsbaws blast https://localhost:8443/ --cacert ca.pem  TLS, a full handshake each\n  \
-    lsbaws blast --rate 500 --max-clients 64 --duration 30s URL   open model\n  \
-    lsbaws blast --source 127.0.0.2-127.0.0.4 --max-clients 60000 --keep-alive URL\n  \
-    lsbaws blast --start-at 2026-11-30T12:00:00Z --json URL   many machines at once")]
+#[command(after_help = help::after_help("blast"))]
+// The load flags are smoke's too; only blast has --rate and --keep-alive.
+#[command(mut_arg("max_clients", |a| a.help(
+    "Clients released at the same instant (with --rate: the most requests in flight)")))]
+#[command(mut_arg("max_conns", |a| a.help(
+    "Requests each client makes, one after another, a new connection each unless \
+     --keep-alive (not with --duration; with --rate: the total)")))]
 pub struct BlastArgs {
     /// Target URL, http:// or https://. The host is resolved once, and every
     /// connection goes to the first address the host resolves to (no fallback to
     /// the others).
-    #[arg(default_value = "http://127.0.0.1:8888/hello")]
+    #[arg(default_value = "http://127.0.0.1:8888/hello", value_hint = ValueHint::Url)]
     pub url: String,
 
     #[command(flatten)]
     pub load: LoadArgs,
 
-    /// Bound on the connect alone (default: --timeout). A connect slower than 1s is
-    /// a SYN retransmit, usually a full listen backlog.
+    /// Bound on the connect alone (default and at most: --timeout). A connect
+    /// slower than 1s is a SYN retransmit, usually a full listen backlog.
     #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
     pub connect_timeout: Option<Duration>,
 
@@ -249,7 +261,7 @@ pub struct BlastArgs {
 
     /// https: trust only the CA certificates in this PEM file (default: the
     /// system's store).
-    #[arg(long, value_name = "FILE", conflicts_with = "insecure")]
+    #[arg(long, value_name = "FILE", value_hint = ValueHint::FilePath, conflicts_with = "insecure")]
     pub cacert: Option<PathBuf>,
 
     /// https: do not verify the server's certificate.
@@ -261,7 +273,8 @@ pub struct BlastArgs {
     #[arg(long)]
     pub tls_resume: bool,
 
-    /// Print one JSON object instead of the table.
+    /// Print one JSON object instead of the table (and an error as
+    /// {"error": "..."}).
     #[arg(long)]
     pub json: bool,
 
@@ -279,9 +292,7 @@ pub struct BlastArgs {
 /// report the processes it leaves behind.
 ///
 /// With --pid: lists the zombies (state Z) among the direct children of --pid
-/// (--tree: all its descendants), then one summary line. Exit 0 when at most
-/// --max-zombies are found, 1 when more, 2 when the pid does not exist or /proc
-/// cannot be read.
+/// (--tree: all its descendants), then one summary line.
 ///
 /// With `-- COMMAND`: a leak gate for any command. Runs COMMAND as a child
 /// subreaper in its own process group (stdin, stdout and stderr are its own,
@@ -292,24 +303,16 @@ pub struct BlastArgs {
 /// stopped after the report (SIGTERM, then SIGKILL) unless --keep. The report
 /// follows COMMAND's output on stdout (--report FILE: in FILE instead).
 #[derive(Debug, clap::Args)]
-#[command(
-    after_help = "Exit status with --pid or --all: 0 when at most --max-zombies zombies are\n\
-    found, 1 when more, 2 when the pid does not exist or /proc cannot be read.\n\
-    Exit status with -- COMMAND: COMMAND's own when it failed (128 + N when signal N\n\
-    killed it); else 1 when more than --max-orphans processes were left running or more\n\
-    than --max-zombies zombies were held; else 0. 2 when COMMAND cannot start. SIGINT,\n\
-    SIGTERM and SIGHUP go to COMMAND's process group; then 128 + the signal.\n\n\
-    Examples:\n  \
-    lsbaws audit --pid 1234\n  \
-    lsbaws audit --pid 1234 --tree --settle 2s       # CI: let transient zombies be reaped\n  \
-    lsbaws audit --pid 1234 --watch 500ms --count 20 # watch zombies pile up in a blast\n  \
-    lsbaws audit --all\n  \
-    lsbaws audit -- cargo test                      # fail the job on leaked processes\n  \
-    lsbaws audit --junit leaks.xml -- pytest"
-)]
+#[command(after_help = help::after_help("audit"))]
+// What to audit: one of --pid, --all, -- COMMAND (a usage error names all three),
+// each its own form of the command.
+#[command(group = clap::ArgGroup::new("target").args(["pid", "all", "command"]).required(true))]
+#[command(override_usage = "lsbaws audit [OPTIONS] --pid <PID>\n       \
+                            lsbaws audit [OPTIONS] --all\n       \
+                            lsbaws audit [OPTIONS] -- <COMMAND>...")]
 pub struct AuditArgs {
     /// The process whose children are audited.
-    #[arg(long, value_name = "PID", required_unless_present_any = ["all", "command"])]
+    #[arg(long, value_name = "PID")]
     pub pid: Option<i32>,
 
     /// All descendants, not only direct children.
@@ -320,11 +323,13 @@ pub struct AuditArgs {
     #[arg(long, conflicts_with_all = ["pid", "tree", "watch"])]
     pub all: bool,
 
-    /// Print one JSON object instead of the table (with --watch: one JSON line per sample).
+    /// Print one JSON object instead of the table (with --watch: one JSON line per
+    /// sample; an error as {"error": "..."}).
     #[arg(long)]
     pub json: bool,
 
-    /// Exit 1 only when more zombies than this are found.
+    /// Exit 1 only when more zombies than this are found (with -- COMMAND: held
+    /// longer than --min-age).
     #[arg(long, default_value_t = 0, value_name = "Z")]
     pub max_zombies: u64,
 
@@ -368,20 +373,23 @@ pub struct AuditArgs {
 
     /// With -- COMMAND: also write a JUnit XML report (testcases "command",
     /// "orphans", "zombies") to FILE.
-    #[arg(long, value_name = "FILE", conflicts_with_all = ["pid", "all"])]
+    #[arg(long, value_name = "FILE", value_hint = ValueHint::FilePath,
+          conflicts_with_all = ["pid", "all"])]
     pub junit: Option<PathBuf>,
 
     /// With -- COMMAND: write the report (table or --json) to FILE instead of
     /// stdout, which then carries COMMAND's output alone.
-    #[arg(long, value_name = "FILE", conflicts_with_all = ["pid", "all"])]
+    #[arg(long, value_name = "FILE", value_hint = ValueHint::FilePath,
+          conflicts_with_all = ["pid", "all"])]
     pub report: Option<PathBuf>,
 
     /// Read this directory instead of /proc (tests point it at a fake tree).
-    #[arg(long, hide = true, default_value = crate::proc::ROOT, value_name = "DIR")]
+    #[arg(long, hide = true, default_value = crate::proc::ROOT, value_name = "DIR",
+          value_hint = ValueHint::DirPath)]
     pub proc_root: PathBuf,
 
     /// The command to run and audit (after --).
-    #[arg(last = true, value_name = "COMMAND",
+    #[arg(last = true, value_name = "COMMAND", value_hint = ValueHint::CommandWithArguments,
           conflicts_with_all = ["pid", "all", "tree", "watch", "count"])]
     pub command: Vec<std::ffi::OsString>,
 }
@@ -393,16 +401,12 @@ pub struct AuditArgs {
 /// until that port listens. Then blasts it, audits its process tree and that of the
 /// listening socket's owner for zombies (re-scanning up to --settle, so a correct
 /// server's transient zombies pass), stops it (SIGTERM, --grace, SIGKILL to its
-/// process group) and prints PASS or FAIL with the reasons.
-/// Exit 0 on PASS, 1 on FAIL, 2 when the server could not be started or reached.
+/// process group), lists the processes it left behind, and prints PASS or FAIL
+/// with the reasons.
 #[derive(Debug, clap::Args)]
 // The load flags are blast's; only the burst's size differs by default.
 #[command(mut_arg("max_clients", |a| a.default_value("128")))]
-#[command(after_help = "Examples:\n  \
-    lsbaws smoke                                  the built-in server, 128 clients\n  \
-    lsbaws smoke --reaper once --max-clients 256  the article's bug, end to end: FAIL\n  \
-    lsbaws smoke -- ./my-server --port {port}     your server, on a free port\n  \
-    lsbaws smoke --junit smoke.xml -- python3 app.py {port}")]
+#[command(after_help = help::after_help("smoke"))]
 pub struct SmokeArgs {
     #[command(flatten)]
     pub load: LoadArgs,
@@ -432,32 +436,38 @@ pub struct SmokeArgs {
     pub reaper: Option<ReaperArg>,
 
     /// Run the built-in server with `--cgi PROGRAM` (a WSGI app under CGI, say).
-    #[arg(long, value_name = "PROGRAM")]
+    /// Not with a server command.
+    #[arg(long, value_name = "PROGRAM", value_hint = ValueHint::FilePath)]
     pub cgi: Option<std::path::PathBuf>,
 
-    /// The port that replaces `{port}` in the server command (default: a free one).
+    /// The port that replaces `{port}` in the server command (default: a free
+    /// one). Only with a server command.
     #[arg(long, value_name = "P")]
     pub port: Option<u16>,
 
-    /// The URL to blast; `{port}` in it is the server's port (default:
-    /// http://127.0.0.1:{port}/, and /hello on the built-in server).
-    #[arg(long, value_name = "URL")]
+    /// The URL to blast; `{port}` in it is the server's port, and the built-in
+    /// server's URL must have it (default: http://127.0.0.1:{port}/, and /hello
+    /// on the built-in server).
+    #[arg(long, value_name = "URL", value_hint = ValueHint::Url)]
     pub url: Option<String>,
 
     /// How long the server may take to accept its first connection.
     #[arg(long, default_value = "10s", value_parser = parse_duration, value_name = "DURATION")]
     pub ready_timeout: Duration,
 
-    /// After SIGTERM, how long the server may take to exit before SIGKILL.
+    /// After SIGTERM, how long the server may take to exit before SIGKILL (the
+    /// built-in server needs at least 1s).
     #[arg(long, default_value = "5s", value_parser = parse_duration, value_name = "DURATION")]
     pub grace: Duration,
 
-    /// Print one JSON object instead of the table.
+    /// Print one JSON object instead of the table (and an error as
+    /// {"error": "..."}).
     #[arg(long)]
     pub json: bool,
 
-    /// Also write a JUnit XML report (testcases "requests" and "zombies") to FILE.
-    #[arg(long, value_name = "FILE")]
+    /// Also write a JUnit XML report (testcases "requests", "zombies" and
+    /// "orphans") to FILE.
+    #[arg(long, value_name = "FILE", value_hint = ValueHint::FilePath)]
     pub junit: Option<std::path::PathBuf>,
 
     /// No progress bar.
@@ -466,7 +476,8 @@ pub struct SmokeArgs {
 
     /// Server command to test instead of the built-in server; `{port}` is replaced
     /// by a free loopback port.
-    #[arg(last = true, value_name = "SERVER COMMAND")]
+    #[arg(last = true, value_name = "SERVER COMMAND",
+          value_hint = ValueHint::CommandWithArguments)]
     pub command: Vec<String>,
 }
 
@@ -476,24 +487,16 @@ pub struct SmokeArgs {
 /// summed, the latency histograms added (percentiles come from all samples, never
 /// an average of percentiles), and elapsed runs from the first release to the last
 /// end. Prints one row per report and the total as blast's table, or --json in
-/// blast's own shape (so merges merge again). Exit 0 when the total's failures
-/// are at most --max-errors, 1 when more, 2 when an input is unreadable or cannot
-/// be added (another URL, another schema, a truncated report), naming where.
+/// blast's own shape (so merges merge again).
 #[derive(Debug, clap::Args)]
-#[command(
-    after_help = "Input: files, or - for standard input: JSON objects one after another.\n\
-    Lines that are not JSON (blast's warnings on stderr, kubectl's noise) are skipped and\n\
-    counted on stderr; a line that begins with { and does not parse is an error.\n\n\
-    Examples:\n  \
-    lsbaws merge a.json b.json\n  \
-    kubectl logs -l job-name=lsbaws-blast --tail=-1 | lsbaws merge --shards 3 -"
-)]
+#[command(after_help = help::after_help("merge"))]
 pub struct MergeArgs {
     /// Reports: files holding `lsbaws blast --json` output, or - for standard input.
-    #[arg(required = true, value_name = "FILE")]
+    #[arg(required = true, value_name = "FILE", value_hint = ValueHint::FilePath)]
     pub files: Vec<PathBuf>,
 
-    /// Exit 1 only when more connections than this failed in all reports together.
+    /// Exit 1 only when more requests than this failed in all reports together
+    /// (requests that never ran count as failed, as in blast).
     #[arg(long, default_value_t = 0, value_name = "K")]
     pub max_errors: u64,
 
@@ -506,9 +509,46 @@ pub struct MergeArgs {
     #[arg(long, value_name = "TEXT")]
     pub tag: Option<String>,
 
-    /// Print one JSON object (blast's shape, plus "shards") instead of the tables.
+    /// Print one JSON object (blast's shape, plus "shards") instead of the tables
+    /// (and an error as {"error": "..."}).
     #[arg(long)]
     pub json: bool,
+}
+
+/// Print the completion script of a shell for lsbaws.
+///
+/// Made from the same definitions as the flags, so it always matches this build:
+/// commands, flags, their values (reaper modes, shells, files), the command after
+/// `--`. Install it where the shell looks for completions (see the examples).
+#[derive(Debug, clap::Args)]
+#[command(after_help = help::after_help("completions"))]
+pub struct CompletionsArgs {
+    /// The shell.
+    #[arg(value_name = "SHELL")]
+    pub shell: clap_complete::Shell,
+}
+
+/// The commands that have a manual page, `lsbaws-COMMAND(1)` (`help` has none).
+pub const MAN_PAGES: [&str; 7] = [
+    "serve",
+    "blast",
+    "audit",
+    "smoke",
+    "merge",
+    "completions",
+    "man",
+];
+
+/// Print a manual page (roff): lsbaws's, or a command's.
+///
+/// The page holds the command's description, every flag, its exit status and
+/// examples, as `--help` does, for man(1) to format.
+#[derive(Debug, clap::Args)]
+#[command(after_help = help::after_help("man"))]
+pub struct ManArgs {
+    /// The command whose page to print, lsbaws-COMMAND(1) (default: lsbaws(1)).
+    #[arg(value_name = "COMMAND", value_parser = MAN_PAGES)]
+    pub command: Option<String>,
 }
 
 /// The size and bounds of a burst: the flags `blast` and `smoke` share, so that
@@ -536,29 +576,9 @@ pub struct LoadArgs {
     #[arg(long, value_name = "T")]
     pub threads: Option<usize>,
 
-    /// Bound on each connection: connect, write and read.
+    /// Bound on each request: its connect, write and read.
     #[arg(long, default_value = "10s", value_parser = parse_duration, value_name = "DURATION")]
     pub timeout: Duration,
-}
-
-/// Longest duration any flag takes: far beyond any sane timeout, and small enough
-/// that `now + duration` can never overflow a clock.
-const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
-
-/// Parses human durations: `250ms`, `2s`, `1m 30s`. A bare number means seconds.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let d = match s.parse::<f64>() {
-        Ok(secs) if secs < 0.0 => return Err(format!("{s:?}: a duration cannot be negative")),
-        Ok(secs) => Duration::try_from_secs_f64(secs).map_err(|e| format!("{s:?}: {e}"))?,
-        Err(_) => {
-            humantime::parse_duration(s).map_err(|e| format!("{s:?}: {e} (try 500ms, 2s, 1m)"))?
-        }
-    };
-    if d > MAX_DURATION {
-        return Err(format!("{s:?} is too long (at most a year)"));
-    }
-    Ok(d)
 }
 
 #[cfg(test)]
@@ -566,19 +586,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn durations_parse_units_and_bare_seconds() {
-        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
-        assert_eq!(parse_duration("2"), Ok(Duration::from_secs(2)));
-        assert_eq!(parse_duration("1.5"), Ok(Duration::from_millis(1500)));
-        assert!(parse_duration("-1").is_err());
-        assert!(parse_duration("soon").is_err());
-        assert!(parse_duration("1.8e19").is_err());
-        assert!(parse_duration("400days").is_err());
-    }
-
-    #[test]
     fn cli_is_well_formed() {
         use clap::CommandFactory;
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn every_command_has_a_man_page_and_help_sections() {
+        use clap::CommandFactory;
+        let cli = Cli::command();
+        let names: Vec<&str> = cli.get_subcommands().map(|c| c.get_name()).collect();
+        assert_eq!(names, MAN_PAGES);
+        for name in std::iter::once("").chain(MAN_PAGES) {
+            assert!(!help::sections(name).is_empty(), "{name:?}");
+        }
     }
 }

@@ -10,6 +10,8 @@
 
 pub mod audit;
 pub mod blast;
+pub mod completions;
+pub mod man;
 pub mod merge;
 pub mod serve;
 pub mod smoke;
@@ -33,6 +35,8 @@ pub fn run(cli: Cli) -> u8 {
         Command::Audit(args) => audit::run(&args),
         Command::Smoke(args) => smoke::run(&args),
         Command::Merge(args) => merge::run(&args),
+        Command::Completions(args) => completions::run(&args),
+        Command::Man(args) => man::run(&args),
     };
     match result {
         Ok(outcome) => outcome.code(),

@@ -1,5 +1,5 @@
-//! Rendering only: tables, JSON, JUnit XML and the progress bar's look, from
-//! plain report data into `impl Write`.
+//! Rendering only: tables, JSON, JUnit XML, manual pages and the progress
+//! bar's look, from plain report data into `impl Write`.
 //!
 //! One submodule per command, plus [`json`] for JSON that carries no raw
 //! control character (names from other processes go through `crate::text`).
@@ -12,6 +12,7 @@ pub mod exec;
 pub mod histogram;
 pub mod json;
 pub mod junit;
+pub mod man;
 pub mod merge;
 pub mod progress;
 pub mod serve;
