@@ -12,6 +12,7 @@ use clap::{Parser, Subcommand, ValueEnum, ValueHint};
 
 mod duration;
 pub mod help;
+pub mod man;
 
 pub use duration::parse_duration;
 

@@ -5,7 +5,8 @@
 //! code ([`outcome`]). Map of the crate:
 //! - [`cli`]: what clap parses, one `Args` struct per command, shared groups;
 //!   `cli::help` the exit status and examples that `--help` and the manual
-//!   pages (`lsbaws man`) share. `lsbaws completions` is made from it too.
+//!   pages share, and `cli::man` those pages in roff. `lsbaws completions`
+//!   is made from the same definitions.
 //! - [`cmd`]: one file per command; the only code that touches stdout, stderr,
 //!   the terminal, files and signal handlers.
 //! - Engines, each config → report, taking a [`shutdown::Shutdown`] as input:
@@ -15,8 +16,7 @@
 //!   the `lsbaws-server` crate, which holds the forking server and all of the
 //!   project's `unsafe` code.
 //! - [`proc`]: the one reader of /proc. [`render`]: tables, JSON, JUnit, the
-//!   progress bar's look, manual pages; reads report types (and for manual
-//!   pages the clap definitions and `cli::help`'s sections) only. [`text`]: names from other
+//!   progress bar's look; reads report types only. [`text`]: names from other
 //!   processes made safe to print.
 //!
 //! Rules: engines never import `cmd`, `cli` or `render`; nothing starts a

@@ -1,6 +1,6 @@
 //! The help beyond the flags: each command's exit status, examples and notes,
 //! written once as data, so that `--help` (plain text, [`text`]) and
-//! `lsbaws man` (roff, `render::man`) say the same thing.
+//! `lsbaws man` (roff, `cli::man`) say the same thing.
 //!
 //! Owns that text and its plain-text layout. Must never describe a flag (the
 //! flag's own doc comment does, in cli.rs) nor run anything.

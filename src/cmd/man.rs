@@ -1,6 +1,6 @@
 //! `lsbaws man [COMMAND]`: the roff page of lsbaws or of lsbaws-COMMAND.
 //!
-//! Owns choosing the page and writing it to stdout; `render::man` draws it
+//! Owns choosing the page and writing it to stdout; `cli::man` draws it
 //! from the clap definitions and `cli::help`'s sections. Must never hold any
 //! text of its own.
 
@@ -26,7 +26,7 @@ pub fn run(args: &ManArgs) -> anyhow::Result<Outcome> {
             .ok_or_else(|| anyhow!("no command {name:?}"))?,
     };
     let mut page = Vec::new();
-    crate::render::man::page(cmd, help::sections(name), &mut page)
+    crate::cli::man::page(cmd, help::sections(name), &mut page)
         .context("rendering the manual page")?;
     let mut out = super::stdout();
     out.write_all(&page)

@@ -12,7 +12,6 @@ pub mod exec;
 pub mod histogram;
 pub mod json;
 pub mod junit;
-pub mod man;
 pub mod merge;
 pub mod progress;
 pub mod serve;

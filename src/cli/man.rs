@@ -1,5 +1,6 @@
 //! Manual pages: a command's clap definition and its help sections
-//! (`cli::help`, the same text `--help` shows) into roff for man(1).
+//! (`cli::help`, the same text `--help` shows) into roff for man(1). Here, with
+//! the definitions it documents, so that `render` reads report types only.
 //!
 //! Reads the clap `Command` and the sections as data only. clap_mangen draws
 //! the standard parts (NAME, SYNOPSIS, DESCRIPTION, OPTIONS, COMMANDS); the
@@ -11,7 +12,7 @@ use std::io::{self, Write};
 use clap_mangen::Man;
 use clap_mangen::roff::{Roff, bold, roman};
 
-use crate::cli::help::Section;
+use super::help::Section;
 
 /// What every roff document from the `roff` crate opens with (defines the
 /// straight apostrophe); written once per page, not once per part.
