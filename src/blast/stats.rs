@@ -171,8 +171,10 @@ impl Stats {
     }
 
     /// The report of these figures.
+    /// The report of these figures; the histograms move into it (each is
+    /// about half a megabyte: a copy would double the run's peak memory).
     pub(crate) fn report(
-        &self,
+        self,
         header: ReportHeader,
         elapsed: Duration,
         unfinished: u64,
@@ -227,13 +229,6 @@ impl Stats {
             latency_ms: LatencyMs::of(&self.total),
             connect_ms: LatencyMs::of(&self.connect),
             first_byte_ms: LatencyMs::of(&self.first_byte),
-            histograms: Histograms {
-                total: self.total.clone(),
-                connect: self.connect.clone(),
-                first_byte: self.first_byte.clone(),
-                tls_handshake: self.handshake.clone(),
-                start_lag: self.start_lag.clone(),
-            },
             tls_handshake_ms: LatencyMs::of(&self.handshake),
             tls_resumed: self.resumed,
             slow_connects: self.slow_connects,
@@ -249,6 +244,13 @@ impl Stats {
             rate,
             interrupted: signal.is_some(),
             signal,
+            histograms: Histograms {
+                total: self.total,
+                connect: self.connect,
+                first_byte: self.first_byte,
+                tls_handshake: self.handshake,
+                start_lag: self.start_lag,
+            },
         }
     }
 }
