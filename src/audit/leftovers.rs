@@ -76,7 +76,8 @@ pub fn below_self(keep: &[i32]) -> Result<Vec<Leftover>> {
     let everyone = procs.scan(|_| true)?;
     let mut left: Vec<Leftover> = crate::proc::walk(&everyone, &[me], keep)
         .into_iter()
-        .filter(|p| p.state != 'Z')
+        // A Z leader whose threads run on ("Zl") is alive: see `is_zombie`.
+        .filter(|p| !p.is_zombie())
         .map(|p| Leftover::of(p, uptime, ticks))
         .collect();
     left.sort_by_key(|l| l.pid);

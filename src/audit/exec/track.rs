@@ -417,7 +417,9 @@ impl Tracker {
         let mut out: Vec<Leftover> = self
             .last
             .iter()
-            .filter(|p| p.state != 'Z')
+            // Not `state != 'Z'`: a leader that called pthread_exit shows Z
+            // while its threads run on ("Zl"), and that process is alive.
+            .filter(|p| !p.is_zombie())
             .map(|p| {
                 let mut l = Leftover::of(p, self.last_uptime, self.ticks);
                 l.started_by = self.members.get(&p.pid).and_then(|m| m.started_by.clone());
