@@ -1,10 +1,12 @@
 //! `lsbaws audit -- COMMAND` against the third hostile test (notes/attack-3.md):
-//! leftovers that are alive but look defunct (F1, also for `smoke`). Each
-//! test names its finding; each failed on the attacked build
+//! leftovers that are alive but look defunct (F1, also for `smoke`), and a
+//! fork bomb that leaves its session and ignores SIGTERM (F7). Each test
+//! names its finding; each failed on the attacked build
 //! (`LSBAWS_TEST_BIN=/work/bin/lsbaws-main3`) as its comment says.
 
+use std::os::unix::fs::PermissionsExt;
 use std::process::Command;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::audit_exec::{LIMIT, audit, marker, orphans_with, report, text};
 use crate::common::*;
@@ -147,5 +149,134 @@ fn smoke_lists_a_leftover_whose_main_thread_exited() {
         eventually(Duration::from_secs(2), || alive_with(&m).is_empty()),
         "it outlived smoke: {:?}",
         alive_with(&m)
+    );
+}
+
+/// The uid the fork bomb runs as: used by no other test, so RLIMIT_NPROC
+/// counts the bomb alone, and every process of that uid is the bomb's.
+const BOMB_UID: u32 = 61_031;
+
+/// tests/shims/setsid_bomb.c, built into a directory of its own that the
+/// bomb's uid can enter (a checkout under /root is not), removed on drop.
+struct Bomb {
+    dir: std::path::PathBuf,
+    path: String,
+}
+
+impl Bomb {
+    /// None (after `skip`) without a C compiler.
+    fn build() -> Option<Bomb> {
+        let dir = std::env::temp_dir().join(format!("lsbaws-bomb-{}", tag()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        let path = dir
+            .join("setsid_bomb")
+            .to_str()
+            .expect("utf-8 path")
+            .to_string();
+        let bomb = Bomb { dir, path };
+        let built = Command::new("cc")
+            .args(["-O1", "-o", &bomb.path])
+            .arg(fixture("shims/setsid_bomb.c"))
+            .status()
+            .is_ok_and(|s| s.success());
+        if !built {
+            skip("no C compiler (cc) to build the fork bomb");
+            return None;
+        }
+        Some(bomb)
+    }
+}
+
+impl Drop for Bomb {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Pids of the processes of `uid`, from /proc.
+fn pids_of_uid(uid: u32) -> Vec<i32> {
+    std::fs::read_dir("/proc")
+        .expect("read /proc")
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/status")).is_ok_and(|s| {
+                s.lines()
+                    .find_map(|l| l.strip_prefix("Uid:"))
+                    .and_then(|v| v.split_whitespace().next()?.parse::<u32>().ok())
+                    == Some(uid)
+            })
+        })
+        .collect()
+}
+
+/// Stops, then kills, every process of the bomb's uid, until none is left
+/// (bounded): what a failed test leaves, it ends.
+struct UidSweep(u32);
+
+impl Drop for UidSweep {
+    fn drop(&mut self) {
+        for _ in 0..200 {
+            let pids = pids_of_uid(self.0);
+            if pids.is_empty() {
+                return;
+            }
+            for &pid in &pids {
+                let _ = send_signal(pid, 19); // SIGSTOP: no more forks
+            }
+            for &pid in &pids {
+                let _ = send_signal(pid, 9);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// F7: a fork bomb (under RLIMIT_NPROC, as a uid of its own) whose children
+/// call setsid and ignore SIGTERM outlived the clean-up: each round killed
+/// our children, and their re-parented children had forked again. On
+/// lsbaws-main3: exit 1 with `"unstopped"` listing 113 processes after the
+/// 10 s bound, and 120 bomb processes still running after lsbaws exited.
+/// Stopping every process below us before killing any wins that race.
+#[test]
+fn a_setsid_fork_bomb_that_ignores_sigterm_is_stopped() {
+    if !is_root() {
+        skip("needs root: the bomb runs as an unprivileged uid of its own");
+        return;
+    }
+    let Some(bomb) = Bomb::build() else { return };
+    let _sweep = UidSweep(BOMB_UID);
+    let m = format!("bomb{}", tag());
+    // Everything ends by itself 60 s from now, whatever lsbaws does.
+    let deadline = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock")
+        .as_secs()
+        + 60;
+    let (code, out, err) = audit(
+        &["--json"],
+        &[
+            "setpriv",
+            &format!("--reuid={BOMB_UID}"),
+            &format!("--regid={BOMB_UID}"),
+            "--clear-groups",
+            "--",
+            "prlimit",
+            "--nproc=120:120",
+            &bomb.path,
+            &deadline.to_string(),
+            &m,
+        ],
+    );
+    assert_eq!(code, 1, "{}{}", text(&out), text(&err));
+    let r = report(&out);
+    assert_eq!(r["unstopped"], serde_json::json!([]), "{r}");
+    assert!(!orphans_with(&r, &m).is_empty(), "{r}");
+    let left = pids_of_uid(BOMB_UID);
+    assert!(
+        left.is_empty(),
+        "{} bomb processes outlived lsbaws",
+        left.len()
     );
 }

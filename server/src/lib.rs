@@ -44,7 +44,7 @@ use std::time::Duration;
 
 pub use cgi::Cgi;
 pub use summary::Summary;
-pub use sys::die_with_parent;
+pub use sys::{die_with_parent, pidfd_kill, pidfd_open};
 
 /// How the server reaps its children.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
