@@ -1,8 +1,9 @@
 //! `lsbaws audit -- COMMAND` against the third hostile test (notes/attack-3.md):
-//! leftovers that are alive but look defunct (F1, also for `smoke`), and a
-//! fork bomb that leaves its session and ignores SIGTERM (F7). Each test
-//! names its finding; each failed on the attacked build
-//! (`LSBAWS_TEST_BIN=/work/bin/lsbaws-main3`) as its comment says.
+//! leftovers that are alive but look defunct (F1, also for `smoke`), a fork
+//! bomb that leaves its session and ignores SIGTERM (F7), and the leftover
+//! table of names holding `|` (F20). Each test names its finding; each failed
+//! on the attacked build (`LSBAWS_TEST_BIN=/work/bin/lsbaws-main3`) as its
+//! comment says. Output and file cases are in audit_exec_output.rs.
 
 use std::os::unix::fs::PermissionsExt;
 use std::process::Command;
@@ -279,4 +280,42 @@ fn a_setsid_fork_bomb_that_ignores_sigterm_is_stopped() {
         "{} bomb processes outlived lsbaws",
         left.len()
     );
+}
+
+/// F20: a `|` in a leftover's command line made the table's row wider (one
+/// column per `|`) for any Markdown reader. On lsbaws-main3 the row read
+/// `| ... | x|1|2| -c ... |`: 8 column separators where the header has 6.
+#[test]
+fn a_pipe_in_a_name_adds_no_column() {
+    const PIPED_ARGV0: &str = r#"import os, sys, time
+if os.fork() == 0:
+    fd = os.open(os.devnull, os.O_RDWR)
+    for i in (0, 1, 2):
+        os.dup2(fd, i)
+    os.execv(sys.executable, ["x|1|2|", "-c", "import time; time.sleep(300)", sys.argv[1]])
+time.sleep(0.3)
+"#;
+    let m = marker();
+    let _sweep = crate::audit_exec::Sweep(m.clone());
+    let (code, out, err) = audit(&[], &[python3(), "-c", PIPED_ARGV0, &m]);
+    assert_eq!(code, 1, "{}{}", text(&out), text(&err));
+    let out = text(&out);
+    // Column separators: `|` that the Markdown escapes `\\` and `\|` leave.
+    let separators = |line: &str| {
+        line.replace(r"\\", "")
+            .replace(r"\|", "")
+            .matches('|')
+            .count()
+    };
+    let header = out
+        .lines()
+        .find(|l| l.contains("STARTED BY"))
+        .unwrap_or_else(|| panic!("no leftover table: {out}"));
+    let row = out
+        .lines()
+        .find(|l| l.contains("time.sleep"))
+        .unwrap_or_else(|| panic!("no row of the leftover: {out}"));
+    assert_eq!(separators(row), separators(header), "{out}");
+    assert!(row.contains(r"x\|1\|2\|"), "{row}");
+    assert!(pids_with_arg(&m).is_empty());
 }

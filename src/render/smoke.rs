@@ -110,10 +110,7 @@ pub fn table(report: &SmokeReport, out: &mut impl Write) -> io::Result<()> {
     ]);
     t.add_row(vec!["server exit".to_string(), report.server_exit.clone()]);
     if let Some(line) = &report.server_summary {
-        t.add_row(vec![
-            "server summary".to_string(),
-            escape(line).into_owned(),
-        ]);
+        t.add_row(vec!["server summary".to_string(), super::cell(line)]);
     }
     writeln!(out, "{t}")?;
     if let Some(a) = report.audit.as_ref().filter(|a| !a.zombies.is_empty()) {
@@ -141,7 +138,7 @@ pub fn table(report: &SmokeReport, out: &mut impl Write) -> io::Result<()> {
                 l.pid.to_string(),
                 l.ppid.to_string(),
                 format!("{:.2}s", l.age_s),
-                escape(command).into_owned(),
+                super::cell(command),
             ]);
         }
         writeln!(out, "{o}")?;
