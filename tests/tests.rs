@@ -8,6 +8,7 @@ mod attack_smoke;
 mod audit;
 mod audit_exec;
 mod audit_exec_leftovers;
+mod audit_exec_output;
 mod audit_exec_stress;
 mod audit_exec_tty;
 mod blast;

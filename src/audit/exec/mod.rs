@@ -95,6 +95,9 @@ pub fn run(config: &ExecConfig, shutdown: &Shutdown) -> Result<ExecReport> {
     // all of it, and SIGTERM if lsbaws itself is killed (a cancelled CI job).
     command.args(args).process_group(0);
     lsbaws_server::die_with_parent(&mut command, nix::libc::SIGTERM);
+    // stdin, stdout and stderr as lsbaws got them: closed stays closed (not
+    // the /dev/null Rust's runtime put there).
+    lsbaws_server::stdio::keep_closed(&mut command);
     let child = command.spawn().with_context(|| {
         format!(
             "cannot start `{}`",
