@@ -335,6 +335,7 @@ mod tests {
         ProcStat {
             pid,
             ppid,
+            pgrp: pid,
             state: 'S',
             num_threads: 1,
             starttime: 0,

@@ -10,6 +10,7 @@
 use std::fs::File;
 use std::io::Write;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Result, bail, ensure};
@@ -61,18 +62,24 @@ pub fn exec_config(args: &AuditArgs) -> Result<ExecConfig> {
         max_zombies: args.max_zombies,
         max_orphans: args.max_orphans,
         keep: args.keep,
-        terminal: foreground_terminal(),
+        // Opened by `run_exec`: validation touches no terminal.
+        terminal: None,
     })
 }
 
-/// Whether stdin is a terminal whose foreground process group is ours: then
+/// lsbaws's controlling terminal, whatever stdin is (a COMMAND that asks for
+/// a password opens /dev/tty while its input is a file), when it has one:
 /// COMMAND's group is given it while it runs, as a shell gives it to a job.
-fn foreground_terminal() -> bool {
-    use std::io::IsTerminal;
-    use std::os::fd::AsFd;
-    let stdin = std::io::stdin();
-    stdin.is_terminal()
-        && nix::unistd::tcgetpgrp(stdin.as_fd()).is_ok_and(|g| g == nix::unistd::getpgrp())
+fn controlling_terminal() -> Option<Arc<File>> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        // Never make it ours: lsbaws has one already, or none to take.
+        .custom_flags(nix::libc::O_NOCTTY)
+        .open("/dev/tty")
+        .ok()
+        .map(Arc::new)
 }
 
 /// `--watch INTERVAL --count K`, validated; `None` without `--watch`.
@@ -146,11 +153,13 @@ pub fn run(args: &AuditArgs) -> Result<Outcome> {
 /// `audit -- COMMAND`.
 fn run_exec(args: &AuditArgs) -> Result<Outcome> {
     let shutdown = super::stop_signals()?;
-    let config = exec_config(args)?;
+    let mut config = exec_config(args)?;
     // Output files first: a path that cannot be written, or two outputs
     // that are one file, fail before COMMAND runs, not after it.
     let (mut junit, mut report_file) = open_outputs(args)?;
-    let report = match audit::exec::run(&config, &shutdown) {
+    config.terminal = controlling_terminal();
+    let mut notify = |message: &str| super::diag(&crate::text::escape(message));
+    let report = match audit::exec::run(&config, &shutdown, &mut notify) {
         Ok(report) => report,
         Err(err) => {
             // COMMAND did not run. The files say why too; with --report, the

@@ -408,6 +408,15 @@ impl Tracker {
         self.last.is_empty()
     }
 
+    /// A process of process group `pgid`, other than its leader, that the
+    /// last sample saw stopped by job control (state T), with its comm.
+    pub fn stopped_in_group(&self, pgid: i32) -> Option<(i32, String)> {
+        self.last
+            .iter()
+            .find(|p| p.pgrp == pgid && p.pid != pgid && p.state == 'T')
+            .map(|p| (p.pid, p.comm.clone()))
+    }
+
     /// The run's live processes in the last sample, in pid order, with who
     /// started them where a sample saw it; none when the last sample failed.
     pub fn orphans(&self) -> Vec<Leftover> {
