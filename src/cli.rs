@@ -301,8 +301,9 @@ pub struct BlastArgs {
 /// waits --settle, then reports the processes it left running, the zombies that
 /// stayed defunct longer than --min-age (by parent, with the most held at once),
 /// and the orphans that exited on their own and were reaped. What is left is
-/// stopped after the report (SIGTERM, then SIGKILL) unless --keep. The report
-/// follows COMMAND's output on stdout (--report FILE: in FILE instead).
+/// stopped after the report (SIGTERM; then SIGSTOP and SIGKILL to everything
+/// below lsbaws) unless --keep. The report follows COMMAND's output on stdout,
+/// on a line of its own (--report FILE: in FILE instead).
 #[derive(Debug, clap::Args)]
 #[command(after_help = help::after_help("audit"))]
 // What to audit: one of --pid, --all, -- COMMAND (a usage error names all three),

@@ -8,6 +8,8 @@ mod attack_serve2;
 mod attack_smoke;
 mod audit;
 mod audit_exec;
+mod audit_exec_leftovers;
+mod audit_exec_output;
 mod audit_exec_stress;
 mod audit_exec_tty;
 mod blast;

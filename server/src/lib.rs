@@ -15,7 +15,10 @@
 //! - [`log`]: output that never blocks: request lines, statuses, the summary.
 //! - `procs`: this process's children, from /proc.
 //! - `tree`: stopping what a CGI program started, wherever it went.
-//! - `sys`: the system calls; with `signals` and `log` it holds all `unsafe` code.
+//! - [`stdio`]: which of stdin, stdout and stderr were closed at start, kept
+//!   closed for a program `audit -- COMMAND` starts.
+//! - `sys`: the system calls; with `signals`, `log` and `stdio` it holds all
+//!   `unsafe` code.
 //!
 //! Rules: the process must be single-threaded when [`run`] starts (checked), and
 //! neither the parent nor a child ever starts a thread, so every `fork` is
@@ -31,6 +34,7 @@ pub mod log;
 mod procs;
 mod shutdown;
 mod signals;
+pub mod stdio;
 pub mod summary;
 mod sys;
 mod tree;
@@ -44,7 +48,7 @@ use std::time::Duration;
 
 pub use cgi::Cgi;
 pub use summary::Summary;
-pub use sys::die_with_parent;
+pub use sys::{die_with_parent, pidfd_kill, pidfd_open};
 
 /// How the server reaps its children.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

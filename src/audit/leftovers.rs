@@ -3,14 +3,18 @@
 //! clean-up that stops them.
 //!
 //! Owns the rule of what counts as left behind (alive, below us, outside the
-//! trees a caller keeps), reaping that never loses an exit status ([`reap_each`]), and the bounded stop (TERM to each leftover
-//! and its group, a grace, KILL, reap until none is left). Used by `smoke` for
-//! its server and by `audit -- COMMAND`. Must never signal a process or group
-//! that is not provably ours at that instant (a grandchild's pid could be
-//! recycled; our unreaped children's cannot, nor the id of a group one of them
-//! is in), never signal our own process group, and never wait without a bound.
+//! trees a caller keeps; a leader whose threads run on is alive), reaping
+//! that never loses an exit status ([`reap_each`]), and the bounded stop
+//! (TERM to each leftover and its group, a grace, then stop everything below
+//! us and KILL it, until none is left). Used by `smoke` for its server and by
+//! `audit -- COMMAND`. Must never signal a process or group that is not
+//! provably ours at that instant (our unreaped children's pids cannot be
+//! recycled, nor the id of a group one of them is in; a deeper process is
+//! reached only through a pidfd checked against its scanned start time),
+//! never signal our own process group, and never wait without a bound.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
+use std::os::fd::AsFd;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -76,7 +80,8 @@ pub fn below_self(keep: &[i32]) -> Result<Vec<Leftover>> {
     let everyone = procs.scan(|_| true)?;
     let mut left: Vec<Leftover> = crate::proc::walk(&everyone, &[me], keep)
         .into_iter()
-        .filter(|p| p.state != 'Z')
+        // A Z leader whose threads run on ("Zl") is alive: see `is_zombie`.
+        .filter(|p| !p.is_zombie())
         .map(|p| Leftover::of(p, uptime, ticks))
         .collect();
     left.sort_by_key(|l| l.pid);
@@ -128,21 +133,28 @@ pub fn reap_each(procs: &mut ProcReader, mut on_reaped: impl FnMut(Reaped)) -> u
     n
 }
 
-/// Stops every child of this process and reaps it, until none is left or
-/// `limit` passes: SIGTERM and up to `grace` for them to exit, then SIGKILL.
-/// Each signal goes to the child and to its process group when the child
-/// leads it or the group is one of `groups` (`audit -- COMMAND`'s own group),
-/// so a daemon's workers go with it instead of one re-parenting round later.
-/// Killing a re-parented daemon re-parents its own children to us only then,
-/// so this repeats; later rounds (processes that already outlived a SIGTERM
-/// to their parent) get SIGKILL at once, so a deep chain of processes that
-/// ignore SIGTERM costs one grace, not one per level. Returns every process
+/// Stops every process below this one and reaps it, until none is left or
+/// `limit` passes. First SIGTERM (and SIGCONT, so that a stopped process can
+/// act on it) to our children and, where safe, their process groups (a
+/// daemon's workers go with it), and up to `grace` for them to exit. Then,
+/// round after round until none is left: every process below us is stopped
+/// (SIGSTOP, scan after scan until a scan finds none that was not stopped
+/// yet; a stopped process cannot fork), then all of them are killed
+/// (SIGKILL), so that a fork bomb whose children leave their group and
+/// session (setsid) and ignore SIGTERM cannot out-fork the clean-up, and a
+/// deep chain costs one round instead of one per level. Returns every process
 /// still below us when the bound ran out.
+///
+/// Processes below our children are signalled through a pidfd checked
+/// against the start time the scan read, so a pid reused meanwhile is never
+/// hit (kernels before 5.3 have no pidfd: only our children are signalled,
+/// and their orphans come to us round by round).
 ///
 /// Call it only once every child whose exit status matters has been reaped:
 /// it reaps any child.
 pub fn stop_children(grace: Duration, limit: Duration, groups: &[i32]) -> Vec<i32> {
     let deadline = Instant::now() + limit;
+    let mut procs = ProcReader::new(Path::new(crate::proc::ROOT));
     let mut first = true;
     loop {
         reap_exited();
@@ -161,14 +173,22 @@ pub fn stop_children(grace: Duration, limit: Duration, groups: &[i32]) -> Vec<i3
         }
         if std::mem::take(&mut first) {
             signal_each(&pids, groups, Signal::SIGTERM);
+            signal_each(&pids, groups, Signal::SIGCONT);
             let grace_end = (Instant::now() + grace).min(deadline);
             // Peek, do not reap: a reaped child's pid, or the id of the group
-            // it led, could be recycled before the SIGKILL below is sent.
+            // it led, could be recycled before a signal below is sent.
             while Instant::now() < grace_end && !pids.iter().all(|&p| exited(p)) {
                 std::thread::sleep(Duration::from_millis(10));
             }
+            if pids.iter().all(|&p| exited(p)) {
+                continue; // reaped at the top; their orphans come to us
+            }
         }
+        let frozen = freeze(&mut procs, &pids, groups, deadline);
         signal_each(&pids, groups, Signal::SIGKILL);
+        for p in &frozen {
+            signal_exactly(&mut procs, p, Signal::SIGKILL);
+        }
         // SIGKILL is prompt, but a process in uninterruptible sleep is not:
         // poll within the bound instead of blocking in waitpid.
         while Instant::now() < deadline && !pids.iter().all(|&p| gone(p)) {
@@ -176,6 +196,86 @@ pub fn stop_children(grace: Duration, limit: Duration, groups: &[i32]) -> Vec<i3
             std::thread::sleep(Duration::from_millis(2));
         }
     }
+}
+
+/// At most this many scans stop the processes below us in one round; a tree
+/// that still grows after that many is killed as far as it was found, and
+/// the next round goes on.
+const MAX_FREEZE_SCANS: usize = 50;
+
+/// Stops (SIGSTOP) our children `pids` (and their groups where safe), then
+/// every other live process below us, scan after scan, until a scan finds
+/// none it has not stopped yet, `deadline` passes or [`MAX_FREEZE_SCANS`]
+/// were made. Returns the processes it stopped below our children, as
+/// scanned (for [`signal_exactly`]).
+///
+/// Why it converges: a process that was sent SIGSTOP forks no more (a fork
+/// under way when the signal comes is restarted by the kernel, not
+/// finished), so every child it has existed before the next scan started and
+/// is found by it; only processes not stopped yet can add to the tree, and
+/// each scan stops all that it finds.
+fn freeze(
+    procs: &mut ProcReader,
+    pids: &[i32],
+    groups: &[i32],
+    deadline: Instant,
+) -> Vec<ProcStat> {
+    let me = std::process::id() as i32;
+    signal_each(pids, groups, Signal::SIGSTOP);
+    let mut stopped: HashMap<i32, ProcStat> = HashMap::new();
+    for _ in 0..MAX_FREEZE_SCANS {
+        let Ok(everyone) = procs.scan(|_| true) else {
+            break; // /proc unreadable: what was found is killed, and we retry
+        };
+        // Known processes lead the walk too: a parent that exited mid-scan
+        // must not hide its children. Only those still the same process (the
+        // same start time), so a reused pid cannot adopt strangers.
+        let by_pid: HashMap<i32, &ProcStat> = everyone.iter().map(|p| (p.pid, p)).collect();
+        let mut roots = vec![me];
+        roots.extend(stopped.values().filter_map(|s| {
+            by_pid
+                .get(&s.pid)
+                .is_some_and(|now| now.starttime == s.starttime)
+                .then_some(s.pid)
+        }));
+        let new: Vec<ProcStat> = crate::proc::walk(&everyone, &roots, &[])
+            .into_iter()
+            .filter(|p| !p.is_zombie() && p.ppid != me)
+            .filter(|p| {
+                stopped
+                    .get(&p.pid)
+                    .is_none_or(|s| s.starttime != p.starttime)
+            })
+            .cloned()
+            .collect();
+        if new.is_empty() {
+            break;
+        }
+        for p in new {
+            signal_exactly(procs, &p, Signal::SIGSTOP);
+            stopped.insert(p.pid, p);
+        }
+        if Instant::now() >= deadline {
+            break;
+        }
+    }
+    stopped.into_values().collect()
+}
+
+/// Sends `signal` to the process `p` describes and to no other: a pidfd
+/// names whichever process has the pid when it is opened, and that one must
+/// still have the start time the scan read (a pid reused meanwhile has
+/// another). Returns whether it was sent.
+fn signal_exactly(procs: &mut ProcReader, p: &ProcStat, signal: Signal) -> bool {
+    let Ok(pidfd) = lsbaws_server::pidfd_open(p.pid) else {
+        return false; // gone, or no pidfd on this kernel
+    };
+    let same = procs
+        .stat(p.pid)
+        .ok()
+        .flatten()
+        .is_some_and(|now| now.starttime == p.starttime);
+    same && lsbaws_server::pidfd_kill(pidfd.as_fd(), signal as i32).is_ok()
 }
 
 /// Sends `signal` to each of our unreaped children `pids` and, once each, to
@@ -235,6 +335,7 @@ mod tests {
         ProcStat {
             pid,
             ppid,
+            pgrp: pid,
             state: 'S',
             num_threads: 1,
             starttime: 0,

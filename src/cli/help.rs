@@ -236,12 +236,15 @@ const AUDIT: &[Section] = &[
             ("0", "else"),
             (
                 "2",
-                "COMMAND cannot start, /proc could not be read during the run, bad usage",
+                "COMMAND cannot start, /proc could not be read during the run, an output \
+                 file cannot be written (unless COMMAND failed), two outputs are one file, \
+                 bad usage",
             ),
             (
                 "128+N",
                 "a stop signal N: sent on to COMMAND's process group (SIGKILL 2 s later), \
-                 then what was seen is reported, marked interrupted",
+                 then what was seen is reported, marked interrupted; also Ctrl-C that \
+                 killed COMMAND while it held the terminal",
             ),
         ],
         outro: "Errors print one line on stderr; with --json also one object on stdout, \

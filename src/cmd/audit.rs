@@ -7,7 +7,10 @@
 //! Must never read /proc or run anything: the engines do. Must never write to
 //! stdout while COMMAND runs: stdout is COMMAND's until it ends.
 
+use std::fs::File;
 use std::io::Write;
+use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Result, bail, ensure};
@@ -59,18 +62,24 @@ pub fn exec_config(args: &AuditArgs) -> Result<ExecConfig> {
         max_zombies: args.max_zombies,
         max_orphans: args.max_orphans,
         keep: args.keep,
-        terminal: foreground_terminal(),
+        // Opened by `run_exec`: validation touches no terminal.
+        terminal: None,
     })
 }
 
-/// Whether stdin is a terminal whose foreground process group is ours: then
+/// lsbaws's controlling terminal, whatever stdin is (a COMMAND that asks for
+/// a password opens /dev/tty while its input is a file), when it has one:
 /// COMMAND's group is given it while it runs, as a shell gives it to a job.
-fn foreground_terminal() -> bool {
-    use std::io::IsTerminal;
-    use std::os::fd::AsFd;
-    let stdin = std::io::stdin();
-    stdin.is_terminal()
-        && nix::unistd::tcgetpgrp(stdin.as_fd()).is_ok_and(|g| g == nix::unistd::getpgrp())
+fn controlling_terminal() -> Option<Arc<File>> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        // Never make it ours: lsbaws has one already, or none to take.
+        .custom_flags(nix::libc::O_NOCTTY)
+        .open("/dev/tty")
+        .ok()
+        .map(Arc::new)
 }
 
 /// `--watch INTERVAL --count K`, validated; `None` without `--watch`.
@@ -144,12 +153,13 @@ pub fn run(args: &AuditArgs) -> Result<Outcome> {
 /// `audit -- COMMAND`.
 fn run_exec(args: &AuditArgs) -> Result<Outcome> {
     let shutdown = super::stop_signals()?;
-    let config = exec_config(args)?;
-    // Output files first: a path that cannot be written fails before COMMAND
-    // runs, not after it.
-    let mut junit = super::create(args.junit.as_deref(), "JUnit file")?;
-    let mut report_file = super::create(args.report.as_deref(), "report file")?;
-    let report = match audit::exec::run(&config, &shutdown) {
+    let mut config = exec_config(args)?;
+    // Output files first: a path that cannot be written, or two outputs
+    // that are one file, fail before COMMAND runs, not after it.
+    let (mut junit, mut report_file) = open_outputs(args)?;
+    config.terminal = controlling_terminal();
+    let mut notify = |message: &str| super::diag(&crate::text::escape(message));
+    let report = match audit::exec::run(&config, &shutdown, &mut notify) {
         Ok(report) => report,
         Err(err) => {
             // COMMAND did not run. The files say why too; with --report, the
@@ -175,25 +185,154 @@ fn run_exec(args: &AuditArgs) -> Result<Outcome> {
     // Everything of the run is stopped and reaped (or kept): only output is
     // left, which a stop signal may end after a grace.
     super::output_phase(&shutdown);
-    // The JUnit file first: a failure to write it is exit 2, and must not
-    // follow a verdict already printed.
-    if let Some((path, file)) = junit.as_mut() {
-        super::write_file(path, file, |out| crate::render::exec::junit(&report, out))?;
+    // An output error is exit 2, unless the exit code is already COMMAND's
+    // own failure or a stop signal's: those come first (the contract), and
+    // the error is said on stderr.
+    let stands = report.signal.is_some() || report.exit.is_some_and(|e| !e.success());
+    let output_error = |err: anyhow::Error| -> Result<()> {
+        if stands {
+            super::diag(&format!("{err:#}"));
+            Ok(())
+        } else {
+            Err(err)
+        }
+    };
+    // The JUnit file first: a failure to write it that makes the exit code
+    // 2 must not follow a verdict already printed.
+    if let Some((path, file)) = junit.as_mut()
+        && let Err(err) =
+            super::write_file(path, file, |out| crate::render::exec::junit(&report, out))
+    {
+        output_error(err)?;
     }
-    match report_file.as_mut() {
+    let written = match report_file.as_mut() {
         Some((path, file)) => {
-            super::write_file(path, file, |out| render_exec(&report, args.json, out))?;
+            super::write_file(path, file, |out| render_exec(&report, args.json, out))
         }
         None => {
             let mut out = super::stdout();
-            render_exec(&report, args.json, &mut out)?;
-            out.flush()?;
+            // The report shares stdout with COMMAND, whose output may end
+            // without a newline (`printf abc`): it starts on a line of its
+            // own, so the summary (or the JSON object) is a whole last line.
+            // After output that did end with one, this is an empty line.
+            out.write_all(b"\n")
+                .and_then(|()| render_exec(&report, args.json, &mut out))
+                .and_then(|()| out.flush())
+                .map_err(|e| anyhow::Error::new(e).context("writing the report to stdout"))
         }
+    };
+    if let Err(err) = written {
+        output_error(err)?;
     }
     if let Some(error) = &report.error {
         super::diag(&crate::text::escape(error));
     }
     Ok(report.outcome())
+}
+
+/// An output file of `audit -- COMMAND`, opened before it runs.
+type Output<'a> = Option<(&'a Path, File)>;
+
+/// Opens `--junit` and `--report` (created, emptied) before COMMAND runs.
+/// Refuses two of them that are one file, or one that is the file stdout or
+/// stderr already writes to (`--report out.txt > out.txt`): two descriptors
+/// writing from offset 0 would overwrite each other. Checked before either
+/// is emptied, so a refused run destroys nothing.
+fn open_outputs(args: &AuditArgs) -> Result<(Output<'_>, Output<'_>)> {
+    use std::os::fd::AsFd;
+    let junit = open(args.junit.as_deref(), "JUnit file")?;
+    let report = open(args.report.as_deref(), "report file")?;
+    let shared = |fd: std::os::fd::BorrowedFd<'_>| {
+        fd.try_clone_to_owned()
+            .ok()
+            .and_then(|fd| identity(&File::from(fd)).ok())
+    };
+    let streams = [
+        ("stdout", shared(std::io::stdout().as_fd())),
+        ("stderr", shared(std::io::stderr().as_fd())),
+    ];
+    if let (Some((j, _, a)), Some((r, _, b))) = (&junit, &report)
+        && a.same_file(b)
+    {
+        bail!(
+            "--junit {} and --report {} are the same file: each needs its own",
+            j.display(),
+            r.display()
+        );
+    }
+    for (flag, output) in [("--junit", &junit), ("--report", &report)] {
+        let Some((path, _, id)) = output else {
+            continue;
+        };
+        if let Some((stream, _)) = streams
+            .iter()
+            .find(|(_, s)| s.as_ref().is_some_and(|s| s.same_file(id)))
+        {
+            bail!(
+                "{flag} {} is the file lsbaws's {stream} writes to: COMMAND's output and the document would overwrite each other (without --report the report follows COMMAND's output on stdout)",
+                path.display()
+            );
+        }
+    }
+    Ok((empty(junit)?, empty(report)?))
+}
+
+/// An output file opened for `open_outputs`, not emptied yet.
+type Opened<'a> = Option<(&'a Path, File, Identity)>;
+
+fn open<'a>(path: Option<&'a Path>, what: &str) -> Result<Opened<'a>> {
+    use anyhow::Context;
+    let Some(path) = path else { return Ok(None) };
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        // Emptied by `empty`, once known to be no other output.
+        .truncate(false)
+        .open(path)
+        .with_context(|| format!("cannot create the {what} {}", path.display()))?;
+    let id =
+        identity(&file).with_context(|| format!("cannot create the {what} {}", path.display()))?;
+    Ok(Some((path, file, id)))
+}
+
+/// Empties a regular output file, now that it is known to be no other
+/// output; a device or a pipe has nothing to empty.
+fn empty(output: Opened<'_>) -> Result<Output<'_>> {
+    use anyhow::Context;
+    output
+        .map(|(path, file, id)| {
+            if id.regular {
+                file.set_len(0)
+                    .with_context(|| format!("cannot empty {}", path.display()))?;
+            }
+            Ok((path, file))
+        })
+        .transpose()
+}
+
+/// What tells two open files apart.
+struct Identity {
+    dev: u64,
+    ino: u64,
+    regular: bool,
+}
+
+impl Identity {
+    /// One regular file twice. Devices and pipes are left alone: writes to
+    /// /dev/null or to one pipe do not overwrite each other.
+    fn same_file(&self, other: &Identity) -> bool {
+        self.regular && other.regular && self.dev == other.dev && self.ino == other.ino
+    }
+}
+
+fn identity(file: &File) -> std::io::Result<Identity> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = file.metadata()?;
+    Ok(Identity {
+        dev: meta.dev(),
+        ino: meta.ino(),
+        regular: meta.file_type().is_file(),
+    })
 }
 
 fn render_exec(report: &ExecReport, json: bool, out: &mut impl Write) -> std::io::Result<()> {

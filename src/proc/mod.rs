@@ -48,8 +48,24 @@ pub fn own_children() -> io::Result<Vec<i32>> {
 
 /// The command line of `pid`, arguments joined by spaces (lossy UTF-8); None
 /// when it is gone or has none (a zombie, a kernel thread).
+///
+/// A leader that called pthread_exit (state Z, threads running on: "Zl")
+/// has no memory of its own any more, so its `cmdline` reads empty; one of
+/// its live threads still has it.
 pub fn cmdline(pid: i32) -> Option<String> {
-    let raw = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    joined(&std::fs::read(format!("/proc/{pid}/cmdline")).ok()?).or_else(|| {
+        // Bounded: a few threads are tried, a real zombie has only its leader.
+        std::fs::read_dir(format!("/proc/{pid}/task"))
+            .ok()?
+            .flatten()
+            .filter(|t| t.file_name().to_str() != Some(&pid.to_string()))
+            .take(4)
+            .find_map(|t| joined(&std::fs::read(t.path().join("cmdline")).ok()?))
+    })
+}
+
+/// NUL-separated arguments joined by spaces; None when there are none.
+fn joined(raw: &[u8]) -> Option<String> {
     let args: Vec<String> = raw
         .split(|&b| b == 0)
         .filter(|a| !a.is_empty())

@@ -22,6 +22,9 @@ use procfs::FromRead;
 pub struct ProcStat {
     pub pid: i32,
     pub ppid: i32,
+    /// Its process group: `audit -- COMMAND` watches COMMAND's group for
+    /// members stopped by job control.
+    pub pgrp: i32,
     /// The one-letter state (`R`, `S`, `Z`, ...).
     pub state: char,
     pub num_threads: i64,
@@ -63,6 +66,7 @@ pub fn parse_stat(bytes: &[u8]) -> Option<ProcStat> {
     Some(ProcStat {
         pid: stat.pid,
         ppid: stat.ppid,
+        pgrp: stat.pgrp,
         state: stat.state,
         num_threads: stat.num_threads,
         starttime: stat.starttime,

@@ -22,13 +22,22 @@ const ROWS: usize = 20;
 /// Longest command line shown in the summary line and in a table cell.
 const SHOWN_COMMAND: usize = 60;
 
-/// A name from another process as a table cell: escaped, and cut to
+/// A name from another process as a table cell: escaped (`|` too, see
+/// `render::cell`) and cut (see [`short`]).
+fn cell(s: &str) -> String {
+    cut(super::cell(s))
+}
+
+/// A name from another process in a line of text: escaped, and cut to
 /// `SHOWN_COMMAND` characters (`python3 -c '<a whole script>'` would make a
 /// table no terminal can show; `--json` has it whole).
-fn cell(s: &str) -> String {
-    let s = escape(s);
+fn short(s: &str) -> String {
+    cut(escape(s).into_owned())
+}
+
+fn cut(s: String) -> String {
     if s.chars().count() <= SHOWN_COMMAND {
-        return s.into_owned();
+        return s;
     }
     s.chars().take(SHOWN_COMMAND - 1).collect::<String>() + "…"
 }
@@ -50,7 +59,7 @@ pub fn table(report: &ExecReport, w: &mut impl Write) -> io::Result<()> {
                 o.pid.to_string(),
                 o.ppid.to_string(),
                 format!("{:.2}s", o.age_s),
-                origin(o.started_by.as_ref()),
+                cell(&origin(o.started_by.as_ref())),
                 cell(o.cmdline.as_deref().unwrap_or(&o.comm)),
             ]);
         }
@@ -95,7 +104,7 @@ pub fn table(report: &ExecReport, w: &mut impl Write) -> io::Result<()> {
         for r in report.reaped.iter().take(ROWS) {
             t.add_row([
                 r.pid.to_string(),
-                origin(r.started_by.as_ref()),
+                cell(&origin(r.started_by.as_ref())),
                 cell(&r.comm),
                 r.status.clone(),
             ]);
@@ -125,14 +134,10 @@ fn more(n: usize, w: &mut impl Write) -> io::Result<()> {
     Ok(())
 }
 
-/// `4200 sh -c ...`, or `?` when no sample saw the parent.
+/// `4200 sh -c ...`, or `?` when no sample saw the parent; not escaped.
 fn origin(o: Option<&Origin>) -> String {
     match o {
-        Some(o) => cell(&format!(
-            "{} {}",
-            o.pid,
-            o.cmdline.as_deref().unwrap_or(&o.comm)
-        )),
+        Some(o) => format!("{} {}", o.pid, o.cmdline.as_deref().unwrap_or(&o.comm)),
         None => "?".to_string(),
     }
 }
@@ -144,7 +149,7 @@ pub fn summary(report: &ExecReport) -> String {
         Some(_) => format!("{}: no verdict", report.verdict()),
         None => report.verdict(),
     };
-    let command = cell(&crate::audit::exec::shown(
+    let command = short(&crate::audit::exec::shown(
         &report.command.iter().map(Into::into).collect::<Vec<_>>(),
     ));
     let exit = report

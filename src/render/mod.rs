@@ -26,3 +26,29 @@ pub fn table() -> Table {
     table.load_preset(presets::ASCII_MARKDOWN);
     table
 }
+
+/// Text from another process (a comm, a command line) as a table cell:
+/// `|` written `\|` and `\` written `\\` (Markdown's own escapes, so a name
+/// cannot add columns for a Markdown reader of these tables, nor end one
+/// with a backslash of its own), then made safe by `crate::text::escape`.
+pub fn cell(s: &str) -> String {
+    if !s.contains(['|', '\\']) {
+        return crate::text::escape(s).into_owned();
+    }
+    crate::text::escape(&s.replace('\\', r"\\").replace('|', r"\|")).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::cell;
+
+    /// Attack 3, F20: a `|` in a name added a column for a Markdown reader.
+    #[test]
+    fn a_name_cannot_add_a_column_or_end_a_cell() {
+        assert_eq!(cell("plain name"), "plain name");
+        assert_eq!(cell("x|1|2|"), r"x\|1\|2\|");
+        // A backslash of the name's own cannot cancel the escape of a `|`.
+        assert_eq!(cell(r"a\|b"), r"a\\\|b");
+        assert_eq!(cell("q\n|\x1b"), r"q\n\|\x1b");
+    }
+}

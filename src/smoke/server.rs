@@ -297,7 +297,7 @@ impl ServerProcess {
                     return Ok(false);
                 }
                 let alive_below = crate::proc::descendants(std::process::id() as i32)
-                    .map(|d| d.iter().any(|p| p.state != 'Z'))
+                    .map(|d| d.iter().any(|p| !p.is_zombie()))
                     .unwrap_or(false);
                 if !status.success() || !alive_below {
                     bail!(

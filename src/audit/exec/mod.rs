@@ -6,19 +6,24 @@
 //! (COMMAND's status exactly, and every orphan re-parented to us), sample
 //! every interval (`track`), forward stop signals to COMMAND's group, wait
 //! `settle` for stragglers once it exits, take the report, then stop what is
-//! left (`leftovers::stop_children`) unless asked to keep it. Must never
-//! print (the report is `cmd::audit`'s to render), never discard COMMAND's
-//! exit status, never wait without a bound once COMMAND has exited or a stop
-//! was asked for, and never leave a process of the run behind by default.
+//! left (`leftovers::stop_children`) unless asked to keep it. On a terminal
+//! it hands COMMAND's group the terminal as a shell hands it to a job
+//! (`terminal`), and says (through the caller's `notify`) when COMMAND is
+//! stopped waiting for one it cannot give. Must never print (the report is
+//! `cmd::audit`'s to render), never discard COMMAND's exit status, never wait
+//! without a bound once COMMAND has exited or a stop was asked for, and never
+//! leave a process of the run behind by default.
 
 mod report;
 mod terminal;
 mod track;
 
 use std::ffi::OsString;
+use std::fs::File;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::Command;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
@@ -50,9 +55,10 @@ pub struct ExecConfig {
     pub max_orphans: u64,
     /// Leave the orphans running instead of stopping them after the report.
     pub keep: bool,
-    /// lsbaws runs in the foreground of the terminal on stdin: COMMAND's
-    /// group gets the terminal while it runs (`terminal`).
-    pub terminal: bool,
+    /// lsbaws's controlling terminal, when it has one: COMMAND's group gets
+    /// it while it runs, whenever lsbaws's group is its foreground
+    /// (`terminal`).
+    pub terminal: Option<Arc<File>>,
 }
 
 /// How often the runner reaps and looks for COMMAND's exit between samples:
@@ -78,8 +84,14 @@ const CLEANUP_LIMIT: Duration = Duration::from_secs(10);
 
 /// Runs COMMAND to the end and reports. Errors (exit 2) only when nothing ran:
 /// /proc cannot be read, this process cannot become a subreaper, or COMMAND
-/// cannot be started (the message names it).
-pub fn run(config: &ExecConfig, shutdown: &Shutdown) -> Result<ExecReport> {
+/// cannot be started (the message names it). `notify` gets what a person
+/// waiting for the run must know while it runs (COMMAND stopped, waiting for
+/// a terminal lsbaws cannot give it), one line each.
+pub fn run(
+    config: &ExecConfig,
+    shutdown: &Shutdown,
+    notify: &mut dyn FnMut(&str),
+) -> Result<ExecReport> {
     let started = Instant::now();
     let mut tracker = Tracker::new(config.min_age, started);
     // A /proc that cannot be read fails now, before COMMAND runs, not after
@@ -95,6 +107,9 @@ pub fn run(config: &ExecConfig, shutdown: &Shutdown) -> Result<ExecReport> {
     // all of it, and SIGTERM if lsbaws itself is killed (a cancelled CI job).
     command.args(args).process_group(0);
     lsbaws_server::die_with_parent(&mut command, nix::libc::SIGTERM);
+    // stdin, stdout and stderr as lsbaws got them: closed stays closed (not
+    // the /dev/null Rust's runtime put there).
+    lsbaws_server::stdio::keep_closed(&mut command);
     let child = command.spawn().with_context(|| {
         format!(
             "cannot start `{}`",
@@ -104,14 +119,16 @@ pub fn run(config: &ExecConfig, shutdown: &Shutdown) -> Result<ExecReport> {
     // Waited for by pid below: std's Child neither reaps on drop nor is asked.
     let pid = child.id() as i32;
     drop(child);
-    let mut run = Running::new(pid);
-    run.terminal = config
-        .terminal
-        .then(|| Terminal::give_to(Pid::from_raw(pid)));
+    let mut run = Running::new(pid, config, notify);
     run.until_exit(config, shutdown, &mut tracker);
     // COMMAND is gone: the terminal is ours again (leftovers are no job).
     run.terminal = None;
-    if shutdown.interruption().is_none() {
+    // A stop signal to lsbaws, or the terminal's own (Ctrl-C) that killed
+    // COMMAND while it held the terminal: no verdict either way.
+    let interruption = shutdown
+        .interruption()
+        .or(run.terminal_signal.map(crate::shutdown::Signal));
+    if interruption.is_none() {
         run.settle(config, shutdown, &mut tracker);
     } else {
         run.reap(&mut tracker);
@@ -122,7 +139,7 @@ pub fn run(config: &ExecConfig, shutdown: &Shutdown) -> Result<ExecReport> {
         report.unstopped = leftovers::stop_children(LEFTOVER_GRACE, CLEANUP_LIMIT, &[pid]);
     }
     report.elapsed_s = (started.elapsed().as_secs_f64() * 1000.0).round() / 1000.0;
-    if let Some(signal) = shutdown.interruption() {
+    if let Some(signal) = interruption {
         report.interrupted = true;
         report.signal = Some(signal);
     }
@@ -130,7 +147,7 @@ pub fn run(config: &ExecConfig, shutdown: &Shutdown) -> Result<ExecReport> {
 }
 
 /// COMMAND, as it runs.
-struct Running {
+struct Running<'n> {
     pid: i32,
     /// Its exit status, once reaped.
     exit: Option<Exit>,
@@ -140,14 +157,24 @@ struct Running {
     killed: Option<Instant>,
     /// The first sampling error: the counts are uncertain.
     error: Option<String>,
-    /// The terminal, while COMMAND's group holds it.
+    /// The controlling terminal, handed to COMMAND's group while lsbaws's
+    /// group is its foreground.
     terminal: Option<Terminal>,
+    /// COMMAND was killed by SIGINT or SIGHUP while its group held the
+    /// terminal: the terminal's Ctrl-C (or hang-up) reached COMMAND alone.
+    terminal_signal: Option<i32>,
+    /// A stopped process of COMMAND's group was reported (once a run).
+    told_stopped_member: bool,
     /// COMMAND is no child of ours, yet was not reaped here.
     lost: bool,
+    /// Where what a person must know while the run goes on is said.
+    notify: &'n mut dyn FnMut(&str),
+    /// COMMAND as people read it, for those messages.
+    shown: String,
 }
 
-impl Running {
-    fn new(pid: i32) -> Running {
+impl<'n> Running<'n> {
+    fn new(pid: i32, config: &ExecConfig, notify: &'n mut dyn FnMut(&str)) -> Running<'n> {
         Running {
             pid,
             exit: None,
@@ -155,8 +182,15 @@ impl Running {
             forwarded: None,
             killed: None,
             error: None,
-            terminal: None,
+            terminal: config
+                .terminal
+                .clone()
+                .map(|tty| Terminal::new(tty, Pid::from_raw(pid))),
+            terminal_signal: None,
+            told_stopped_member: false,
             lost: false,
+            notify,
+            shown: cut(shown(&config.argv)),
         }
     }
 
@@ -167,13 +201,13 @@ impl Running {
         let mut exit = None;
         leftovers::reap_each(&mut self.procs, |r| {
             if r.pid == pid {
-                exit = Some(exit_of(r.status));
+                exit = Some(r.status);
             } else {
                 tracker.reaped(&r);
             }
         });
-        if exit.is_some() {
-            self.exit = exit;
+        if let Some(status) = exit {
+            self.exited(status);
         } else if self.exit.is_none()
             && waitid(Id::Pid(Pid::from_raw(pid)), peek()) == Err(Errno::ECHILD)
         {
@@ -182,16 +216,69 @@ impl Running {
             // run rather than wait for it forever; no status is no verdict.
             self.lost = true;
         }
-        // With the terminal, COMMAND's stops are job control to act on.
-        if let (Some(terminal), None) = (&self.terminal, self.exit) {
+        // COMMAND's stops: job control to act on once its group had the
+        // terminal, else said (a stopped COMMAND must not be a silent hang).
+        if self.exit.is_none() {
             let untraced = WaitPidFlag::WUNTRACED | WaitPidFlag::WNOHANG;
             match waitpid(Pid::from_raw(pid), Some(untraced)) {
-                Ok(WaitStatus::Stopped(_, signal)) => terminal.stopped(signal),
+                Ok(WaitStatus::Stopped(_, signal)) => self.stopped(signal),
                 Ok(status @ (WaitStatus::Exited(..) | WaitStatus::Signaled(..))) => {
-                    self.exit = Some(exit_of(status));
+                    self.exited(status);
                 }
                 _ => {}
             }
+        }
+    }
+
+    /// COMMAND ended with `status`. Killed by SIGINT or SIGHUP while its
+    /// group held the terminal, it got the terminal's Ctrl-C (or hang-up),
+    /// which with the terminal handed over reaches COMMAND's group and not
+    /// lsbaws's: as a shell does (wait and cooperative exit), lsbaws takes
+    /// that as its own interruption. A COMMAND that handles Ctrl-C and exits
+    /// by itself has decided what it means (a server that ends on Ctrl-C
+    /// with exit 0): its status and the verdict stand.
+    fn exited(&mut self, status: WaitStatus) {
+        let exit = exit_of(status);
+        let by_terminal = matches!(exit.signal, Some(nix::libc::SIGINT | nix::libc::SIGHUP));
+        if by_terminal && self.terminal.as_ref().is_some_and(Terminal::commands) {
+            self.terminal_signal = exit.signal;
+        }
+        self.exit = Some(exit);
+    }
+
+    /// COMMAND stopped on `signal`.
+    fn stopped(&mut self, signal: Sig) {
+        if let Some(terminal) = self.terminal.as_mut().filter(|t| t.handed()) {
+            terminal.stopped(signal);
+            return;
+        }
+        let why = if matches!(signal, Sig::SIGTTIN | Sig::SIGTTOU) {
+            "it wants the terminal, and lsbaws runs in the background (bring lsbaws to the foreground with `fg` to give it the terminal, or give the command an input other than the terminal)"
+        } else {
+            "lsbaws waits until it is continued (SIGCONT)"
+        };
+        let message = format!(
+            "`{}` (pid {}) is stopped by {}: {why}; a stop signal to lsbaws ends the run",
+            self.shown,
+            self.pid,
+            signal.as_str()
+        );
+        (self.notify)(&message);
+    }
+
+    /// Says once when a sample finds a process of COMMAND's group stopped
+    /// while the group does not hold the terminal: it may wait for it.
+    fn check_stopped_members(&mut self, tracker: &Tracker) {
+        if self.told_stopped_member || self.terminal.as_ref().is_none_or(Terminal::commands) {
+            return;
+        }
+        if let Some((pid, comm)) = tracker.stopped_in_group(self.pid) {
+            self.told_stopped_member = true;
+            let message = format!(
+                "pid {pid} ({}) of `{}` is stopped: a process of its group that touches the terminal while lsbaws runs in the background stops, as a background job's does (bring lsbaws to the foreground with `fg` to give it the terminal); a stop signal to lsbaws ends the run",
+                comm, self.shown
+            );
+            (self.notify)(&message);
         }
     }
 
@@ -208,6 +295,9 @@ impl Running {
         let mut next_sample = Instant::now();
         let mut tick = Duration::from_millis(1);
         loop {
+            if let Some(terminal) = self.terminal.as_mut() {
+                terminal.follow();
+            }
             self.reap(tracker);
             if self.exit.is_some() || self.lost {
                 return;
@@ -221,6 +311,7 @@ impl Running {
             if now >= next_sample {
                 let sampled = tracker.sample(Scan::Walk);
                 self.note(sampled);
+                self.check_stopped_members(tracker);
                 let took = now.elapsed();
                 // Due at fixed steps; a slow scan skips steps, never bunches
                 // them, and a costly one (a tree of thousands) spaces the
@@ -251,6 +342,8 @@ impl Running {
             Some(at) => at,
             None => {
                 self.signal(Sig::try_from(signal).unwrap_or(Sig::SIGTERM));
+                // A stopped process acts on it only once continued.
+                self.signal(Sig::SIGCONT);
                 *self.forwarded.insert(now)
             }
         };
@@ -364,6 +457,17 @@ fn peek() -> WaitPidFlag {
 /// `exit status 0`, `killed by SIGTERM`.
 fn describe(status: WaitStatus) -> String {
     exit_of(status).describe()
+}
+
+/// Longest command line in a message while the run goes on (`python3 -c
+/// '<a whole script>'` would bury the message).
+const SHOWN_IN_MESSAGES: usize = 60;
+
+fn cut(s: String) -> String {
+    if s.chars().count() <= SHOWN_IN_MESSAGES {
+        return s;
+    }
+    s.chars().take(SHOWN_IN_MESSAGES - 1).collect::<String>() + "…"
 }
 
 /// The command line as people read it: arguments joined by spaces, those

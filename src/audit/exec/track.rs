@@ -408,6 +408,15 @@ impl Tracker {
         self.last.is_empty()
     }
 
+    /// A process of process group `pgid`, other than its leader, that the
+    /// last sample saw stopped by job control (state T), with its comm.
+    pub fn stopped_in_group(&self, pgid: i32) -> Option<(i32, String)> {
+        self.last
+            .iter()
+            .find(|p| p.pgrp == pgid && p.pid != pgid && p.state == 'T')
+            .map(|p| (p.pid, p.comm.clone()))
+    }
+
     /// The run's live processes in the last sample, in pid order, with who
     /// started them where a sample saw it; none when the last sample failed.
     pub fn orphans(&self) -> Vec<Leftover> {
@@ -417,7 +426,9 @@ impl Tracker {
         let mut out: Vec<Leftover> = self
             .last
             .iter()
-            .filter(|p| p.state != 'Z')
+            // Not `state != 'Z'`: a leader that called pthread_exit shows Z
+            // while its threads run on ("Zl"), and that process is alive.
+            .filter(|p| !p.is_zombie())
             .map(|p| {
                 let mut l = Leftover::of(p, self.last_uptime, self.ticks);
                 l.started_by = self.members.get(&p.pid).and_then(|m| m.started_by.clone());
