@@ -2,29 +2,35 @@
 //! own table, or JSON in blast's shape with the shard rows added.
 //!
 //! Pure functions of a [`MergeReport`]. Must never add anything up (the
-//! engine did) and never print a tag unescaped: tags come from other machines.
+//! engine did) and never print text from a report unescaped (tags, sources,
+//! and through blast's summary the URL and status codes): reports come from
+//! other machines.
 
 use std::io::{self, Write};
 
 use serde::Serialize;
 
 use crate::blast::BlastReport;
+use crate::merge::shard::Run;
 use crate::merge::{MergeReport, ShardRow};
 use crate::text::escape;
 
 /// One JSON object on one line: the total in blast's shape (so `merge` reads
-/// it back like any blast report) plus `shards`.
+/// it back like any blast report) plus `shards` (a row per input) and `runs`
+/// (every blast run in it, so a later merge refuses one given twice).
 pub fn json(report: &MergeReport, out: &mut impl Write) -> io::Result<()> {
     #[derive(Serialize)]
     struct Merged<'a> {
         #[serde(flatten)]
         total: &'a BlastReport,
         shards: &'a [ShardRow],
+        runs: &'a [Run],
     }
     super::json::line(
         &Merged {
             total: &report.total,
             shards: &report.shards,
+            runs: &report.runs,
         },
         out,
     )
@@ -115,6 +121,7 @@ mod tests {
         };
         MergeReport {
             shards: vec![row("pod-0", Some(-3.0)), row("pod-\u{1b}[2J1", None)],
+            runs: Vec::new(),
             total,
             warnings: Vec::new(),
         }
