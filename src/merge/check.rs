@@ -185,8 +185,12 @@ fn plan(s: &Shard, requests: u64) -> anyhow::Result<()> {
     }
     match (s.conns_per_client, s.duration_s) {
         (Some(_), Some(_)) => bail!("{at}: both conns_per_client and duration_s: which mode?"),
-        // A merge of runs of different shapes.
-        (None, None) => ensure!(s.merged, "{at}: neither conns_per_client nor duration_s"),
+        // A merge of runs of different shapes; or an open-model run, whose
+        // plan is rate.planned (checked above) whatever these say.
+        (None, None) => ensure!(
+            s.merged || s.rate.is_some(),
+            "{at}: neither conns_per_client nor duration_s"
+        ),
         (Some(per), None) => {
             ensure!(per >= 1, "{at}: conns_per_client is 0");
             // Closed count mode: clients × conns is every request. (With
