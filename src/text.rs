@@ -47,6 +47,12 @@ pub fn escape(s: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
+/// `s` as a cell of a markdown table: escaped, and `|` written `\|`, so
+/// that a name cannot add a column.
+pub fn cell(s: &str) -> String {
+    escape(s).replace('|', "\\|")
+}
+
 /// `1 zombie`, `2 zombies`.
 pub fn count(n: u64, one: &str, many: &str) -> String {
     format!("{n} {}", if n == 1 { one } else { many })
@@ -55,6 +61,11 @@ pub fn count(n: u64, one: &str, many: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_cell_cannot_add_a_column() {
+        assert_eq!(cell("a|b\n"), "a\\|b\\n");
+    }
 
     #[test]
     fn dangerous_characters_become_visible() {

@@ -2,6 +2,7 @@
 //! loopback, real /proc.
 
 mod attack;
+mod attack3;
 mod attack_serve;
 mod attack_serve2;
 mod attack_smoke;

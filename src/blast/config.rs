@@ -24,6 +24,9 @@ const MAX_CLIENTS: u64 = 1_000_000;
 /// Upper bound on `--threads`: far more workers than any machine has cores.
 const MAX_THREADS: usize = 1024;
 
+/// Longest schedule `--rate` may make: the bound of every duration flag.
+const MAX_SPAN: Duration = Duration::from_secs(365 * 24 * 3600);
+
 /// Upper bound on `--rate`: a hundred times what one machine can open.
 const MAX_RATE: f64 = 10_000_000.0;
 
@@ -185,6 +188,16 @@ impl BlastConfig {
                 "--rate must be more than 0 requests per second"
             );
             ensure!(rate <= MAX_RATE, "--rate {rate} is more than {MAX_RATE}");
+            // A schedule longer than any duration flag allows (a typo such as
+            // 1e-9) would keep the run, and its clients, for years.
+            let span = match load.duration {
+                Some(d) => d.as_secs_f64(),
+                None => load.conns_per_client as f64 / rate,
+            };
+            ensure!(
+                1.0 / rate <= MAX_SPAN.as_secs_f64() && span <= MAX_SPAN.as_secs_f64(),
+                "--rate {rate}: its schedule would last more than a year"
+            );
         }
         let start_at = match &load.start_at {
             Some(s) => Some(schedule::parse_start_at(s, SystemTime::now())?),

@@ -105,7 +105,10 @@ pub fn run(
         tag: config.tag.clone(),
         url: config.url.clone(),
         clients: config.clients,
-        conns_per_client: config.duration.is_none().then_some(config.conns_per_client),
+        // With --rate, --max-conns is the schedule's total (`rate.planned`),
+        // not a count per client.
+        conns_per_client: (config.duration.is_none() && config.rate.is_none())
+            .then_some(config.conns_per_client),
         duration: config.duration,
         threads: config.threads,
         keep_alive: config.keep_alive,
@@ -182,31 +185,37 @@ fn run_threads(shared: &Arc<Shared>, shutdown: &Shutdown) -> anyhow::Result<(Dur
     let barrier = Arc::new(Barrier::new(
         usize::try_from(shared.config.clients).unwrap_or(usize::MAX) + 1,
     ));
+    // Every runtime is built before any client runs: a client's socket must
+    // never take the descriptor a runtime still needs (under a low open-file
+    // limit the same run would otherwise end in a count or an error by chance).
+    let rt = runtime();
     let (done_tx, done_rx) = tokio::sync::watch::channel(false);
+    let (built_tx, built_rx) = std::sync::mpsc::channel();
     let (handles_tx, handles_rx) = std::sync::mpsc::channel();
     let mut workers = Vec::new();
+    let mut go = Vec::new();
     let mut failure = None;
     for k in 1..threads {
-        let (shared, barrier, mut done, handles) = (
+        let (shared, barrier, mut done, built, handles) = (
             shared.clone(),
             barrier.clone(),
             done_rx.clone(),
+            built_tx.clone(),
             handles_tx.clone(),
         );
+        let (go_tx, go_rx) = std::sync::mpsc::channel::<bool>();
         let spawned = std::thread::Builder::new()
             .name("lsbaws-blast".into())
             .spawn(move || -> Stats {
                 let _ = stats::take_local();
-                let rt = match runtime() {
-                    Ok(rt) => rt,
-                    Err(e) => {
-                        let _ = handles.send(Err(e));
-                        return Stats::default();
-                    }
+                let rt = runtime();
+                let _ = built.send(rt.as_ref().err().map(|e| e.to_string()));
+                let (Ok(rt), Ok(true)) = (rt, go_rx.recv()) else {
+                    return Stats::default();
                 };
                 rt.block_on(async {
                     let mine = spawn_share(&shared, &barrier, k, threads, &|f| tokio::spawn(f));
-                    let _ = handles.send(Ok(mine));
+                    let _ = handles.send(mine);
                     // Runs the clients until the driver says the run is over.
                     let _ = done.wait_for(|d| *d).await;
                 });
@@ -215,43 +224,67 @@ fn run_threads(shared: &Arc<Shared>, shutdown: &Shutdown) -> anyhow::Result<(Dur
                 stats::take_local().unwrap_or_default()
             });
         match spawned {
-            Ok(worker) => workers.push(worker),
+            Ok(worker) => {
+                workers.push(worker);
+                go.push(go_tx);
+            }
             Err(e) => {
-                failure = Some(e);
+                failure = Some(e.to_string());
                 break;
             }
         }
     }
-    drop(handles_tx);
-    let rt = runtime();
-    let mut handles = Vec::new();
+    drop((built_tx, handles_tx));
     for _ in 0..workers.len() {
-        match handles_rx.recv() {
-            Ok(Ok(mine)) => handles.extend(mine),
-            Ok(Err(e)) => {
+        match built_rx.recv() {
+            Ok(None) => {}
+            Ok(Some(e)) => {
                 failure.get_or_insert(e);
             }
             Err(_) => {
-                failure.get_or_insert(std::io::Error::other("a blast thread ended early"));
+                failure.get_or_insert_with(|| "a blast thread ended early".into());
             }
         }
     }
+    if let Err(e) = &rt {
+        failure.get_or_insert_with(|| e.to_string());
+    }
     let ran = match (rt, failure) {
         (Ok(rt), None) => {
-            let local = spawn_share(shared, &barrier, 0, threads, &|f| rt.spawn(f));
-            handles.extend(local);
-            let ran = rt.block_on(drive(shared.clone(), shutdown.clone(), &barrier, handles));
-            drop(rt);
-            ran
+            go.iter().for_each(|g| {
+                let _ = g.send(true);
+            });
+            let mut handles = Vec::new();
+            let mut lost = false;
+            for _ in 0..workers.len() {
+                match handles_rx.recv() {
+                    Ok(mine) => handles.extend(mine),
+                    Err(_) => lost = true,
+                }
+            }
+            if lost {
+                // A thread died before its clients existed: the release
+                // barrier would wait for them forever.
+                handles.iter().for_each(JoinHandle::abort);
+                Err(anyhow::anyhow!(
+                    "internal: a blast thread ended before its clients started"
+                ))
+            } else {
+                let local = spawn_share(shared, &barrier, 0, threads, &|f| rt.spawn(f));
+                handles.extend(local);
+                let ran = rt.block_on(drive(shared.clone(), shutdown.clone(), &barrier, handles));
+                drop(rt);
+                ran
+            }
         }
-        (rt, failure) => {
-            // Nothing was released: stop the clients that wait at the barrier.
-            handles.iter().for_each(JoinHandle::abort);
-            let e = failure
-                .or(rt.err())
-                .unwrap_or_else(|| std::io::Error::other("?"));
+        (_, failure) => {
+            // No client was started anywhere: the threads just end.
+            go.iter().for_each(|g| {
+                let _ = g.send(false);
+            });
+            let e = failure.unwrap_or_default();
             Err(anyhow::anyhow!(
-                "cannot start {threads} threads for the blast: {e} (fewer --threads, or a higher process limit)"
+                "cannot start {threads} threads for the blast: {e} (fewer --threads, or higher process and open-file limits)"
             ))
         }
     };

@@ -32,9 +32,19 @@ pub fn parse_start_at(s: &str, now: SystemTime) -> anyhow::Result<SystemTime> {
             .checked_add(since)
             .with_context(|| format!("--start-at {s:?}: out of range"))?
     } else {
-        // humantime reads UTC only; "+00:00" is the same instant as "Z".
-        let utc = s.strip_suffix("+00:00").map(|t| format!("{t}Z"));
-        humantime::parse_rfc3339(utc.as_deref().unwrap_or(s)).map_err(|e| {
+        // RFC 3339 allows a lower-case `t` and `z`; humantime reads UTC
+        // only; "+00:00" is the same instant as "Z".
+        let upper = s.to_ascii_uppercase();
+        let utc = upper.strip_suffix("+00:00").map(|t| format!("{t}Z"));
+        let text = utc.as_deref().unwrap_or(&upper);
+        // A leap second (`:60`) has no instant of its own on the Unix clock
+        // the wait runs on: refused rather than fired a second early.
+        if text.get(17..19) == Some("60") {
+            bail!(
+                "--start-at {s}: a leap second cannot be waited for on this clock; use :59 or the next minute"
+            );
+        }
+        humantime::parse_rfc3339(text).map_err(|e| {
             anyhow::anyhow!(
                 "--start-at {s:?}: {e} (expected RFC 3339 UTC such as \
                  2026-11-30T12:00:00Z, or Unix seconds)"

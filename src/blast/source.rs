@@ -155,6 +155,14 @@ fn from_u128(n: u128, v4: bool) -> IpAddr {
 /// Whether this host owns `addr`: a bind to it, which with
 /// IP_BIND_ADDRESS_NO_PORT takes no port, succeeds.
 fn check_local(addr: IpAddr) -> anyhow::Result<()> {
+    // A wildcard binds to every address, so the kernel picks the source and
+    // its ports as without --source: counting it as one would hide the
+    // port-exhaustion warning.
+    if addr.is_unspecified() || addr.is_multicast() || addr == IpAddr::V4(Ipv4Addr::BROADCAST) {
+        bail!(
+            "--source {addr} is not one address of this host (a wildcard, multicast or broadcast address)"
+        );
+    }
     let sock = bound_socket(addr);
     match sock {
         Ok(_) => Ok(()),

@@ -27,11 +27,32 @@ pub fn load(args: &LoadArgs) -> Load {
     }
 }
 
+/// Largest `--cacert` file read: far more than any CA bundle (Debian's is
+/// about 200 kB), small enough that `--cacert /dev/zero` is an error, not an
+/// out-of-memory kill.
+const MAX_CACERT: u64 = 16 * 1024 * 1024;
+
+/// The whole file, or an error when it holds more than `limit` bytes.
+fn read_bounded(path: &std::path::Path, limit: u64) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)?
+        .take(limit + 1)
+        .read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > limit {
+        return Err(std::io::Error::other(format!(
+            "larger than {} MiB: not a certificate file",
+            limit >> 20
+        )));
+    }
+    Ok(bytes)
+}
+
 /// Validates blast's flags (reading `--cacert` first).
 pub fn config(args: &BlastArgs) -> anyhow::Result<BlastConfig> {
     let cacert = match &args.cacert {
         Some(path) => {
-            let pem = std::fs::read(path)
+            let pem = read_bounded(path, MAX_CACERT)
                 .with_context(|| format!("--cacert {}: cannot read it", path.display()))?;
             Some((path.display().to_string(), pem))
         }

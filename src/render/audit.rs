@@ -212,7 +212,7 @@ pub fn sample_json(sample: &Sample, w: &mut impl Write) -> io::Result<()> {
 /// (`prctl(PR_SET_NAME)`), and a newline or escape sequence in a cell would
 /// forge rows or garble the terminal.
 fn printable(comm: &str) -> String {
-    escape(comm).into_owned()
+    crate::text::cell(comm)
 }
 
 /// `0.42s`, `12.00s`, `3m05s`, `2h07m`, `3d04h`.
@@ -342,7 +342,8 @@ mod tests {
             comm: "evil\n| 99 | 1 |\x1b[2J".into(),
         }]);
         let out = render(&r);
-        assert!(out.contains("| evil\\n| 99 | 1 |\\x1b[2J |"), "{out}");
+        // Regression (attack F20): a `|` in a name added columns.
+        assert!(out.contains("| evil\\n\\| 99 \\| 1 \\|\\x1b[2J |"), "{out}");
         assert_eq!(out.lines().count(), 4, "{out}");
     }
 

@@ -25,10 +25,7 @@ pub fn summary(report: &BlastReport, out: &mut impl Write) -> io::Result<()> {
             format!("by {signal}: partial results, no verdict"),
         ]);
     }
-    t.add_row([
-        "url".to_string(),
-        crate::text::escape(&report.url).into_owned(),
-    ]);
+    t.add_row(["url".to_string(), crate::text::cell(&report.url)]);
     let shape = match (report.conns_per_client, report.duration_s) {
         (Some(m), _) => format!(
             "{} × {}",

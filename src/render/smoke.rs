@@ -26,12 +26,16 @@ pub fn table(report: &SmokeReport, out: &mut impl Write) -> io::Result<()> {
     }
     t.add_row(vec![
         "server".to_string(),
-        format!("{} (pid {})", escape(&report.server), report.server_pid),
+        format!(
+            "{} (pid {})",
+            crate::text::cell(&report.server),
+            report.server_pid
+        ),
     ]);
     let url = if report.url.is_empty() {
         "(not known: the server never announced it)".to_string()
     } else {
-        escape(&report.url).into_owned()
+        crate::text::cell(&report.url)
     };
     t.add_row(vec!["url".to_string(), url]);
     match &report.blast {
@@ -110,10 +114,7 @@ pub fn table(report: &SmokeReport, out: &mut impl Write) -> io::Result<()> {
     ]);
     t.add_row(vec!["server exit".to_string(), report.server_exit.clone()]);
     if let Some(line) = &report.server_summary {
-        t.add_row(vec![
-            "server summary".to_string(),
-            escape(line).into_owned(),
-        ]);
+        t.add_row(vec!["server summary".to_string(), crate::text::cell(line)]);
     }
     writeln!(out, "{t}")?;
     if let Some(a) = report.audit.as_ref().filter(|a| !a.zombies.is_empty()) {
@@ -141,7 +142,7 @@ pub fn table(report: &SmokeReport, out: &mut impl Write) -> io::Result<()> {
                 l.pid.to_string(),
                 l.ppid.to_string(),
                 format!("{:.2}s", l.age_s),
-                escape(command).into_owned(),
+                crate::text::cell(command),
             ]);
         }
         writeln!(out, "{o}")?;
