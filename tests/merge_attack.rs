@@ -364,15 +364,16 @@ fn every_real_blast_report_merges() {
         }
     }
     // Those of one kind together, then that merge with another report of
-    // its kind: merges of merges hold the checks too.
-    let texts =
-        |runs: &[(Option<i32>, String)]| runs.iter().map(|r| r.1.clone()).collect::<Vec<_>>();
-    for group in [texts(&closed), texts(&rate), texts(&https)] {
-        let refs: Vec<&str> = group.iter().map(String::as_str).collect();
+    // its kind: merges of merges hold the checks too. The verdict is the
+    // worst of theirs (on a busy machine a --duration run may leave requests
+    // unfinished, which fails it).
+    for group in [&closed[..], &rate, &https] {
+        let refs: Vec<&str> = group.iter().map(|r| r.1.as_str()).collect();
+        let worst = |runs: &[(Option<i32>, String)]| runs.iter().map(|r| r.0).max().flatten();
         let (code, m) = merged(&refs[1..]);
-        assert_eq!(code, Some(0), "{m}");
+        assert_eq!(code, worst(&group[1..]), "{m}");
         let (code, again) = merged(&[&format!("{m}\n"), refs[0]]);
-        assert_eq!(code, Some(0), "{again}");
+        assert_eq!(code, worst(group), "{again}");
         let sum: u64 = refs
             .iter()
             .map(|r| parse(r)["connections"].as_u64().expect("n"))
@@ -484,7 +485,7 @@ fn a_report_file_is_never_dropped_as_noise() {
 /// Regression (F10): a status code from a report file reached the table
 /// raw (an ESC sequence on the terminal). Such a report is now refused
 /// (it is no status blast can print), with the code escaped; and text that
-/// is valid (a tag, a URL path) is escaped in the table as before.
+/// is valid (a tag, a URL path) is escaped in the table, its `|` too.
 #[test]
 fn text_from_a_report_never_reaches_the_terminal_raw() {
     let (server, good) = real_report(&["--max-clients", "2"]);
@@ -498,14 +499,14 @@ fn text_from_a_report_never_reaches_the_terminal_raw() {
     assert!(err.contains("status code \"2\\x1b[0m\""), "{err}");
     // The control: tags and URLs with controls merge, escaped in the table.
     let mut named = good.clone();
-    named["tag"] = "pod\u{1b}]0;title\u{7}\u{202e}".into();
+    named["tag"] = "pod\u{1b}]0;title\u{7}\u{202e}|x".into();
     let url = format!("{}\u{1b}[31m", good["url"].as_str().expect("url"));
     named["url"] = url.into();
     let (status, out, err) = lsbaws_with_stdin(&["merge", "-"], &format!("{named}\n"));
     assert_eq!(status.code(), Some(0), "{err}");
     assert_no_raw_controls(out.as_bytes(), "stdout");
     assert!(
-        out.contains("pod\\x1b]0;title\\x07\\u{202e}") && out.contains("\\x1b[31m"),
+        out.contains("pod\\x1b]0;title\\x07\\u{202e}\\|x") && out.contains("\\x1b[31m"),
         "{out}"
     );
 }
