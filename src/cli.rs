@@ -511,8 +511,8 @@ pub struct MergeArgs {
     #[arg(long, value_name = "TEXT")]
     pub tag: Option<String>,
 
-    /// Print one JSON object (blast's shape, plus "shards") instead of the tables
-    /// (and an error as {"error": "..."}).
+    /// Print one JSON object (blast's shape, plus "shards" and "runs") instead of
+    /// the tables (and an error as {"error": "..."}).
     #[arg(long)]
     pub json: bool,
 }

@@ -20,8 +20,9 @@ use crate::common::listener::*;
 use crate::common::*;
 
 /// A CA, a server certificate it signed for 127.0.0.1 and localhost, and a
-/// directory holding the CA's PEM (removed on drop).
-struct Pki {
+/// directory holding the CA's PEM (removed on drop). Also used by
+/// `merge_attack` for real https reports.
+pub(crate) struct Pki {
     dir: PathBuf,
     ca_pem: PathBuf,
     chain: Vec<CertificateDer<'static>>,
@@ -29,7 +30,7 @@ struct Pki {
 }
 
 impl Pki {
-    fn new(tag: &str) -> Pki {
+    pub(crate) fn new(tag: &str) -> Pki {
         use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
         let ca_key = KeyPair::generate().expect("CA key");
         let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
@@ -59,12 +60,12 @@ impl Pki {
         }
     }
 
-    fn ca(&self) -> &str {
+    pub(crate) fn ca(&self) -> &str {
         self.ca_pem.to_str().expect("utf-8 path")
     }
 
     /// A TLS server answering one request per connection with [`HELLO`].
-    fn server(&self) -> TestServer {
+    pub(crate) fn server(&self) -> TestServer {
         let config = rustls::ServerConfig::builder_with_provider(Arc::new(
             rustls::crypto::ring::default_provider(),
         ))
@@ -114,7 +115,7 @@ fn tls_answer(config: &Arc<rustls::ServerConfig>, tcp: TcpStream) {
     let _ = tls.flush();
 }
 
-fn https_url(server: &TestServer) -> String {
+pub(crate) fn https_url(server: &TestServer) -> String {
     format!("https://{}/hello", server.addr)
 }
 

@@ -24,6 +24,7 @@ mod faults;
 mod help;
 mod man;
 mod merge;
+mod merge_attack;
 mod serve;
 mod serve_faults;
 mod serve_limits;

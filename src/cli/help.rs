@@ -325,9 +325,12 @@ const SMOKE: &[Section] = &[
 const MERGE: &[Section] = &[
     Section {
         title: "Input",
-        intro: "Files, or - for standard input: JSON objects one after another. Lines that \
-                are not JSON (blast's warnings on stderr, kubectl's noise) are skipped and \
-                counted on stderr; a line that begins with { and does not parse is an error.",
+        intro: "Files, or - for standard input: JSON objects (or arrays of them) one after \
+                another, each at the start of a line or after a BOM, a kubectl logs --prefix \
+                tag and a --timestamps time. Other lines (blast's warnings on stderr, \
+                kubectl's noise) are skipped and counted on stderr; a report that does not \
+                parse, one behind text of another kind, and a FILE with no report are errors. \
+                Reports are added as they are read: memory does not grow with their number.",
         ..Section::EMPTY
     },
     Section {
@@ -338,8 +341,8 @@ const MERGE: &[Section] = &[
             (
                 "2",
                 "an input unreadable or not added up exactly (another URL, another schema, a \
-                 truncated report, a blast's own error), naming the file or stdin line; not \
-                 --shards reports",
+                 truncated report, counts that do not add up, a run given twice, a blast's own \
+                 error), naming the file or stdin line; not --shards reports",
             ),
             (
                 "128+N",

@@ -1,11 +1,16 @@
-//! `lsbaws merge`: files and stdin read, reports split and checked, the sum,
-//! the tables or JSON, the verdict.
+//! `lsbaws merge`: files and stdin read, reports split, checked and added as
+//! they arrive, the tables or JSON, the verdict.
 //!
 //! Owns the reading: every file is opened before anything is read (a missing
 //! one is exit 2 at once), then all inputs are read on a helper thread so that
 //! a stop signal during a slow stream (`kubectl logs -f | lsbaws merge -`)
 //! still prints the sum of the reports that had arrived, marked interrupted.
-//! Must never add or judge: the `merge` engine does.
+//! Each chunk read is split at once and each report in it added to the
+//! running total, so memory stays that of one report and the table's rows,
+//! however many reports come. A file named on the command line must hold at
+//! least one report: one that holds none (a report it could not recognise)
+//! is an error, never an input that silently adds nothing. Must never add or
+//! judge: the `merge` engine does.
 
 use std::io::{Read, Write};
 use std::path::Path;
@@ -15,13 +20,17 @@ use std::time::Duration;
 use anyhow::{Context, bail, ensure};
 
 use crate::cli::MergeArgs;
-use crate::merge::{self, input, shard};
+use crate::merge::input::{Position, Splitter};
+use crate::merge::{self, Merger, shard};
 use crate::outcome::Outcome;
 use crate::shutdown::{Shutdown, Signal};
 
 /// Most input read in all: a report is a few kB, so this is tens of thousands
-/// of them; an endless stream must end in an error, not in memory exhaustion.
+/// of them; an endless stream must end in an error, not run forever.
 const MAX_INPUT: usize = 256 << 20;
+
+/// Chunks (of 64 kB) the input thread may read ahead of the adding.
+const CHUNKS_AHEAD: usize = 4;
 
 /// How often the wait for input looks at the stop signals.
 const POLL: Duration = Duration::from_millis(50);
@@ -29,6 +38,8 @@ const POLL: Duration = Duration::from_millis(50);
 /// One input, opened.
 struct Source {
     name: String,
+    /// A file named on the command line (not `-`).
+    named: bool,
     reader: Box<dyn Read + Send>,
 }
 
@@ -39,11 +50,75 @@ enum Chunk {
     Failed(usize, std::io::Error),
 }
 
-/// One input, read: its text and whether it ended (not cut by a signal).
-struct Text {
+/// One input being read: its splitter, and whether it ended.
+struct Input {
     name: String,
-    bytes: Vec<u8>,
+    named: bool,
+    splitter: Splitter,
     ended: bool,
+}
+
+/// The inputs and the running total.
+struct Intake {
+    inputs: Vec<Input>,
+    merger: Merger,
+}
+
+impl Intake {
+    fn add_all(&mut self, docs: Vec<merge::input::Document>) -> anyhow::Result<()> {
+        for doc in docs {
+            let shard = shard::read(&doc)?;
+            self.merger.add(shard)?;
+        }
+        Ok(())
+    }
+
+    fn data(&mut self, i: usize, bytes: &[u8]) -> anyhow::Result<()> {
+        let Some(input) = self.inputs.get_mut(i) else {
+            return Ok(());
+        };
+        let docs = input.splitter.feed(bytes)?;
+        self.add_all(docs)
+    }
+
+    fn end(&mut self, i: usize) -> anyhow::Result<()> {
+        let Some(input) = self.inputs.get_mut(i) else {
+            return Ok(());
+        };
+        input.ended = true;
+        let docs = input.splitter.finish()?;
+        self.add_all(docs)?;
+        let input = &self.inputs[i];
+        if input.named && input.splitter.documents == 0 {
+            let note = skip_note(input.splitter.skipped, &input.splitter.first_skipped)
+                .map_or_else(String::new, |n| format!(" ({n})"));
+            bail!("{}: no blast report in this file{note}", input.name);
+        }
+        Ok(())
+    }
+
+    /// A stop signal: the whole reports of inputs not ended are added, an
+    /// unfinished one left out.
+    fn cut(&mut self) -> anyhow::Result<()> {
+        for i in 0..self.inputs.len() {
+            if !self.inputs[i].ended {
+                let docs = self.inputs[i].splitter.cut()?;
+                self.add_all(docs)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// "skipped N lines that are not JSON (first: …)", when some were.
+fn skip_note(skipped: usize, first: &Option<(Position, String)>) -> Option<String> {
+    let (at, line) = first.as_ref()?;
+    Some(format!(
+        "skipped {} that {} not JSON (first: {at}: {})",
+        crate::text::count(skipped as u64, "line", "lines"),
+        if skipped == 1 { "is" } else { "are" },
+        crate::text::escape(line)
+    ))
 }
 
 /// The `merge` command.
@@ -53,41 +128,37 @@ pub fn run(args: &MergeArgs) -> anyhow::Result<Outcome> {
     }
     let sources = open(&args.files)?;
     let shutdown = super::stop_signals()?;
-    let (texts, signal) = read(sources, &shutdown)?;
-
-    let mut shards = Vec::new();
-    let mut skipped = 0;
-    let mut first_skipped = None;
-    for text in &texts {
-        let split = input::split(
-            &text.name,
-            &String::from_utf8_lossy(&text.bytes),
-            !text.ended,
-        )?;
-        skipped += split.skipped;
-        if first_skipped.is_none() {
-            first_skipped = split.first_skipped;
-        }
-        for doc in &split.documents {
-            shards.push(shard::read(doc)?);
-        }
+    let mut intake = Intake {
+        inputs: sources
+            .iter()
+            .map(|s| Input {
+                name: s.name.clone(),
+                named: s.named,
+                splitter: Splitter::new(&s.name),
+                ended: false,
+            })
+            .collect(),
+        merger: Merger::new(),
+    };
+    let signal = read(sources, &shutdown, &mut intake)?;
+    if signal.is_some() {
+        intake.cut()?;
     }
-    let skip_note = first_skipped.map(|(at, line)| {
-        format!(
-            "skipped {} that {} not JSON (first: {at}: {})",
-            crate::text::count(skipped as u64, "line", "lines"),
-            if skipped == 1 { "is" } else { "are" },
-            crate::text::escape(&line)
-        )
-    });
-    match (&skip_note, shards.is_empty() && signal.is_none()) {
+    let skipped: usize = intake.inputs.iter().map(|i| i.splitter.skipped).sum();
+    let first_skipped = intake
+        .inputs
+        .iter()
+        .find_map(|i| i.splitter.first_skipped.clone());
+    let skip_note = skip_note(skipped, &first_skipped);
+    let Intake { merger, .. } = intake;
+    match (&skip_note, merger.is_empty() && signal.is_none()) {
         // One line, as every error: the note explains the error.
         (Some(note), true) => bail!("no blast report in the input ({note})"),
         (Some(note), false) => super::diag(note),
         (None, _) => {}
     }
     if let Some(signal) = signal {
-        if shards.is_empty() {
+        if merger.is_empty() {
             super::diag(&format!(
                 "interrupted by {signal} before any report was read"
             ));
@@ -95,12 +166,12 @@ pub fn run(args: &MergeArgs) -> anyhow::Result<Outcome> {
         }
     } else if let Some(expected) = args.shards {
         ensure!(
-            shards.len() == expected,
+            merger.len() == expected,
             "--shards {expected}: found {} (a run's output is missing, or one was fed in twice)",
-            crate::text::count(shards.len() as u64, "report", "reports")
+            crate::text::count(merger.len() as u64, "report", "reports")
         );
     }
-    let mut report = merge::merge(&shards, args.tag.as_deref())?;
+    let mut report = merger.finish(args.tag.as_deref())?;
     if let Some(signal) = signal {
         merge::interrupted(&mut report, signal);
     }
@@ -127,6 +198,7 @@ fn open(files: &[std::path::PathBuf]) -> anyhow::Result<Vec<Source>> {
             stdin = true;
             sources.push(Source {
                 name: "stdin".into(),
+                named: false,
                 reader: Box::new(std::io::stdin()),
             });
             continue;
@@ -135,25 +207,25 @@ fn open(files: &[std::path::PathBuf]) -> anyhow::Result<Vec<Source>> {
         let file = std::fs::File::open(path).with_context(|| format!("cannot open {name}"))?;
         sources.push(Source {
             name,
+            named: true,
             reader: Box::new(file),
         });
     }
     Ok(sources)
 }
 
-/// Reads every source to its end, or until a stop signal: returns what was
-/// read and the signal, if one came. A read error is an error (exit 2): a
-/// report half read must not be merged as a smaller count.
-fn read(sources: Vec<Source>, shutdown: &Shutdown) -> anyhow::Result<(Vec<Text>, Option<Signal>)> {
-    let mut texts: Vec<Text> = sources
-        .iter()
-        .map(|s| Text {
-            name: s.name.clone(),
-            bytes: Vec::new(),
-            ended: false,
-        })
-        .collect();
-    let (tx, rx) = mpsc::channel();
+/// Reads every source to its end, or until a stop signal, handing each
+/// chunk to `intake` as it comes; returns the signal, if one came. A read
+/// error is an error (exit 2): a report half read must not be merged as a
+/// smaller count.
+fn read(
+    sources: Vec<Source>,
+    shutdown: &Shutdown,
+    intake: &mut Intake,
+) -> anyhow::Result<Option<Signal>> {
+    // Bounded: a reader ahead of the adding would otherwise queue the whole
+    // input in memory.
+    let (tx, rx) = mpsc::sync_channel(CHUNKS_AHEAD);
     // Not joined: on a signal it may be blocked in a read that never returns
     // (a quiet pipe), and the process exits with it still there.
     std::thread::Builder::new()
@@ -163,7 +235,7 @@ fn read(sources: Vec<Source>, shutdown: &Shutdown) -> anyhow::Result<(Vec<Text>,
     let mut total = 0usize;
     loop {
         if let Some(signal) = shutdown.interruption() {
-            return Ok((texts, Some(signal)));
+            return Ok(Some(signal));
         }
         match rx.recv_timeout(POLL) {
             Ok(Chunk::Data(i, bytes)) => {
@@ -173,27 +245,21 @@ fn read(sources: Vec<Source>, shutdown: &Shutdown) -> anyhow::Result<(Vec<Text>,
                     "more than {} MiB of input: not blast reports",
                     MAX_INPUT >> 20
                 );
-                if let Some(t) = texts.get_mut(i) {
-                    t.bytes.extend_from_slice(&bytes);
-                }
+                intake.data(i, &bytes)?;
             }
-            Ok(Chunk::End(i)) => {
-                if let Some(t) = texts.get_mut(i) {
-                    t.ended = true;
-                }
-            }
+            Ok(Chunk::End(i)) => intake.end(i)?,
             Ok(Chunk::Failed(i, e)) => {
-                let name = texts.get(i).map_or("input", |t| t.name.as_str());
+                let name = intake.inputs.get(i).map_or("input", |t| t.name.as_str());
                 bail!("cannot read {name}: {e}");
             }
             Err(mpsc::RecvTimeoutError::Timeout) => {}
-            Err(mpsc::RecvTimeoutError::Disconnected) => return Ok((texts, None)),
+            Err(mpsc::RecvTimeoutError::Disconnected) => return Ok(None),
         }
     }
 }
 
 /// The input thread: each source in turn, in chunks, to its end.
-fn reader(sources: Vec<Source>, tx: &mpsc::Sender<Chunk>) {
+fn reader(sources: Vec<Source>, tx: &mpsc::SyncSender<Chunk>) {
     for (i, mut source) in sources.into_iter().enumerate() {
         let mut buf = vec![0u8; 64 * 1024];
         loop {

@@ -3,20 +3,22 @@
 //!
 //! Owns what "a mergeable report" means for one document: [`SCHEMA`], every
 //! key the sum needs, histograms in the shared settings whose counts agree
-//! with the report's, known error kinds, counts that add up. Must never accept
-//! a document it cannot add exactly: each refusal names the document's
-//! position and why.
+//! with the report's, known error kinds, and (`super::check`) every invariant
+//! a blast report holds. A merged report (`merge --json`) is one too, and
+//! also names the runs it holds (`runs`), so that none is added twice. Must
+//! never accept a document it cannot add exactly: each refusal names the
+//! document's position and why.
 
 use std::collections::BTreeMap;
 use std::time::SystemTime;
 
 use anyhow::{Context, bail, ensure};
-use hdrhistogram::Histogram;
 use serde::Deserialize;
 use serde_json::Value;
 
 use super::input::Document;
-use crate::blast::{ErrorKind, SCHEMA, Timeouts, histogram};
+use crate::blast::histogram::{self, Counts};
+use crate::blast::{ErrorKind, SCHEMA, Timeouts};
 use crate::shutdown::{Signal, signal_number};
 
 /// A blast report ready to be added.
@@ -40,11 +42,13 @@ pub struct Shard {
     /// None: a stop came before the release (then nothing was measured).
     pub started_at: Option<SystemTime>,
     pub ended_at: Option<SystemTime>,
-    pub total: Histogram<u64>,
-    pub connect: Histogram<u64>,
-    pub first_byte: Histogram<u64>,
-    pub tls_handshake: Histogram<u64>,
-    pub start_lag: Histogram<u64>,
+    /// The histograms, as the slots that hold counts (a few hundred each,
+    /// where a full histogram is 190 kB).
+    pub total: Counts,
+    pub connect: Counts,
+    pub first_byte: Counts,
+    pub tls_handshake: Counts,
+    pub start_lag: Counts,
     pub tls_resumed: u64,
     pub slow_connects: u64,
     pub sockets_opened: u64,
@@ -58,6 +62,19 @@ pub struct Shard {
     pub behind_schedule: u64,
     /// `--rate`: the target, the planned count and the achieved rate.
     pub rate: Option<(f64, u64, Option<f64>)>,
+    /// The blast runs it holds: itself, or a merged report's `runs`.
+    pub runs: Vec<Run>,
+    /// A merged report (it has `shards`).
+    pub merged: bool,
+}
+
+/// One blast run, as a merge knows it: its tag and its release instant (with
+/// nanoseconds, so two runs never share one), None when it was stopped
+/// before the release.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Run {
+    pub tag: String,
+    pub started_at: Option<SystemTime>,
 }
 
 impl Shard {
@@ -100,6 +117,26 @@ struct Wire {
     sources: u64,
     behind_schedule: u64,
     rate: Option<WireRate>,
+    /// A merged report's rows, one per input (absent in a blast's own).
+    shards: Option<Vec<WireRow>>,
+    /// A merged report's runs.
+    runs: Option<Vec<WireRun>>,
+}
+
+/// The counts of a merged report's row (other keys are for people).
+#[derive(Deserialize)]
+pub(super) struct WireRow {
+    pub clients: u64,
+    pub connections: u64,
+    pub ok: u64,
+    pub errors: u64,
+    pub unfinished: u64,
+}
+
+#[derive(Deserialize)]
+struct WireRun {
+    tag: String,
+    started_at: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -188,20 +225,9 @@ fn shard(at: &super::input::Position, w: Wire) -> anyhow::Result<Shard> {
         w.ok,
         failed.unwrap_or(u64::MAX)
     );
-    let decode = |name: &str, text: &str, count: u64| -> anyhow::Result<Histogram<u64>> {
-        let h =
-            histogram::decode(text).map_err(|e| anyhow::anyhow!("{at}: histograms.{name}: {e}"))?;
-        ensure!(
-            histogram::has_shared_settings(&h),
-            "{at}: histograms.{name} has other settings (lowest {}, highest {}, {} digits) \
-             than lsbaws's ({}, {}, {}): it cannot be added exactly",
-            h.low(),
-            h.high(),
-            h.sigfig(),
-            histogram::LOWEST_US,
-            histogram::HIGHEST_US,
-            histogram::SIGFIG
-        );
+    let decode = |name: &str, text: &str, count: u64| -> anyhow::Result<Counts> {
+        let h = histogram::decode_counts(text)
+            .map_err(|e| anyhow::anyhow!("{at}: histograms.{name}: {e}"))?;
         ensure!(
             h.len() == count,
             "{at}: histograms.{name} holds {} samples but the report counts {count}",
@@ -260,7 +286,33 @@ fn shard(at: &super::input::Position, w: Wire) -> anyhow::Result<Shard> {
         })?)),
         _ => bail!("{at}: \"interrupted\" and \"signal\" disagree"),
     };
-    Ok(Shard {
+    let runs = match (&w.shards, w.runs) {
+        (None, None) => vec![Run {
+            tag: w.tag.clone(),
+            started_at,
+        }],
+        (Some(_), Some(runs)) => runs
+            .into_iter()
+            .map(|r| {
+                let started_at = r
+                    .started_at
+                    .as_deref()
+                    .map(|t| time("runs[].started_at", t))
+                    .transpose()?;
+                Ok(Run {
+                    tag: r.tag,
+                    started_at,
+                })
+            })
+            .collect::<anyhow::Result<_>>()?,
+        (Some(_), None) => bail!(
+            "{at}: a merged report without \"runs\" (an older lsbaws): its runs cannot be \
+             told from the others', so one could be counted twice; merge its inputs instead"
+        ),
+        (None, Some(_)) => bail!("{at}: \"runs\" without \"shards\": not a merged report"),
+    };
+    let rows = w.shards;
+    let shard = Shard {
         at: at.clone(),
         tag: w.tag,
         url: w.url,
@@ -298,5 +350,9 @@ fn shard(at: &super::input::Position, w: Wire) -> anyhow::Result<Shard> {
         rate: w
             .rate
             .map(|r| (r.target_per_s, r.planned, r.achieved_per_s)),
-    })
+        runs,
+        merged: rows.is_some(),
+    };
+    super::check::shard(&shard, rows.as_deref())?;
+    Ok(shard)
 }

@@ -12,7 +12,7 @@ const URL: &str = "http://127.0.0.1:8888/hello";
 
 /// Deterministic pseudo-random latencies (µs): a body and a tail whose shape
 /// depends on `seed`, so shards differ.
-fn samples(seed: u64, n: usize) -> Vec<u64> {
+pub(super) fn samples(seed: u64, n: usize) -> Vec<u64> {
     let mut x = seed
         .wrapping_mul(2_862_933_555_777_941_757)
         .wrapping_add(3_037_000_493);
@@ -31,7 +31,7 @@ fn samples(seed: u64, n: usize) -> Vec<u64> {
         .collect()
 }
 
-fn hist(values: &[u64]) -> Histogram<u64> {
+pub(super) fn hist(values: &[u64]) -> Histogram<u64> {
     let mut h = histogram::new();
     for v in values {
         h.record(*v).expect("in range");
@@ -40,8 +40,9 @@ fn hist(values: &[u64]) -> Histogram<u64> {
 }
 
 /// A report whose every request succeeded with these total latencies
-/// (connect and first byte: a fraction of each), released at `start_s`.
-fn report(tag: &str, values: &[u64], start_s: f64, elapsed_s: f64) -> BlastReport {
+/// (connect and first byte: a fraction of each), released at `start_s`: one
+/// client per request.
+pub(super) fn report(tag: &str, values: &[u64], start_s: f64, elapsed_s: f64) -> BlastReport {
     let n = values.len() as u64;
     let connect: Vec<u64> = values.iter().map(|v| (v / 10).max(1)).collect();
     let first: Vec<u64> = values.iter().map(|v| (v / 2).max(1)).collect();
@@ -58,8 +59,8 @@ fn report(tag: &str, values: &[u64], start_s: f64, elapsed_s: f64) -> BlastRepor
         schema: SCHEMA,
         tag: tag.into(),
         url: URL.into(),
-        clients: n / 2,
-        conns_per_client: Some(2),
+        clients: n.max(1),
+        conns_per_client: Some(1),
         duration_s: None,
         threads: 2,
         keep_alive: false,
@@ -67,7 +68,10 @@ fn report(tag: &str, values: &[u64], start_s: f64, elapsed_s: f64) -> BlastRepor
         ok: n,
         errors: ErrorKind::ALL.iter().map(|k| (k.key(), 0)).collect(),
         timeouts: Timeouts::default(),
-        status: [("200".to_string(), n)].into(),
+        status: [("200".to_string(), n)]
+            .into_iter()
+            .filter(|(_, n)| *n > 0)
+            .collect(),
         started_at: Some(started_at),
         ended_at: Some(started_at + elapsed),
         // As blast computes it: from the Duration.
@@ -92,24 +96,24 @@ fn report(tag: &str, values: &[u64], start_s: f64, elapsed_s: f64) -> BlastRepor
     }
 }
 
-fn json(r: &BlastReport) -> String {
+pub(super) fn json(r: &BlastReport) -> String {
     let mut out = Vec::new();
     crate::render::blast::json(r, &mut out).expect("render");
     String::from_utf8(out).expect("utf8")
 }
 
 /// Splits, reads and merges `text` as one stdin stream.
-fn merge_text(text: &str) -> anyhow::Result<MergeReport> {
+pub(super) fn merge_text(text: &str) -> anyhow::Result<MergeReport> {
     let split = input::split("stdin", text, false)?;
     let shards = split
         .documents
         .iter()
         .map(shard::read)
         .collect::<anyhow::Result<Vec<_>>>()?;
-    merge(&shards, None)
+    merge(shards, None)
 }
 
-fn err_of(text: &str) -> String {
+pub(super) fn err_of(text: &str) -> String {
     match merge_text(text) {
         // Not the report's Debug: its histograms are 190 kB each.
         Ok(m) => panic!("must be refused, merged {} shards", m.shards.len()),
@@ -144,7 +148,7 @@ fn added_histograms_equal_the_histogram_of_all_samples() {
     );
     assert_eq!(m.total.connections, all.len() as u64);
     assert_eq!(m.total.ok, all.len() as u64);
-    assert_eq!(m.total.clients, (3000 + 1234 + 77) / 2);
+    assert_eq!(m.total.clients, 3000 + 1234 + 77);
     assert_eq!(m.total.status["200"], all.len() as u64);
     // First release (0 s) to last end (0.02 s + 2 s).
     assert!(
@@ -179,16 +183,30 @@ fn added_histograms_equal_the_histogram_of_all_samples() {
     assert!(m.warnings.is_empty(), "{:?}", m.warnings);
 }
 
+/// `merge --json`'s line for `m`.
+pub(super) fn merged_json(m: &MergeReport) -> String {
+    let mut out = Vec::new();
+    crate::render::merge::json(m, &mut out).expect("render");
+    String::from_utf8(out).expect("utf8")
+}
+
+/// Two runs with the same samples (a retried pod: same tag, another
+/// instant): every percentile of the total is theirs, every count doubles.
 #[test]
-fn a_report_merged_with_itself_keeps_every_percentile_and_doubles_the_counts() {
+fn two_runs_of_the_same_samples_keep_every_percentile_and_double_the_counts() {
     let mut r = report("a", &samples(3, 2000), 0.0, 1.5);
     r.errors.insert(ErrorKind::Timeout.key(), 7);
     r.timeouts.read = 7;
     r.connections += 7;
     r.slow_connects = 2;
-    r.unfinished = 3;
-    let one = json(&r);
-    let m = merge_text(&format!("{one}{one}")).expect("merge");
+    // Cut by SIGTERM with 3 requests in flight.
+    (r.unfinished, r.clients) = (3, 2010);
+    (r.interrupted, r.signal) = (true, Some(Signal(15)));
+    let mut again = r.clone();
+    let later = Duration::from_micros(1);
+    again.started_at = r.started_at.map(|t| t + later);
+    again.ended_at = r.ended_at.map(|t| t + later);
+    let m = merge_text(&format!("{}{}", json(&r), json(&again))).expect("merge");
     let t = &m.total;
     for (a, b) in [
         (&t.latency_ms, &r.latency_ms),
@@ -210,18 +228,68 @@ fn a_report_merged_with_itself_keeps_every_percentile_and_doubles_the_counts() {
     assert_eq!((t.timeouts.read, t.slow_connects, t.unfinished), (14, 4, 6));
     assert_eq!(t.sockets_opened, 2 * r.sockets_opened);
     assert_eq!(t.status["200"], 2 * r.status["200"]);
-    assert_eq!(t.elapsed_s, r.elapsed_s);
-    assert_eq!(t.conns_per_client, Some(2));
+    assert!(
+        (t.elapsed_s - r.elapsed_s - 1e-6).abs() < 1e-9,
+        "{}",
+        t.elapsed_s
+    );
+    assert_eq!(t.conns_per_client, Some(1));
     assert_eq!(
         m.warnings.len(),
         1,
         "the same tag twice is said: {:?}",
         m.warnings
     );
+    assert_eq!(m.runs.len(), 2);
     // A merge of merges is a merge: the total's JSON reads back as a shard.
-    let again = merge_text(&json(&m.total)).expect("merge of a merge");
+    let again = merge_text(&merged_json(&m)).expect("merge of a merge");
     assert_eq!(again.total.latency_ms, t.latency_ms);
     assert_eq!(again.total.connections, t.connections);
+    assert_eq!(again.runs, m.runs);
+}
+
+/// Regression (attack 3, F13): a merge given with one of its own inputs
+/// counted that input twice without a word; so did a report given twice
+/// (only a warning about its tag). Both are refused, naming both places.
+#[test]
+fn a_run_given_twice_is_refused_however_deep() {
+    let a = report("a", &samples(1, 20), 0.0, 1.0);
+    let b = report("b", &samples(2, 30), 0.5, 1.0);
+    let c = report("c", &samples(3, 40), 0.7, 1.0);
+    let err = err_of(&format!("{}{}", json(&a), json(&a)));
+    assert!(
+        err.starts_with(
+            "stdin line 2: the run tagged \"a\" released at 2027-01-15T08:00:00.000000000Z"
+        ) && err.contains("is already in the total (from stdin line 1)"),
+        "{err}"
+    );
+    let ab = merged_json(&merge_text(&format!("{}{}", json(&a), json(&b))).expect("ab"));
+    let err = err_of(&format!("{ab}{}", json(&a)));
+    assert!(
+        err.starts_with("stdin line 2: the run tagged \"a\"")
+            && err.contains("(from stdin line 1 (a merge))"),
+        "{err}"
+    );
+    // Two levels down: merge(merge(a, b), c) with b.
+    let abc = merged_json(&merge_text(&format!("{ab}{}", json(&c))).expect("abc"));
+    let err = err_of(&format!("{}{abc}", json(&b)));
+    assert!(
+        err.starts_with("stdin line 2 (a merge): the run tagged \"b\""),
+        "{err}"
+    );
+    // The control: disjoint merges of merges add up exactly.
+    let m = merge_text(&format!(
+        "{abc}{}",
+        json(&report("d", &samples(4, 5), 0.9, 1.0))
+    ))
+    .expect("disjoint");
+    assert_eq!(m.total.connections, 20 + 30 + 40 + 5);
+    assert_eq!(m.runs.len(), 4);
+    // A merged report from before `runs` cannot be checked: refused.
+    let mut old: serde_json::Value = serde_json::from_str(&ab).expect("json");
+    old.as_object_mut().expect("object").remove("runs");
+    let err = err_of(&format!("{old}\n{}", json(&c)));
+    assert!(err.contains("a merged report without \"runs\""), "{err}");
 }
 
 #[test]
@@ -257,6 +325,7 @@ fn a_shard_stopped_before_its_release_adds_no_time() {
     let ok = report("fine", &samples(8, 10), 0.0, 1.0);
     let mut never = report("never", &[], 0.0, 1.0);
     (never.started_at, never.ended_at) = (None, None);
+    (never.clients, never.conns_per_client) = (2, Some(2));
     (never.unfinished, never.interrupted, never.signal) = (4, true, Some(Signal(2)));
     let m = merge_text(&(json(&ok) + &json(&never))).expect("merge");
     assert_eq!(m.total.elapsed_s, ok.elapsed_s);
@@ -324,7 +393,7 @@ fn documents_that_are_not_mergeable_reports_are_refused_with_a_reason() {
         ),
         (
             edit(&|v| v["histograms"]["total"] = other.clone().into()),
-            "histograms.total has other settings (lowest 1, highest 60000000, 2 digits)",
+            "histograms.total: other settings (lowest 1, highest 60000000, 2 digits)",
         ),
         (
             edit(&|v| v["histograms"]["connect"] = "HISTFAAAAB94nJNpmSz".into()),

@@ -80,7 +80,8 @@ pub fn summary(report: &BlastReport, out: &mut impl Write) -> io::Result<()> {
         let codes: Vec<String> = report
             .status
             .iter()
-            .map(|(code, n)| format!("{code}: {n}"))
+            // Escaped: a merged report's codes come from files.
+            .map(|(code, n)| format!("{}: {n}", crate::text::cell(code)))
             .collect();
         t.add_row(["status".to_string(), codes.join(", ")]);
     }
@@ -331,6 +332,23 @@ mod tests {
 
     /// Issue 14: when nothing was timed, the latency table said 0.000
     /// everywhere, which reads as "instant".
+    /// Regression (attack 3, F10): a merged report's status codes come from
+    /// files, and one with ESC in it reached the terminal raw.
+    #[test]
+    fn status_codes_are_printed_escaped() {
+        let mut r = crate::blast::sample_report();
+        r.status.insert("2\u{1b}[0m".into(), 1);
+        r.url = "http://x/\u{202e}".into();
+        let mut out = Vec::new();
+        summary(&r, &mut out).expect("render");
+        let text = String::from_utf8(out).expect("utf8");
+        assert!(text.contains("2\\x1b[0m: 1"), "{text}");
+        assert!(
+            !text.contains('\u{1b}') && !text.contains('\u{202e}'),
+            "{text}"
+        );
+    }
+
     #[test]
     fn no_samples_say_so_instead_of_zeros() {
         let mut r = crate::blast::sample_report();

@@ -2,29 +2,35 @@
 //! own table, or JSON in blast's shape with the shard rows added.
 //!
 //! Pure functions of a [`MergeReport`]. Must never add anything up (the
-//! engine did) and never print a tag unescaped: tags come from other machines.
+//! engine did) and never print text from a report unescaped (tags, sources,
+//! and through blast's summary the URL and status codes), nor with a `|`
+//! that would add a column: reports come from other machines.
 
 use std::io::{self, Write};
 
 use serde::Serialize;
 
 use crate::blast::BlastReport;
+use crate::merge::shard::Run;
 use crate::merge::{MergeReport, ShardRow};
-use crate::text::escape;
+use crate::text::cell;
 
 /// One JSON object on one line: the total in blast's shape (so `merge` reads
-/// it back like any blast report) plus `shards`.
+/// it back like any blast report) plus `shards` (a row per input) and `runs`
+/// (every blast run in it, so a later merge refuses one given twice).
 pub fn json(report: &MergeReport, out: &mut impl Write) -> io::Result<()> {
     #[derive(Serialize)]
     struct Merged<'a> {
         #[serde(flatten)]
         total: &'a BlastReport,
         shards: &'a [ShardRow],
+        runs: &'a [Run],
     }
     super::json::line(
         &Merged {
             total: &report.total,
             shards: &report.shards,
+            runs: &report.runs,
         },
         out,
     )
@@ -46,13 +52,13 @@ pub fn table(report: &MergeReport, out: &mut impl Write) -> io::Result<()> {
     let mut t = super::table();
     t.set_header(header);
     for s in &report.shards {
-        let mut tag = escape(&s.tag).into_owned();
+        let mut tag = cell(&s.tag);
         if s.interrupted {
             tag.push_str(" (interrupted)");
         }
         let mut row = vec![
             tag,
-            s.source.clone(),
+            cell(&s.source),
             s.clients.to_string(),
             s.ok.to_string(),
             s.errors.to_string(),
@@ -114,7 +120,8 @@ mod tests {
             interrupted: false,
         };
         MergeReport {
-            shards: vec![row("pod-0", Some(-3.0)), row("pod-\u{1b}[2J1", None)],
+            shards: vec![row("pod-0", Some(-3.0)), row("pod-\u{1b}[2J1|x", None)],
+            runs: Vec::new(),
             total,
             warnings: Vec::new(),
         }
@@ -128,7 +135,8 @@ mod tests {
         for needle in [
             "| shard ",
             "| pod-0 ",
-            "pod-\\x1b[2J1",
+            // Escaped, and its `|` cannot add a column.
+            "| pod-\\x1b[2J1\\|x ",
             "| skew (ms) |",
             "| -3.0 ",
             "| ≤ 3.0 ",
@@ -153,7 +161,7 @@ mod tests {
         assert_eq!(v["schema"], crate::blast::SCHEMA);
         assert_eq!(v["connections"], 4);
         assert!(v["histograms"]["total"].is_string());
-        assert_eq!(v["shards"][1]["tag"], "pod-\u{1b}[2J1");
+        assert_eq!(v["shards"][1]["tag"], "pod-\u{1b}[2J1|x");
         assert!(!text.contains('\u{1b}'), "escaped on the wire: {text}");
     }
 }

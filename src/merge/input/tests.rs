@@ -1,0 +1,175 @@
+//! The splitter on whole inputs and on inputs that arrive a byte at a time.
+
+use super::*;
+
+fn lines(s: &Split) -> Vec<usize> {
+    s.documents.iter().map(|d| d.at.line).collect()
+}
+
+fn values(s: &Split) -> Vec<i64> {
+    s.documents
+        .iter()
+        .map(|d| d.value["a"].as_i64().expect("a"))
+        .collect()
+}
+
+/// The same input fed in pieces of `n` bytes.
+fn split_in_pieces(text: &str, n: usize) -> anyhow::Result<Split> {
+    let mut s = Splitter::new("stdin");
+    let mut documents = Vec::new();
+    for piece in text.as_bytes().chunks(n) {
+        documents.extend(s.feed(piece)?);
+    }
+    documents.extend(s.finish()?);
+    Ok(Split {
+        documents,
+        skipped: s.skipped,
+        first_skipped: s.first_skipped,
+        cut_inside: s.cut_inside,
+    })
+}
+
+#[test]
+fn documents_among_noise_with_their_lines() {
+    let text = "lsbaws: a warning on stderr\n\
+                {\"a\": 1}\n\
+                \n\
+                [pod/job-1-x/blast] {\"a\": 2}\n\
+                {\"a\":\n  3}  {\"a\": 4}\n\
+                trailing noise\n\
+                {\"a\": 5}";
+    for pieces in [text.len(), 1, 2, 7] {
+        let s = split_in_pieces(text, pieces).expect("split");
+        assert_eq!(values(&s), [1, 2, 3, 4, 5], "in pieces of {pieces}");
+        assert_eq!(lines(&s), [2, 4, 5, 6, 8], "in pieces of {pieces}");
+        assert_eq!(s.skipped, 2);
+        let (at, first) = s.first_skipped.expect("first");
+        assert_eq!(
+            (at.to_string(), first.as_str()),
+            ("stdin line 1".into(), "lsbaws: a warning on stderr")
+        );
+        assert!(!s.cut_inside);
+    }
+}
+
+/// Regression (attack 3, F6): a report after a BOM, or after kubectl's
+/// `--timestamps` time, or in a JSON array, was skipped as a line that is
+/// not JSON, and a failing run vanished from the total.
+#[test]
+fn bom_timestamps_and_arrays_are_documents() {
+    let text = "\u{feff}{\"a\": 1}\n\
+                2026-11-30T01:00:00.000000000Z {\"a\": 2}\n\
+                [pod/x/blast] 2026-11-30T01:00:00.5+01:00 \u{feff}{\"a\": 3}\n\
+                2026-11-30t01:00:00z [{\"a\": 4}, {\"a\": 5}]\n\
+                [\n  {\"a\": 6}\n]\n\
+                \u{feff}[pod/y/blast] {\"a\": 7}\n";
+    for pieces in [text.len(), 1, 3] {
+        let s = split_in_pieces(text, pieces).expect("split");
+        assert_eq!(values(&s), [1, 2, 3, 4, 5, 6, 7], "in pieces of {pieces}");
+        assert_eq!(lines(&s), [1, 2, 3, 4, 4, 5, 8]);
+        let at: Vec<String> = s.documents.iter().map(|d| d.at.to_string()).collect();
+        assert_eq!(
+            at[3..6],
+            [
+                "stdin line 4 item 1",
+                "stdin line 4 item 2",
+                "stdin line 5 item 1"
+            ]
+        );
+        assert_eq!(s.skipped, 0);
+    }
+}
+
+#[test]
+fn what_is_not_a_document_stays_noise() {
+    let text = "[INFO] starting\n[] \n[1, 2]\n2026-11-30T01:00:00Z started\n\
+                2026-11-30T01:00Z {\"a\": 1}\n[pod/x] noise\n[\n";
+    let s = split("f", text, false).expect("split");
+    assert!(s.documents.is_empty(), "{:?}", s.documents);
+    assert_eq!(s.skipped, 7);
+}
+
+#[test]
+fn a_report_behind_an_unknown_prefix_is_an_error_not_noise() {
+    for line in [
+        "svc_1  | {\"schema\":\"lsbaws-blast/1\",\"tag\":\"a\"}",
+        "Nov 30 01:00:00 host lsbaws[42]: {\"tag\": \"a\", \"schema\" : \"lsbaws-blast/1\"}",
+    ] {
+        let err = split("f", &format!("{line}\n"), false).expect_err(line);
+        let msg = err.to_string();
+        assert!(
+            msg.starts_with("f line 1: a blast report behind text merge does not know"),
+            "{msg}"
+        );
+    }
+    // Merge's own messages about a schema are noise as before.
+    let s = split("f", "lsbaws: schema \"lsbaws-blast/2\" is not it\n", false).expect("noise");
+    assert_eq!(s.skipped, 1);
+}
+
+#[test]
+fn truncated_objects_are_errors_naming_the_line() {
+    let err = split("r.json", "{\"a\": 1}\n{\"a\": [1, 2", false).expect_err("eof");
+    assert!(
+        err.to_string().starts_with("r.json line 2: truncated JSON"),
+        "{err}"
+    );
+    // A report cut off and followed by another pod's output.
+    let err = split("stdin", "{\"a\": 1,\n{\"b\": 2}\n", false).expect_err("cut");
+    let msg = err.to_string();
+    assert!(
+        msg.starts_with("stdin line 1: this JSON object does not parse"),
+        "{msg}"
+    );
+    assert!(msg.ends_with("at line 2"), "{msg}");
+    let err = split("stdin", "{not json}\n", false).expect_err("junk");
+    assert!(err.to_string().starts_with("stdin line 1:"), "{err}");
+    let err = split("a.json", "[{\"a\": 1},\n", false).expect_err("array");
+    assert!(
+        err.to_string()
+            .starts_with("a.json line 1: truncated JSON: the input ends inside this array"),
+        "{err}"
+    );
+}
+
+/// Regression (attack 3, F5): `"ok":150,"ok":9999` was read as 9999.
+#[test]
+fn a_repeated_key_is_an_error_naming_the_line() {
+    let err = split("f", "\n{\"ok\": 150, \"ok\": 9999}\n", false).expect_err("dup");
+    assert_eq!(
+        err.to_string(),
+        "f line 2: the key \"ok\" appears twice in one object"
+    );
+}
+
+#[test]
+fn a_cut_input_leaves_its_unfinished_object_out() {
+    let s = split("stdin", "{\"a\": 1}\n{\"a\": ", true).expect("cut is fine");
+    assert_eq!(s.documents.len(), 1);
+    assert!(s.cut_inside);
+}
+
+#[test]
+fn nothing_but_noise_is_no_document() {
+    let s = split("f", "\n\nhello\n[not a prefix] x\n", false).expect("split");
+    assert!(s.documents.is_empty());
+    assert_eq!(s.skipped, 2);
+}
+
+/// A long document arriving in small pieces is parsed a bounded number of
+/// times, and the buffer holds no more than what is not consumed.
+#[test]
+fn the_buffer_keeps_only_what_is_unfinished() {
+    let doc = format!("{{\"a\": 1, \"pad\": \"{}\"}}\n", "x".repeat(100_000));
+    let mut s = Splitter::new("stdin");
+    let mut found = 0;
+    for _ in 0..3 {
+        for piece in doc.as_bytes().chunks(1000) {
+            found += s.feed(piece).expect("feed").len();
+            assert!(s.buf.len() - s.pos <= doc.len(), "{}", s.buf.len());
+        }
+    }
+    found += s.finish().expect("finish").len();
+    assert_eq!(found, 3);
+    assert!(s.buf.len() <= doc.len(), "{}", s.buf.len());
+}
