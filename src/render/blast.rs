@@ -81,7 +81,7 @@ pub fn summary(report: &BlastReport, out: &mut impl Write) -> io::Result<()> {
             .status
             .iter()
             // Escaped: a merged report's codes come from files.
-            .map(|(code, n)| format!("{}: {n}", crate::text::cell(code)))
+            .map(|(code, n)| format!("{}: {n}", super::cell(code)))
             .collect();
         t.add_row(["status".to_string(), codes.join(", ")]);
     }

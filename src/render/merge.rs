@@ -10,10 +10,10 @@ use std::io::{self, Write};
 
 use serde::Serialize;
 
+use super::cell;
 use crate::blast::BlastReport;
 use crate::merge::shard::Run;
 use crate::merge::{MergeReport, ShardRow};
-use crate::text::cell;
 
 /// One JSON object on one line: the total in blast's shape (so `merge` reads
 /// it back like any blast report) plus `shards` (a row per input) and `runs`
