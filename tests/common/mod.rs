@@ -275,6 +275,14 @@ impl Server {
         format!("http://{}/hello", self.addr)
     }
 
+    /// What the server has printed so far (stdout, then stderr), for the
+    /// message of an assertion that fails while it still runs.
+    pub fn output(&self) -> String {
+        let out = self.stdout.lock().expect("lock").clone();
+        let err = self.stderr.lock().expect("lock").clone();
+        format!("server stdout:\n{out}server stderr:\n{err}")
+    }
+
     /// Sends SIGTERM and waits (bounded) for exit; returns status and all output,
     /// after checking that nothing the server started survived it.
     pub fn stop(mut self, limit: Duration) -> (ExitStatus, String, String) {
