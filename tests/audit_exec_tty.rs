@@ -16,16 +16,11 @@ use serde_json::Value;
 
 use crate::common::*;
 
-/// argv: LSBAWS PYTHON ACTION. COMMAND prints `ready`, reads a line and
-/// prints it back. ACTION: `line` types a line; `ctrl-c` types ^C; `ctrl-z`
-/// types ^Z, waits for lsbaws to stop, continues it, then types a line.
-const HARNESS: &str = r#"import json, os, pty, select, signal, sys, time
-lsbaws, py, action = sys.argv[1:4]
-child = "import sys\nprint('ready', flush=True)\nline = sys.stdin.readline()\nprint('got', line.strip(), flush=True)\n"
-pid, fd = pty.fork()
-if pid == 0:
-    os.execv(lsbaws, [lsbaws, "audit", "--", py, "-c", child])
-deadline = time.monotonic() + 30
+/// The Python both harnesses share: read the terminal until a token shows or
+/// the deadline passes, and kill what is left of the session.
+macro_rules! pty_helpers {
+    () => {
+        r#"deadline = time.monotonic() + 30
 out = b""
 def read_until(token):
     global out
@@ -39,13 +34,6 @@ def read_until(token):
                 return False
             out += data
     return token in out
-def wait(flags):
-    while time.monotonic() < deadline:
-        got, status = os.waitpid(pid, flags | os.WNOHANG)
-        if got:
-            return status
-        time.sleep(0.02)
-    return None
 def session_kill():
     for name in os.listdir("/proc"):
         if name.isdigit():
@@ -58,6 +46,29 @@ def session_kill():
                     os.kill(int(name), signal.SIGKILL)
                 except OSError:
                     pass
+"#
+    };
+}
+
+/// argv: LSBAWS PYTHON ACTION. COMMAND prints `ready`, reads a line and
+/// prints it back. ACTION: `line` types a line; `ctrl-c` types ^C; `ctrl-z`
+/// types ^Z, waits for lsbaws to stop, continues it, then types a line.
+const HARNESS: &str = concat!(
+    r#"import json, os, pty, select, signal, sys, time
+lsbaws, py, action = sys.argv[1:4]
+child = "import sys\nprint('ready', flush=True)\nline = sys.stdin.readline()\nprint('got', line.strip(), flush=True)\n"
+pid, fd = pty.fork()
+if pid == 0:
+    os.execv(lsbaws, [lsbaws, "audit", "--", py, "-c", child])
+"#,
+    pty_helpers!(),
+    r#"def wait(flags):
+    while time.monotonic() < deadline:
+        got, status = os.waitpid(pid, flags | os.WNOHANG)
+        if got:
+            return status
+        time.sleep(0.02)
+    return None
 result = {"stopped": None}
 if read_until(b"ready"):
     if action == "line":
@@ -82,7 +93,8 @@ else:
     result["code"] = os.waitstatus_to_exitcode(status)
 result["out"] = out.decode(errors="replace")
 print(json.dumps(result))
-"#;
+"#
+);
 
 fn on_a_terminal(action: &str) -> Value {
     let (status, out, err) = run_bounded(
@@ -140,7 +152,8 @@ fn ctrl_z_stops_the_job_and_it_continues() {
 /// terminal, ["write", TEXT] types it, ["fg"] sends that SIGUSR1. Prints
 /// {"code", "out", "failed"}: the exit status (or "timeout"), what the
 /// terminal showed, and the first step that did not happen (or null).
-const SCRIPTED: &str = r#"import json, os, pty, select, signal, sys, time
+const SCRIPTED: &str = concat!(
+    r#"import json, os, pty, select, signal, sys, time
 spec = json.loads(sys.argv[1])
 argv = spec["argv"]
 signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1})
@@ -171,33 +184,9 @@ if pid == 0:
         if got:
             code = os.waitstatus_to_exitcode(status)
             os._exit(code if code >= 0 else 128 - code)
-deadline = time.monotonic() + 30
-out = b""
-def read_until(token):
-    global out
-    while token not in out and time.monotonic() < deadline:
-        if select.select([fd], [], [], 0.05)[0]:
-            try:
-                data = os.read(fd, 4096)
-            except OSError:
-                return False
-            if not data:
-                return False
-            out += data
-    return token in out
-def session_kill():
-    for name in os.listdir("/proc"):
-        if name.isdigit():
-            try:
-                stat = open(f"/proc/{name}/stat").read().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(stat[3]) == pid:
-                try:
-                    os.kill(int(name), signal.SIGKILL)
-                except OSError:
-                    pass
-failed = None
+"#,
+    pty_helpers!(),
+    r#"failed = None
 for i, step in enumerate(spec["steps"]):
     if step[0] == "expect" and not read_until(step[1].encode()):
         failed = i
@@ -222,7 +211,8 @@ if status is None:
 else:
     code = os.waitstatus_to_exitcode(status)
 print(json.dumps({"code": code, "out": out.decode(errors="replace"), "failed": failed}))
-"#;
+"#
+);
 
 /// Runs the scripted harness on `spec` (see [`SCRIPTED`]).
 fn scripted(spec: Value) -> Value {
@@ -292,8 +282,10 @@ fn a_command_stopped_for_the_terminal_is_said_and_continued_by_fg() {
 }
 
 /// COMMAND prints `ready` and sleeps; with `catch`, it ends on Ctrl-C by
-/// itself with exit 0 (as a server that takes Ctrl-C as "stop" does).
-const SLEEPER: &str = "import sys, time\nprint('ready', flush=True)\ntry:\n    time.sleep(30)\nexcept KeyboardInterrupt:\n    if sys.argv[1:] != ['catch']:\n        raise\n    print('stopped cleanly', flush=True)\n";
+/// itself with exit 0 (as a server that takes Ctrl-C as "stop" does). `ready`
+/// is printed inside the `try`: a ^C typed the moment it shows must find the
+/// handler in place (on a loaded host it once came first).
+const SLEEPER: &str = "import sys, time\ntry:\n    print('ready', flush=True)\n    time.sleep(30)\nexcept KeyboardInterrupt:\n    if sys.argv[1:] != ['catch']:\n        raise\n    print('stopped cleanly', flush=True)\n";
 
 /// F11 (attack 3): with the terminal handed to COMMAND's group, Ctrl-C
 /// reaches COMMAND alone, so lsbaws saw no stop signal and gave a verdict
