@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod listener;
+pub mod logged;
 
 /// A `sh` fragment for launcher scripts: waits (at most 20 s) until something
 /// listens on `{port}` on 127.0.0.1, read from /proc/net/tcp so that no probe
