@@ -145,6 +145,56 @@ pub fn child_log(stdout: &str) -> ChildLog {
     log
 }
 
+/// Resets a run of bursts against serve may show. Under a burst the accept
+/// queue overflows (serve's backlog is 1024: ~600-1400 SYNs dropped and
+/// retried per 2000 burst), and on a loaded 2-core CI machine one connection
+/// of a 2000 burst once ended in a reset before any byte of its answer (CI,
+/// `--reaper ignore`; not reproduced here in ~980 000 connections, idle and
+/// under the whole suite). A reset is allowed only when the server's log
+/// shows that many children that never received a request (the client's
+/// socket was reset under it), so the bound only caps how often: 20 is 1% of
+/// a 2000 burst, far above anything seen, far below a server that loses
+/// clients.
+pub const KERNEL_RESETS_MAX: u64 = 20;
+
+/// Checks blast `reports` (each with the connections it planned) against the
+/// whole of serve's stdout `out`: blast's only errors are resets, every 200 a
+/// child logged reached blast, `served` connections were logged, and the
+/// rest are exactly the resets, at most [`KERNEL_RESETS_MAX`].
+pub fn assert_accounted(
+    label: &str,
+    out: &str,
+    reports: &[(&serde_json::Value, u64)],
+    served: u64,
+) {
+    let (mut ok, mut resets) = (0, 0);
+    for &(report, planned) in reports {
+        let errors: u64 = report["errors"]
+            .as_object()
+            .map_or(u64::MAX, |m| m.values().filter_map(|v| v.as_u64()).sum());
+        let reset = report["errors"]["reset"].as_u64().unwrap_or(u64::MAX);
+        assert_eq!(errors, reset, "{label}: not only resets: {report}\n{out}");
+        assert_eq!(report["connections"], planned, "{label}: {report}");
+        assert_eq!(
+            report["ok"].as_u64(),
+            Some(planned - reset),
+            "{label}: {report}"
+        );
+        ok += planned - reset;
+        resets += reset;
+    }
+    assert!(!out.contains("dropped"), "{label}: {out}");
+    let log = child_log(out);
+    assert!(log.other.is_empty(), "{label}: {:?}", log.other);
+    assert_eq!(log.ok, ok, "{label}: 200s logged vs received");
+    assert_eq!(log.ok + log.requestless, served, "{label}: log lines");
+    assert_eq!(
+        log.requestless, resets,
+        "{label}: resets vs request-less children"
+    );
+    assert!(resets <= KERNEL_RESETS_MAX, "{label}: {resets} resets");
+}
+
 #[test]
 fn child_log_sorts_answers_requestless_and_others() {
     let out = "Serving HTTP on 127.0.0.1:1 (pid 2, reaper loop)\n\
