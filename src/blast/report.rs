@@ -25,7 +25,8 @@ pub enum ErrorKind {
     Reset,
     /// `--timeout` or `--connect-timeout` passed, or the kernel gave up connecting.
     Timeout,
-    /// A response that is not HTTP, or shorter than it said.
+    /// A response that is not HTTP, or shorter than it said; over TLS also
+    /// one that ends at the close, cut by a close without close_notify.
     BadResponse,
     /// A complete response whose status is not 2xx.
     HttpStatus,
