@@ -311,7 +311,14 @@ fn https_close_delimited_body_cut_without_close_notify_is_bad_response() {
 #[test]
 fn https_complete_body_then_close_without_close_notify_is_ok() {
     let pki = Pki::new("eof");
-    let args = ["--cacert", pki.ca(), "--max-clients", "4", "--max-conns", "2"];
+    let args = [
+        "--cacert",
+        pki.ca(),
+        "--max-clients",
+        "4",
+        "--max-conns",
+        "2",
+    ];
     for response in [
         HELLO.as_bytes(),
         b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nHello\r\n0\r\n\r\n",
