@@ -256,9 +256,11 @@ pub struct BlastArgs {
     pub start_at: Option<String>,
 
     /// Requests per second over all clients, on a fixed schedule (an open
-    /// model). --max-conns then counts requests in total. A request whose
-    /// start comes while every client is busy is behind_schedule, whether it
-    /// starts late or never (then it is also unfinished).
+    /// model). --max-conns then counts requests in total.
+    ///
+    /// A request whose start comes while every client is busy is counted in
+    /// behind_schedule, whether it starts late or never (then it is also
+    /// unfinished).
     #[arg(long, value_name = "R")]
     pub rate: Option<f64>,
 
