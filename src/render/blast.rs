@@ -411,7 +411,7 @@ mod tests {
             "| behind schedule ",
             "| source addresses ",
             "| tls handshake ",
-            "note: 7 requests started late",
+            "note: 7 requests could not start on time",
         ] {
             assert!(text.contains(needle), "{needle:?} missing:\n{text}");
         }
