@@ -257,6 +257,10 @@ pub struct BlastArgs {
 
     /// Requests per second over all clients, on a fixed schedule (an open
     /// model). --max-conns then counts requests in total.
+    ///
+    /// A request whose start comes while every client is busy is counted in
+    /// behind_schedule, whether it starts late or never (then it is also
+    /// unfinished).
     #[arg(long, value_name = "R")]
     pub rate: Option<f64>,
 

@@ -164,6 +164,99 @@ fn sigint_mid_schedule_accounts_for_every_planned_request() {
     assert!(u(&r["unfinished"]) >= 500, "{r}");
 }
 
+/// A server that holds every request `hold` before it answers: each client
+/// it has is busy for that long.
+fn holding_server(hold: Duration) -> TestServer {
+    TestServer::start(move |_, mut conn, _| {
+        let _ = read_request(&mut conn);
+        std::thread::sleep(hold);
+        let _ = std::io::Write::write_all(&mut conn, HELLO.as_bytes());
+    })
+}
+
+/// Attack-4 F10: 5 clients held 1.5 s by the server, 50/s asked for 1 s: the
+/// first 5 requests start, the other 45 come due while every client is busy
+/// and never start before the deadline. They could not start on time, so
+/// they are behind schedule (and unfinished), not only the ones that started
+/// late. lsbaws-main4 said behind_schedule 0. The report still merges: a
+/// request behind schedule is one made or one unfinished.
+#[test]
+fn requests_that_never_start_for_want_of_a_client_are_behind_schedule() {
+    let server = holding_server(Duration::from_millis(1500));
+    let args = [
+        "--rate",
+        "50",
+        "--duration",
+        "1s",
+        "--max-clients",
+        "5",
+        "--timeout",
+        "10s",
+    ];
+    let (code, r, err) = blast_json(&server.url(), &args);
+    assert_eq!(code, Some(1), "unfinished requests fail the run: {r} {err}");
+    assert_eq!(u(&r["rate"]["planned"]), 50, "{r}");
+    assert_eq!((u(&r["connections"]), u(&r["ok"])), (5, 5), "{r}");
+    assert_eq!(u(&r["unfinished"]), 45, "{r}");
+    // The 45 never started; the first 5 start on time, or late on a busy
+    // machine: behind_schedule counts those that did too.
+    let behind = u(&r["behind_schedule"]);
+    assert!((45..=50).contains(&behind), "behind_schedule {behind}: {r}");
+    let (status, out, err) =
+        crate::merge::lsbaws_with_stdin(&["merge", "--json", "-"], &format!("{r}\n"));
+    assert_eq!(status.code(), Some(1), "{out} {err}");
+    let m: serde_json::Value = serde_json::from_str(out.trim()).expect("merged JSON");
+    assert_eq!(u(&m["behind_schedule"]), behind, "{m}");
+}
+
+/// F10 under a stop signal: the requests that came due while every client
+/// was busy are behind schedule; those not yet due when the run ended are
+/// unfinished but not behind (about 50 due of 1 000 planned).
+#[test]
+fn sigint_counts_as_behind_only_the_requests_already_due() {
+    let server = holding_server(Duration::from_secs(5));
+    let url = server.url();
+    let blast = Spawned::lsbaws(&[
+        "blast",
+        &url,
+        "--json",
+        "--rate",
+        "50",
+        "--duration",
+        "20s",
+        "--max-clients",
+        "5",
+        "--timeout",
+        "10s",
+    ]);
+    assert!(
+        eventually(Duration::from_secs(20), || server.accepted() >= 5),
+        "the run started"
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    blast.signal(2);
+    let (status, out, err) = blast.finish(RUN_LIMIT);
+    assert_eq!(
+        status.code(),
+        Some(130),
+        "{}",
+        String::from_utf8_lossy(&err)
+    );
+    let r: serde_json::Value = serde_json::from_slice(&out).expect("json");
+    assert_eq!(r["interrupted"], true, "{r}");
+    assert_eq!(u(&r["rate"]["planned"]), 1000, "{r}");
+    assert_eq!(u(&r["connections"]) + u(&r["unfinished"]), 1000, "{r}");
+    // At least 1 s of the schedule (50 requests) came due, 5 of them began.
+    let behind = u(&r["behind_schedule"]);
+    let elapsed = f(&r["elapsed_s"]);
+    assert!(behind >= 45, "behind_schedule {behind}: {r}");
+    assert!(
+        (behind as f64) <= (elapsed + 1.0) * 50.0,
+        "behind_schedule {behind} in {elapsed} s: only requests already due: {r}"
+    );
+    assert!(behind < u(&r["unfinished"]), "{r}");
+}
+
 #[test]
 fn rate_must_be_positive() {
     for bad in ["0", "-5", "nan", "1e9"] {

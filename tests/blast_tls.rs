@@ -66,6 +66,17 @@ impl Pki {
 
     /// A TLS server answering one request per connection with [`HELLO`].
     pub(crate) fn server(&self) -> TestServer {
+        self.server_answering(HELLO.as_bytes(), true)
+    }
+
+    /// A TLS server answering one request per connection with `response`,
+    /// then closing with close_notify, or (`close_notify` false) with a bare
+    /// TCP close, as a server that crashed or was cut off does.
+    pub(crate) fn server_answering(
+        &self,
+        response: &'static [u8],
+        close_notify: bool,
+    ) -> TestServer {
         let config = rustls::ServerConfig::builder_with_provider(Arc::new(
             rustls::crypto::ring::default_provider(),
         ))
@@ -78,7 +89,9 @@ impl Pki {
         )
         .expect("server config");
         let config = Arc::new(config);
-        TestServer::start(move |_, conn, _: &AtomicBool| tls_answer(&config, conn))
+        TestServer::start(move |_, conn, _: &AtomicBool| {
+            tls_answer(&config, conn, response, close_notify);
+        })
     }
 }
 
@@ -94,9 +107,15 @@ fn unique() -> u64 {
     N.fetch_add(1, Ordering::Relaxed)
 }
 
-/// One TLS exchange: handshake, read a request head, answer, close cleanly.
-/// Failures (a client that refused the certificate) just end it.
-fn tls_answer(config: &Arc<rustls::ServerConfig>, tcp: TcpStream) {
+/// One TLS exchange: handshake, read a request head, answer, close (cleanly
+/// with `close_notify`, else the TCP connection alone). Failures (a client
+/// that refused the certificate) just end it.
+fn tls_answer(
+    config: &Arc<rustls::ServerConfig>,
+    tcp: TcpStream,
+    response: &[u8],
+    close_notify: bool,
+) {
     let _ = tcp.set_read_timeout(Some(std::time::Duration::from_secs(10)));
     let Ok(conn) = rustls::ServerConnection::new(config.clone()) else {
         return;
@@ -110,9 +129,13 @@ fn tls_answer(config: &Arc<rustls::ServerConfig>, tcp: TcpStream) {
             Ok(n) => req.extend_from_slice(&buf[..n]),
         }
     }
-    let _ = tls.write_all(HELLO.as_bytes());
-    tls.conn.send_close_notify();
+    let _ = tls.write_all(response);
+    if close_notify {
+        tls.conn.send_close_notify();
+    }
     let _ = tls.flush();
+    // A FIN, after the whole request was read (so never a RST).
+    let _ = tls.sock.shutdown(std::net::Shutdown::Write);
 }
 
 pub(crate) fn https_url(server: &TestServer) -> String {
@@ -257,4 +280,58 @@ fn tls_flags_need_https_and_cacert_must_be_readable() {
         assert_eq!(err.lines().count(), 1, "{err}");
         assert!(err.contains(why), "{args:?}: {err}");
     }
+}
+
+/// Attack-4 F7: a response without a length (HTTP/1.0 style, the body ends
+/// at the close) cut off by a bare TCP close, no close_notify. Over TLS a
+/// cut can be told from an end (rustls reports the missing close_notify as
+/// UnexpectedEof; RFC 9112 §9.8): it is a short response, `bad_response`
+/// as a body shorter than its Content-Length is, never ok. lsbaws-main4
+/// counted 5 of 5 ok (exit 0).
+#[test]
+fn https_close_delimited_body_cut_without_close_notify_is_bad_response() {
+    let pki = Pki::new("cut");
+    let server = pki.server_answering(b"HTTP/1.0 200 OK\r\n\r\nHello, Wor", false);
+    let args = ["--cacert", pki.ca(), "--max-clients", "5"];
+    let (code, r, err) = blast_json(&https_url(&server), &args);
+    assert_eq!(code, Some(1), "{r} {err}");
+    assert_eq!(r["ok"], 0, "{r}");
+    assert_eq!(errors_of(&r, "bad_response"), 5, "{r}");
+    assert_eq!(errors_total(&r), 5, "{r}");
+    // The same response ended with close_notify is whole: ok.
+    let whole = pki.server_answering(b"HTTP/1.0 200 OK\r\n\r\nHello, World!\n", true);
+    let (code, r, err) = blast_json(&https_url(&whole), &args);
+    assert_eq!((code, r["ok"].as_u64()), (Some(0), Some(5)), "{r} {err}");
+}
+
+/// The other side of F7, not to over-correct: most servers close TLS
+/// without close_notify, and a response whose end is known (Content-Length,
+/// or the last chunk) is whole before that close: ok. A Content-Length body
+/// cut short is still `bad_response`.
+#[test]
+fn https_complete_body_then_close_without_close_notify_is_ok() {
+    let pki = Pki::new("eof");
+    let args = [
+        "--cacert",
+        pki.ca(),
+        "--max-clients",
+        "4",
+        "--max-conns",
+        "2",
+    ];
+    for response in [
+        HELLO.as_bytes(),
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nHello\r\n0\r\n\r\n",
+        b"HTTP/1.0 204 No Content\r\n\r\n",
+    ] {
+        let server = pki.server_answering(response, false);
+        let (code, r, err) = blast_json(&https_url(&server), &args);
+        let shown = String::from_utf8_lossy(response);
+        assert_eq!(code, Some(0), "{shown:?}: {r} {err}");
+        assert_eq!(r["ok"], 8, "{shown:?}: {r}");
+    }
+    let short = pki.server_answering(b"HTTP/1.1 200 OK\r\nContent-Length: 14\r\n\r\nHello", false);
+    let (code, r, _) = blast_json(&https_url(&short), &args);
+    assert_eq!(code, Some(1), "{r}");
+    assert_eq!(errors_of(&r, "bad_response"), 8, "{r}");
 }

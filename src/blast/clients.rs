@@ -62,6 +62,11 @@ impl Shared {
             .0
     }
 
+    /// Time since the release; None when the clients were never released.
+    pub fn since_release(&self) -> Option<Duration> {
+        self.release.get().map(|r| r.0.elapsed())
+    }
+
     /// The release on the wall clock, once released.
     pub fn released_at(&self) -> Option<SystemTime> {
         self.release.get().map(|r| r.1)

@@ -292,10 +292,14 @@ async fn tls_request_on(
                             n => reader.feed(&scratch[..n], pending),
                         })
                     }
-                    // A server that closes without close_notify ends a
-                    // close-delimited body all the same (most do).
+                    // The TCP connection closed without close_notify. A
+                    // response whose end is known (a length, the last
+                    // chunk) was already complete: most servers close so.
+                    // Reaching here, the response still lacked its end: a
+                    // body that ends at the close is then cut, not ended
+                    // (RFC 9112 §9.8), and counts as a short response.
                     Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::UnexpectedEof => {
-                        Poll::Ready(reader.eof())
+                        Poll::Ready(Err(super::http1::cut()))
                     }
                     Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
                 }

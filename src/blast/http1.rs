@@ -19,6 +19,16 @@ pub(super) fn short() -> io::Error {
     io::Error::new(io::ErrorKind::UnexpectedEof, "response ended early")
 }
 
+/// A TLS connection closed without close_notify before the response ended:
+/// over TLS a close-delimited body can tell a cut from its end, and this is
+/// a cut (a `bad_response`, as [`short`] is).
+pub(super) fn cut() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::UnexpectedEof,
+        "TLS closed without close_notify before the response ended",
+    )
+}
+
 /// How the body of a response ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Body {
@@ -26,7 +36,8 @@ enum Body {
     Length(u64),
     Chunked,
     /// No length: the body ends when the server closes (HTTP/1.0 style, as the
-    /// article's servers answer). A normal completion, not an error.
+    /// article's servers answer). A normal completion, not an error; over TLS
+    /// only a close with close_notify ends it (see [`cut`]).
     Eof,
 }
 

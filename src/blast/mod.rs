@@ -96,7 +96,19 @@ pub fn run(
     // A previous run on this thread must not leak in.
     let _ = stats::take_local();
     let shared = Arc::new(Shared::new(config, progress.clone()));
-    let (elapsed, total) = run_threads(&shared, shutdown)?;
+    let (elapsed, mut total) = run_threads(&shared, shutdown)?;
+    // A request whose intended start came while every client was busy, and
+    // that never began (the deadline or a stop signal came first), could not
+    // start on time either: it is behind schedule as well as unfinished, as
+    // the one that began late is. Every request began before now, so those
+    // due by now and not begun are exactly the missed ones.
+    if let (Some(rate), Some(planned), Some(t)) =
+        (config.rate, config.planned(), shared.since_release())
+    {
+        total.missed_starts(
+            schedule::Schedule::due_by(rate, planned, t).saturating_sub(total.begun()),
+        );
+    }
     let started_at = shared.released_at();
     // Whether the run was cut short is read once, after the last request
     // ended, so the report and the verdict agree.

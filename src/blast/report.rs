@@ -25,7 +25,8 @@ pub enum ErrorKind {
     Reset,
     /// `--timeout` or `--connect-timeout` passed, or the kernel gave up connecting.
     Timeout,
-    /// A response that is not HTTP, or shorter than it said.
+    /// A response that is not HTTP, or shorter than it said; over TLS also
+    /// one that ends at the close, cut by a close without close_notify.
     BadResponse,
     /// A complete response whose status is not 2xx.
     HttpStatus,
@@ -225,8 +226,12 @@ pub struct BlastReport {
     /// `--start-at`: the actual release minus the instant asked for, in ms
     /// (positive: late).
     pub release_skew_ms: Option<f64>,
-    /// `--rate`: requests whose intended start came while every client was
-    /// busy, so that they started late (0 without `--rate`).
+    /// `--rate`: requests that could not start on time, every client being
+    /// busy at their intended start: those that started late (among
+    /// `connections`) and those never started before the deadline or a stop
+    /// signal ended the run (among `unfinished`). 0 without `--rate`. Every
+    /// planned request started on time, is behind schedule, or (only when
+    /// interrupted) was not yet due when the run ended.
     pub behind_schedule: u64,
     /// `--rate`: the schedule asked for and the one achieved.
     pub rate: Option<RateReport>,

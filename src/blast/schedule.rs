@@ -132,6 +132,23 @@ impl Schedule {
         n
     }
 
+    /// Requests of a schedule of `planned` at `rate` whose intended start
+    /// falls at most `t` after the release.
+    pub fn due_by(rate: f64, planned: u64, t: Duration) -> u64 {
+        // The same arithmetic as `offset`, so the count and the tickets agree.
+        let due = |i: u64| offset(rate, i) <= t;
+        let mut n = ((t.as_secs_f64() * rate).floor() as u64)
+            .saturating_add(1)
+            .min(planned);
+        while n > 0 && !due(n - 1) {
+            n -= 1;
+        }
+        while n < planned && due(n) {
+            n += 1;
+        }
+        n
+    }
+
     /// The next request to make: its place in the schedule and its intended
     /// start after the release; None once all are handed out.
     pub fn take(&self) -> Option<(u64, Duration)> {
@@ -192,6 +209,18 @@ mod tests {
         );
         assert_eq!(Schedule::planned(0.5, 1, Some(Duration::from_secs(1))), 1);
         assert_eq!(Schedule::planned(1000.0, 77, None), 77);
+        assert_eq!(Schedule::due_by(4.0, 3, Duration::ZERO), 1);
+        assert_eq!(Schedule::due_by(4.0, 3, Duration::from_millis(249)), 1);
+        assert_eq!(Schedule::due_by(4.0, 3, Duration::from_millis(250)), 2);
+        assert_eq!(Schedule::due_by(4.0, 3, Duration::from_secs(9)), 3);
+        assert_eq!(Schedule::due_by(4.0, 0, Duration::from_secs(9)), 0);
+        assert_eq!(Schedule::due_by(1e6, 5, Duration::MAX), 5);
+        // A --duration schedule is all due at the deadline.
+        let d = Duration::from_millis(1001);
+        assert_eq!(
+            Schedule::due_by(3.0, Schedule::planned(3.0, 1, Some(d)), d),
+            4
+        );
         let s = Schedule::new(4.0, 3);
         let tickets: Vec<_> = std::iter::from_fn(|| s.take()).collect();
         assert_eq!(

@@ -107,6 +107,12 @@ impl Stats {
         self.fit.add(index as f64, at.as_secs_f64());
     }
 
+    /// Requests of an open-model run that never began although their
+    /// intended start came before the run ended: behind schedule too.
+    pub fn missed_starts(&mut self, n: u64) {
+        self.behind += n;
+    }
+
     pub fn first_byte(&mut self, took: Duration) {
         self.first_byte.saturating_record(micros(took));
     }

@@ -250,8 +250,9 @@ fn hints(report: &BlastReport) -> Vec<String> {
     }
     if report.rate.is_some() && report.behind_schedule > 0 {
         hints.push(format!(
-            "note: {} requests started late because every client was busy; their wait \
-             is in the latency (more --max-clients to keep the schedule)",
+            "note: {} requests could not start on time because every client was busy \
+             (they started late, their wait in the latency, or not before the run ended); \
+             more --max-clients to keep the schedule",
             report.behind_schedule
         ));
     }
@@ -410,7 +411,7 @@ mod tests {
             "| behind schedule ",
             "| source addresses ",
             "| tls handshake ",
-            "note: 7 requests started late",
+            "note: 7 requests could not start on time",
         ] {
             assert!(text.contains(needle), "{needle:?} missing:\n{text}");
         }
