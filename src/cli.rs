@@ -378,13 +378,15 @@ pub struct AuditArgs {
     pub keep: bool,
 
     /// With -- COMMAND: also write a JUnit XML report (testcases "command",
-    /// "orphans", "zombies") to FILE.
+    /// "orphans", "zombies") to FILE. Opened before COMMAND runs; a FIFO
+    /// waits for its reader (a stop signal ends the wait).
     #[arg(long, value_name = "FILE", value_hint = ValueHint::FilePath,
           conflicts_with_all = ["pid", "all"])]
     pub junit: Option<PathBuf>,
 
     /// With -- COMMAND: write the report (table or --json) to FILE instead of
-    /// stdout, which then carries COMMAND's output alone.
+    /// stdout, which then carries COMMAND's output alone. Opened before
+    /// COMMAND runs; a FIFO waits for its reader (a stop signal ends the wait).
     #[arg(long, value_name = "FILE", value_hint = ValueHint::FilePath,
           conflicts_with_all = ["pid", "all"])]
     pub report: Option<PathBuf>,
@@ -472,7 +474,9 @@ pub struct SmokeArgs {
     pub json: bool,
 
     /// Also write a JUnit XML report (testcases "requests", "zombies" and
-    /// "orphans") to FILE.
+    /// "orphans") to FILE. Opened before the server starts (the file stdout
+    /// writes to is refused); a FIFO waits for its reader (a stop signal ends
+    /// the wait).
     #[arg(long, value_name = "FILE", value_hint = ValueHint::FilePath)]
     pub junit: Option<std::path::PathBuf>,
 

@@ -243,8 +243,10 @@ const AUDIT: &[Section] = &[
             (
                 "128+N",
                 "a stop signal N: sent on to COMMAND's process group (SIGKILL 2 s later), \
-                 then what was seen is reported, marked interrupted; also Ctrl-C that \
-                 killed COMMAND while it held the terminal",
+                 then what was seen is reported, marked interrupted; also one during the \
+                 settle or the clean-up (which still stops the leftovers), one while an \
+                 output FIFO waits for its reader (nothing ran), and Ctrl-C that killed \
+                 COMMAND while it held the terminal",
             ),
         ],
         outro: "Errors print one line on stderr; with --json also one object on stdout, \
@@ -292,7 +294,8 @@ const SMOKE: &[Section] = &[
             ),
             (
                 "2",
-                "the server could not be started or reached; bad usage; or INCONCLUSIVE: the \
+                "the server could not be started or reached; --junit cannot be written or \
+                 is the file stdout writes to; bad usage; or INCONCLUSIVE: the \
                  load generator could not make every request (out of file descriptors or \
                  ephemeral ports, or --duration too short to start every client)",
             ),

@@ -9,7 +9,6 @@
 
 use std::fs::File;
 use std::io::Write;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -156,10 +155,10 @@ fn run_exec(args: &AuditArgs) -> Result<Outcome> {
     let mut config = exec_config(args)?;
     // Output files first: a path that cannot be written, or two outputs
     // that are one file, fail before COMMAND runs, not after it.
-    let (mut junit, mut report_file) = open_outputs(args)?;
+    let (mut junit, mut report_file) = open_outputs(args, &shutdown)?;
     config.terminal = controlling_terminal();
     let mut notify = |message: &str| super::diag(&crate::text::escape(message));
-    let report = match audit::exec::run(&config, &shutdown, &mut notify) {
+    let mut report = match audit::exec::run(&config, &shutdown, &mut notify) {
         Ok(report) => report,
         Err(err) => {
             // COMMAND did not run. The files say why too; with --report, the
@@ -185,6 +184,14 @@ fn run_exec(args: &AuditArgs) -> Result<Outcome> {
     // Everything of the run is stopped and reaped (or kept): only output is
     // left, which a stop signal may end after a grace.
     super::output_phase(&shutdown);
+    // A stop signal that came after the engine's last look (it returned)
+    // still means no verdict: the report is not rendered yet.
+    if report.signal.is_none()
+        && let Some(signal) = shutdown.interruption()
+    {
+        report.interrupted = true;
+        report.signal = Some(signal);
+    }
     // An output error is exit 2, unless the exit code is already COMMAND's
     // own failure or a stop signal's: those come first (the contract), and
     // the error is said on stderr.
@@ -230,109 +237,24 @@ fn run_exec(args: &AuditArgs) -> Result<Outcome> {
     Ok(report.outcome())
 }
 
-/// An output file of `audit -- COMMAND`, opened before it runs.
-type Output<'a> = Option<(&'a Path, File)>;
-
-/// Opens `--junit` and `--report` (created, emptied) before COMMAND runs.
-/// Refuses two of them that are one file, or one that is the file stdout or
-/// stderr already writes to (`--report out.txt > out.txt`): two descriptors
-/// writing from offset 0 would overwrite each other. Checked before either
-/// is emptied, so a refused run destroys nothing.
-fn open_outputs(args: &AuditArgs) -> Result<(Output<'_>, Output<'_>)> {
-    use std::os::fd::AsFd;
-    let junit = open(args.junit.as_deref(), "JUnit file")?;
-    let report = open(args.report.as_deref(), "report file")?;
-    let shared = |fd: std::os::fd::BorrowedFd<'_>| {
-        fd.try_clone_to_owned()
-            .ok()
-            .and_then(|fd| identity(&File::from(fd)).ok())
-    };
-    let streams = [
-        ("stdout", shared(std::io::stdout().as_fd())),
-        ("stderr", shared(std::io::stderr().as_fd())),
-    ];
-    if let (Some((j, _, a)), Some((r, _, b))) = (&junit, &report)
-        && a.same_file(b)
-    {
-        bail!(
-            "--junit {} and --report {} are the same file: each needs its own",
-            j.display(),
-            r.display()
-        );
-    }
-    for (flag, output) in [("--junit", &junit), ("--report", &report)] {
-        let Some((path, _, id)) = output else {
-            continue;
-        };
-        if let Some((stream, _)) = streams
-            .iter()
-            .find(|(_, s)| s.as_ref().is_some_and(|s| s.same_file(id)))
-        {
-            bail!(
-                "{flag} {} is the file lsbaws's {stream} writes to: COMMAND's output and the document would overwrite each other (without --report the report follows COMMAND's output on stdout)",
-                path.display()
-            );
-        }
-    }
-    Ok((empty(junit)?, empty(report)?))
-}
-
-/// An output file opened for `open_outputs`, not emptied yet.
-type Opened<'a> = Option<(&'a Path, File, Identity)>;
-
-fn open<'a>(path: Option<&'a Path>, what: &str) -> Result<Opened<'a>> {
-    use anyhow::Context;
-    let Some(path) = path else { return Ok(None) };
-    let file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        // Emptied by `empty`, once known to be no other output.
-        .truncate(false)
-        .open(path)
-        .with_context(|| format!("cannot create the {what} {}", path.display()))?;
-    let id =
-        identity(&file).with_context(|| format!("cannot create the {what} {}", path.display()))?;
-    Ok(Some((path, file, id)))
-}
-
-/// Empties a regular output file, now that it is known to be no other
-/// output; a device or a pipe has nothing to empty.
-fn empty(output: Opened<'_>) -> Result<Output<'_>> {
-    use anyhow::Context;
-    output
-        .map(|(path, file, id)| {
-            if id.regular {
-                file.set_len(0)
-                    .with_context(|| format!("cannot empty {}", path.display()))?;
-            }
-            Ok((path, file))
-        })
-        .transpose()
-}
-
-/// What tells two open files apart.
-struct Identity {
-    dev: u64,
-    ino: u64,
-    regular: bool,
-}
-
-impl Identity {
-    /// One regular file twice. Devices and pipes are left alone: writes to
-    /// /dev/null or to one pipe do not overwrite each other.
-    fn same_file(&self, other: &Identity) -> bool {
-        self.regular && other.regular && self.dev == other.dev && self.ino == other.ino
-    }
-}
-
-fn identity(file: &File) -> std::io::Result<Identity> {
-    use std::os::unix::fs::MetadataExt;
-    let meta = file.metadata()?;
-    Ok(Identity {
-        dev: meta.dev(),
-        ino: meta.ino(),
-        regular: meta.file_type().is_file(),
-    })
+/// Opens `--junit` and `--report` before COMMAND runs (`output::open_all`):
+/// two of them that are one file, or one that is the file stdout or stderr
+/// already writes to (`--report out.txt > out.txt`), are refused before
+/// either is emptied, so a refused run destroys nothing.
+fn open_outputs<'a>(
+    args: &'a AuditArgs,
+    shutdown: &crate::shutdown::Shutdown,
+) -> Result<(super::output::Opened<'a>, super::output::Opened<'a>)> {
+    let mut opened = super::output::open_all(
+        &[
+            ("--junit", args.junit.as_deref(), "JUnit file"),
+            ("--report", args.report.as_deref(), "report file"),
+        ],
+        "COMMAND's output and the document would overwrite each other (without --report the report follows COMMAND's output on stdout)",
+        shutdown,
+    )?
+    .into_iter();
+    Ok((opened.next().flatten(), opened.next().flatten()))
 }
 
 fn render_exec(report: &ExecReport, json: bool, out: &mut impl Write) -> std::io::Result<()> {

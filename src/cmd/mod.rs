@@ -16,6 +16,7 @@ pub mod merge;
 pub mod serve;
 pub mod smoke;
 
+mod output;
 mod progress;
 
 use std::io::{self, IsTerminal, Write};
@@ -40,11 +41,39 @@ pub fn run(cli: Cli) -> u8 {
     };
     match result {
         Ok(outcome) => outcome.code(),
+        Err(err) if err.is::<output::StoppedBeforeRun>() => stopped_before_run(&err, json),
         Err(err) => {
             error(&format!("{err:#}"), json);
             ERROR
         }
     }
+}
+
+/// A stop signal before the job ran (an output FIFO waited for its reader):
+/// said on stderr, and with `--json` as `{"interrupted": true, "signal":
+/// ...}` (nothing was measured); exit 128 + the signal, no verdict.
+fn stopped_before_run(err: &anyhow::Error, json: bool) -> u8 {
+    let Some(stopped) = err.downcast_ref::<output::StoppedBeforeRun>() else {
+        return ERROR;
+    };
+    diag(&stopped.to_string());
+    if json {
+        #[derive(serde::Serialize)]
+        struct Interrupted {
+            interrupted: bool,
+            signal: crate::shutdown::Signal,
+        }
+        let mut out = stdout();
+        let _ = crate::render::json::line(
+            &Interrupted {
+                interrupted: true,
+                signal: crate::shutdown::Signal(stopped.signal),
+            },
+            &mut out,
+        );
+        let _ = out.flush();
+    }
+    crate::outcome::Outcome::Interrupted(stopped.signal).code()
 }
 
 /// `--help` and `--version` print as clap made them. Usage errors become one

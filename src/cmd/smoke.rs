@@ -5,10 +5,8 @@
 //! Owns every check that must fail before a server starts, and smoke's
 //! output. Must never start or judge a server: the engine does.
 
-use std::fs::File;
 use std::io::Write;
 use std::net::TcpListener;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -122,16 +120,17 @@ pub fn run(args: &SmokeArgs) -> anyhow::Result<Outcome> {
     let shutdown = super::stop_signals()?;
     let config = config(args)?;
     // Output files first (as hyperfine's exporters do): a path that cannot be
-    // written fails now, not after the whole job.
-    let mut junit = args
-        .junit
-        .as_deref()
-        .map(|path| {
-            File::create(path)
-                .with_context(|| format!("cannot create the JUnit file {}", path.display()))
-                .map(|file| (path, file))
-        })
-        .transpose()?;
+    // written, or the file stdout already writes to (`--junit /dev/stdout >
+    // out.txt`: two descriptors writing from offset 0), fails now, not after
+    // the whole job.
+    let mut junit = super::output::open_all(
+        &[("--junit", args.junit.as_deref(), "JUnit file")],
+        "the report and the JUnit document would overwrite each other (pipe stdout, or give the JUnit file its own path)",
+        &shutdown,
+    )?
+    .into_iter()
+    .next()
+    .flatten();
     let progress = Arc::new(Progress::default());
     let planned = config.load.duration.is_none().then(|| {
         config
@@ -150,7 +149,7 @@ pub fn run(args: &SmokeArgs) -> anyhow::Result<Outcome> {
         Err(err) => {
             // The CI job still gets a well-formed file that says why.
             if let Some((path, file)) = junit.as_mut() {
-                let _ = write_junit(path, file, |out| {
+                let _ = super::write_file(path, file, |out| {
                     crate::render::junit::error(&format!("{err:#}"), out)
                 });
             }
@@ -166,7 +165,7 @@ pub fn run(args: &SmokeArgs) -> anyhow::Result<Outcome> {
     // The JUnit file first: a failure to write it is exit 2, and must not
     // follow a verdict already printed.
     if let Some((path, file)) = junit.as_mut() {
-        write_junit(path, file, |out| crate::render::junit::smoke(&report, out))?;
+        super::write_file(path, file, |out| crate::render::junit::smoke(&report, out))?;
     }
     let mut out = super::stdout();
     if args.json {
@@ -176,15 +175,4 @@ pub fn run(args: &SmokeArgs) -> anyhow::Result<Outcome> {
     }
     out.flush()?;
     Ok(report.outcome())
-}
-
-fn write_junit(
-    path: &Path,
-    file: &mut File,
-    render: impl FnOnce(&mut std::io::BufWriter<&mut File>) -> std::io::Result<()>,
-) -> anyhow::Result<()> {
-    let mut out = std::io::BufWriter::new(file);
-    render(&mut out)
-        .and_then(|()| out.flush())
-        .with_context(|| format!("writing {}", path.display()))
 }

@@ -125,10 +125,11 @@ pub fn run(
     run.terminal = None;
     // A stop signal to lsbaws, or the terminal's own (Ctrl-C) that killed
     // COMMAND while it held the terminal: no verdict either way.
-    let interruption = shutdown
+    let early = shutdown
         .interruption()
         .or(run.terminal_signal.map(crate::shutdown::Signal));
-    if interruption.is_none() {
+    if early.is_none() {
+        // Cut short by a stop signal, which is read again below.
         run.settle(config, shutdown, &mut tracker);
     } else {
         run.reap(&mut tracker);
@@ -136,10 +137,14 @@ pub fn run(
     }
     let mut report = run.report(config, &tracker, started);
     if !config.keep {
+        // Done in full even after a stop signal (bounded by CLEANUP_LIMIT):
+        // a stop must never leave the run's processes behind.
         report.unstopped = leftovers::stop_children(LEFTOVER_GRACE, CLEANUP_LIMIT, &[pid]);
     }
     report.elapsed_s = (started.elapsed().as_secs_f64() * 1000.0).round() / 1000.0;
-    if let Some(signal) = interruption {
+    // A stop signal during the settle or the clean-up ends the run without a
+    // verdict as surely as one while COMMAND ran (attack 4, F1).
+    if let Some(signal) = early.or(shutdown.interruption()) {
         report.interrupted = true;
         report.signal = Some(signal);
     }
