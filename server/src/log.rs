@@ -8,7 +8,7 @@
 //! the children share with the parent, for the summary.
 //!
 //! How a line is written depends on what the descriptor is, decided once in
-//! [`init`], before the first fork:
+//! `init`, before the first fork:
 //! - pipe, FIFO, terminal: reopened through /proc/self/fd as a private
 //!   non-blocking description;
 //! - the same when it cannot be reopened (another user's pipe): `pwritev2`
@@ -266,7 +266,7 @@ pub fn announce(line: &[u8], patience: Duration) -> Written {
 
 /// Writes one line to stderr, waiting at most `patience` for room: for the
 /// messages a command prints on its way out, which a stderr nobody reads must
-/// not turn into a hang. Usable before [`init`] and in any command: stderr is
+/// not turn into a hang. Usable before `init` and in any command: stderr is
 /// set up (a private non-blocking description) on first use.
 pub fn write_stderr_within(line: &[u8], patience: Duration) -> Written {
     if ERR.how() == How::Unset {

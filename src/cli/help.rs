@@ -438,7 +438,7 @@ pub fn after_help(command: &str) -> String {
 }
 
 /// Sections as plain text: a title line, then each block indented by two,
-/// wrapped to [`WIDTH`].
+/// wrapped to `WIDTH`.
 pub fn text(sections: &[Section]) -> String {
     let mut out = String::new();
     for (i, s) in sections.iter().enumerate() {

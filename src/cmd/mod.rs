@@ -6,7 +6,7 @@
 //! (opened before any work), and the stop signals (turned into a
 //! [`Shutdown`] for the engines). Each command turns its `Args` into the
 //! engine's config, calls the engine, renders the report and returns the
-//! [`Outcome`]. Must never measure or judge: engines do.
+//! [`Outcome`](crate::outcome::Outcome). Must never measure or judge: engines do.
 
 pub mod audit;
 pub mod blast;
@@ -151,7 +151,7 @@ pub fn json_error(message: &str, out: &mut impl Write) -> io::Result<()> {
 
 /// One diagnostic line on stderr, `lsbaws: <msg>`. Never fails, never panics
 /// (`eprintln!` would, on a closed stderr) and never blocks for more than
-/// [`DIAG_PATIENCE`] (a stderr pipe nobody reads must not hang a command on
+/// `DIAG_PATIENCE` (a stderr pipe nobody reads must not hang a command on
 /// its way out): a diagnostic that cannot be written must not change the exit
 /// code.
 pub fn diag(msg: &str) {
@@ -226,7 +226,7 @@ static OUTPUT_PHASE: AtomicBool = AtomicBool::new(false);
 /// How long output may go on after a stop signal.
 const OUTPUT_GRACE: Duration = Duration::from_secs(2);
 
-/// Marks the start of the output phase (see [`OUTPUT_PHASE`]); a stop signal
+/// Marks the start of the output phase (see `OUTPUT_PHASE`); a stop signal
 /// that already came gets its bounded exit from here.
 pub fn output_phase(shutdown: &Shutdown) {
     OUTPUT_PHASE.store(true, Ordering::SeqCst);
@@ -270,24 +270,8 @@ pub fn stop_signals() -> anyhow::Result<Shutdown> {
     Ok(shutdown)
 }
 
-/// Creates the output file at `path`, if one was asked for (`what` names it
-/// in the error): output files are opened before any work (as hyperfine's
-/// exporters are), so a path that cannot be written fails at once.
-pub fn create<'a>(
-    path: Option<&'a std::path::Path>,
-    what: &str,
-) -> anyhow::Result<Option<(&'a std::path::Path, std::fs::File)>> {
-    use anyhow::Context;
-    path.map(|path| {
-        std::fs::File::create(path)
-            .with_context(|| format!("cannot create the {what} {}", path.display()))
-            .map(|file| (path, file))
-    })
-    .transpose()
-}
-
 /// Writes a document (JUnit XML, a report) into an output file opened by
-/// [`create`]; an error names the file.
+/// `output::open_all` (before any work); an error names the file.
 pub fn write_file(
     path: &std::path::Path,
     file: &mut std::fs::File,
