@@ -38,9 +38,26 @@ pub struct Position {
     pub item: Option<usize>,
 }
 
+impl Position {
+    /// As it displays, with the source's name as it is (a file name may hold
+    /// any byte): for the report's rows, which their renderers escape.
+    pub fn text(&self) -> String {
+        match self.item {
+            Some(item) => format!("{} line {} item {item}", self.source, self.line),
+            None => format!("{} line {}", self.source, self.line),
+        }
+    }
+}
+
+/// For messages: the source's name escaped.
 impl fmt::Display for Position {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} line {}", self.source, self.line)?;
+        write!(
+            f,
+            "{} line {}",
+            crate::text::escape(&self.source),
+            self.line
+        )?;
         match self.item {
             Some(item) => write!(f, " item {item}"),
             None => Ok(()),
