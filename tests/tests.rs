@@ -26,6 +26,7 @@ mod help;
 mod man;
 mod merge;
 mod merge_attack;
+mod merge_attack4;
 mod serve;
 mod serve_faults;
 mod serve_limits;

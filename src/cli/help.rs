@@ -333,7 +333,8 @@ const MERGE: &[Section] = &[
                 tag and a --timestamps time. Other lines (blast's warnings on stderr, \
                 kubectl's noise) are skipped and counted on stderr; a report that does not \
                 parse, one behind text of another kind, and a FILE with no report are errors. \
-                Reports are added as they are read: memory does not grow with their number.",
+                Reports are added as they are read, an array's item by item: memory does not \
+                grow with their number.",
         ..Section::EMPTY
     },
     Section {
@@ -350,7 +351,9 @@ const MERGE: &[Section] = &[
             (
                 "128+N",
                 "a report was interrupted by signal N (then so is the total), or a stop \
-                 signal came while a stream was open: the sum of what arrived is printed",
+                 signal came: the sum of what arrived is printed, marked interrupted (with \
+                 --json and no report yet: {\"error\", \"interrupted\": true, \"signal\"}); \
+                 output stuck on a full pipe ends 2 s after it",
             ),
         ],
         outro: JSON_ERROR,

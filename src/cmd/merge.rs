@@ -92,7 +92,8 @@ impl Intake {
         if input.named && input.splitter.documents == 0 {
             let note = skip_note(input.splitter.skipped, &input.splitter.first_skipped)
                 .map_or_else(String::new, |n| format!(" ({n})"));
-            bail!("{}: no blast report in this file{note}", input.name);
+            let name = crate::text::escape(&input.name);
+            bail!("{name}: no blast report in this file{note}");
         }
         Ok(())
     }
@@ -144,6 +145,12 @@ pub fn run(args: &MergeArgs) -> anyhow::Result<Outcome> {
     if signal.is_some() {
         intake.cut()?;
     }
+    // Nothing was started, so only the sum and the output remain: a stop
+    // signal from here on ends merge within the output grace, 128 + N, even
+    // with stdout a pipe nobody reads.
+    super::output_phase(&shutdown);
+    // One that came after the input ended: no verdict either.
+    let signal = signal.or_else(|| shutdown.interruption());
     let skipped: usize = intake.inputs.iter().map(|i| i.splitter.skipped).sum();
     let first_skipped = intake
         .inputs
@@ -162,6 +169,11 @@ pub fn run(args: &MergeArgs) -> anyhow::Result<Outcome> {
             super::diag(&format!(
                 "interrupted by {signal} before any report was read"
             ));
+            if args.json {
+                let mut out = super::stdout();
+                crate::render::merge::json_interrupted_before_any(signal, &mut out)?;
+                out.flush()?;
+            }
             return Ok(Outcome::Interrupted(signal.0));
         }
     } else if let Some(expected) = args.shards {
@@ -172,7 +184,8 @@ pub fn run(args: &MergeArgs) -> anyhow::Result<Outcome> {
         );
     }
     let mut report = merger.finish(args.tag.as_deref())?;
-    if let Some(signal) = signal {
+    // A signal during the sum: the total is what was read, but no verdict.
+    if let Some(signal) = signal.or_else(|| shutdown.interruption()) {
         merge::interrupted(&mut report, signal);
     }
     for warning in &report.warnings {
@@ -185,6 +198,10 @@ pub fn run(args: &MergeArgs) -> anyhow::Result<Outcome> {
         crate::render::merge::table(&report, &mut out)?;
     }
     out.flush()?;
+    // A signal while the output was written (the grace did not run out).
+    if let Some(signal) = shutdown.interruption() {
+        return Ok(Outcome::Interrupted(signal.0));
+    }
     Ok(report.total.outcome(args.max_errors))
 }
 
@@ -203,8 +220,11 @@ fn open(files: &[std::path::PathBuf]) -> anyhow::Result<Vec<Source>> {
             });
             continue;
         }
-        let name = crate::text::escape(&path.to_string_lossy()).into_owned();
-        let file = std::fs::File::open(path).with_context(|| format!("cannot open {name}"))?;
+        // As it is: escaped where it is printed (the table, messages), and
+        // the real name in JSON.
+        let name = path.to_string_lossy().into_owned();
+        let file = std::fs::File::open(path)
+            .with_context(|| format!("cannot open {}", crate::text::escape(&name)))?;
         sources.push(Source {
             name,
             named: true,
@@ -250,7 +270,7 @@ fn read(
             Ok(Chunk::End(i)) => intake.end(i)?,
             Ok(Chunk::Failed(i, e)) => {
                 let name = intake.inputs.get(i).map_or("input", |t| t.name.as_str());
-                bail!("cannot read {name}: {e}");
+                bail!("cannot read {}: {e}", crate::text::escape(name));
             }
             Err(mpsc::RecvTimeoutError::Timeout) => {}
             Err(mpsc::RecvTimeoutError::Disconnected) => return Ok(None),

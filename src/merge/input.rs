@@ -27,6 +27,7 @@ use anyhow::bail;
 use serde_json::Value;
 
 use super::strict::Strict;
+use line::{Start, holds_report, start_known, start_of};
 
 /// Where a document began: the input's name, a 1-based line, and its place
 /// in a JSON array when it came in one.
@@ -37,9 +38,26 @@ pub struct Position {
     pub item: Option<usize>,
 }
 
+impl Position {
+    /// As it displays, with the source's name as it is (a file name may hold
+    /// any byte): for the report's rows, which their renderers escape.
+    pub fn text(&self) -> String {
+        match self.item {
+            Some(item) => format!("{} line {} item {item}", self.source, self.line),
+            None => format!("{} line {}", self.source, self.line),
+        }
+    }
+}
+
+/// For messages: the source's name escaped.
 impl fmt::Display for Position {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} line {}", self.source, self.line)?;
+        write!(
+            f,
+            "{} line {}",
+            crate::text::escape(&self.source),
+            self.line
+        )?;
         match self.item {
             Some(item) => write!(f, " item {item}"),
             None => Ok(()),
@@ -65,6 +83,34 @@ enum End {
     Cut,
 }
 
+/// Where the splitter stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// Between documents: at a line's start, or after a document on it.
+    Lines,
+    /// Inside a JSON array that began on `line`, `items` read: its items
+    /// are read one at a time, so an array of any length costs the memory
+    /// of one report, as a stream of lines does.
+    Array {
+        line: usize,
+        items: usize,
+        next: Next,
+    },
+}
+
+/// What an array expects after the blanks at `pos`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Next {
+    /// The byte that tells whether the `[` opened an array of reports (`{`)
+    /// or was a line of noise (kept in `Splitter::opened`).
+    First,
+    Item,
+    CommaOrEnd,
+}
+
+/// How much of a `[` line is kept while the next line decides what it is.
+const OPENED_TEXT: usize = 512;
+
 /// One input, split as it arrives.
 #[derive(Debug)]
 pub struct Splitter {
@@ -81,13 +127,17 @@ pub struct Splitter {
     /// many bytes wait: each attempt reads them all, so growing by half
     /// keeps a document that arrives in many chunks linear, not quadratic.
     wait_for: usize,
+    state: State,
+    /// A `[` line whose blanks go on past it, with where it was: noise
+    /// unless the next non-blank byte is `{`.
+    opened: Option<(Position, String)>,
     /// Non-blank lines that are not JSON, and the first of them.
     pub skipped: usize,
     pub first_skipped: Option<(Position, String)>,
-    /// Documents found so far.
+    /// Documents found so far (each item of an array is one).
     pub documents: usize,
     /// The input was cut (a stop signal while reading) inside a document,
-    /// which was left out.
+    /// which was left out (inside an array: the items read are in).
     pub cut_inside: bool,
 }
 
@@ -100,6 +150,8 @@ impl Splitter {
             line: 1,
             scanned: 0,
             wait_for: 0,
+            state: State::Lines,
+            opened: None,
             skipped: 0,
             first_skipped: None,
             documents: 0,
@@ -133,139 +185,258 @@ impl Splitter {
         }
     }
 
-    /// Consumes every whole line and document in the buffer.
+    /// Consumes bytes up to `to`, counting the lines they end.
+    fn advance(&mut self, to: usize) {
+        let lines = self.buf[self.pos..to].iter().filter(|&&b| b == b'\n');
+        self.line += lines.count();
+        self.pos = to;
+    }
+
+    /// Consumes every whole line, document and array item in the buffer.
+    /// Each byte is looked at a bounded number of times (a document that
+    /// ends early waits for half as much again), so the work is linear in
+    /// the input however it is cut into chunks.
     fn step(&mut self, end: End) -> anyhow::Result<Vec<Document>> {
         let mut out = Vec::new();
-        // Bounded: each turn consumes at least one byte (a line or a
-        // document), or leaves the loop.
-        while self.pos < self.buf.len() {
-            let from = self.scanned.max(self.pos);
-            let line_end = match self.buf[from..].iter().position(|&b| b == b'\n') {
-                Some(i) => from + i,
-                None if end == End::More => {
-                    self.scanned = self.buf.len();
-                    break;
+        // Bounded: each turn consumes at least one byte, or changes state
+        // to one that does, or leaves the loop.
+        loop {
+            let go_on = match self.state {
+                State::Lines => self.line_step(end, &mut out)?,
+                State::Array { line, items, next } => {
+                    self.array_step(end, (line, items, next), &mut out)?
                 }
-                None => self.buf.len(),
             };
-            let rest = &self.buf[self.pos..];
-            let line = &rest[..line_end - self.pos];
-            let offset = match start_of(line, rest, end != End::More) {
-                Start::Noise => {
-                    self.noise(line_end)?;
-                    continue;
-                }
-                Start::NeedMore => break,
-                Start::At(offset) => offset,
-            };
-            if end == End::More && rest.len() < self.wait_for {
+            if !go_on {
                 break;
-            }
-            let start = self.pos + offset;
-            let mut stream =
-                serde_json::Deserializer::from_slice(&self.buf[start..]).into_iter::<Strict>();
-            match stream.next() {
-                Some(Ok(Strict(value))) => {
-                    let stop = start + stream.byte_offset();
-                    self.found(value, &mut out);
-                    let lines = self.buf[self.pos..stop]
-                        .iter()
-                        .filter(|&&b| b == b'\n')
-                        .count();
-                    self.line += lines;
-                    (self.pos, self.scanned, self.wait_for) = (stop, stop, 0);
-                }
-                Some(Err(e)) if e.is_eof() => match end {
-                    End::More => {
-                        self.wait_for = rest.len() + rest.len() / 2 + 1;
-                        break;
-                    }
-                    End::Cut => {
-                        self.cut_inside = true;
-                        self.pos = self.buf.len();
-                        break;
-                    }
-                    End::Ended => bail!(
-                        "{}: truncated JSON: the input ends inside this {}",
-                        self.here(None),
-                        if self.buf[start] == b'[' {
-                            "array"
-                        } else {
-                            "object"
-                        }
-                    ),
-                },
-                Some(Err(e)) if e.is_data() => {
-                    bail!("{}: {}", self.here(None), describe(&e))
-                }
-                Some(Err(e)) => {
-                    let bad = self.line + e.line().saturating_sub(1);
-                    bail!(
-                        "{}: this JSON {} does not parse (truncated, or cut by other \
-                         output?): {} at line {bad}",
-                        self.here(None),
-                        if self.buf[start] == b'[' {
-                            "array"
-                        } else {
-                            "object"
-                        },
-                        describe(&e)
-                    )
-                }
-                None => bail!("{}: internal: no JSON where one begins", self.here(None)),
             }
         }
         self.compact();
         Ok(out)
     }
 
-    /// A document parsed at the current line: an object, or each item of an
-    /// array of them.
-    fn found(&mut self, value: Value, out: &mut Vec<Document>) {
-        match value {
-            Value::Array(items) => {
-                for (i, value) in items.into_iter().enumerate() {
-                    out.push(Document {
-                        at: self.here(Some(i + 1)),
-                        value,
-                    });
-                    self.documents += 1;
+    /// The line at `pos`: noise, an object, or the `[` of an array.
+    fn line_step(&mut self, end: End, out: &mut Vec<Document>) -> anyhow::Result<bool> {
+        if self.pos >= self.buf.len() {
+            return Ok(false);
+        }
+        let from = self.scanned.max(self.pos);
+        let (line_end, start) = match self.buf[from..].iter().position(|&b| b == b'\n') {
+            Some(i) => (from + i, start_of(&self.buf[self.pos..from + i])),
+            // A line not ended yet may already show a document's start: an
+            // array of reports on one line (`json.dump` of a list) is then
+            // read item by item, not held whole until its newline.
+            None if end == End::More => match start_known(&self.buf[self.pos..]) {
+                Some(start) => (self.buf.len(), start),
+                None => {
+                    self.scanned = self.buf.len();
+                    return Ok(false);
                 }
+            },
+            None => (self.buf.len(), start_of(&self.buf[self.pos..])),
+        };
+        let line = &self.buf[self.pos..line_end];
+        match start {
+            Start::Noise => {
+                self.noise(line_end)?;
+                Ok(true)
             }
-            value => {
-                out.push(Document {
-                    at: self.here(None),
-                    value,
-                });
-                self.documents += 1;
+            Start::Array(offset) => {
+                let kept = &line[..line.len().min(OPENED_TEXT)];
+                let text = String::from_utf8_lossy(kept).into_owned();
+                self.opened = Some((self.here(None), text));
+                self.state = State::Array {
+                    line: self.line,
+                    items: 0,
+                    next: Next::First,
+                };
+                self.advance(self.pos + offset + 1);
+                Ok(true)
+            }
+            Start::Object(offset) => {
+                self.advance(self.pos + offset);
+                self.value(end, None, out)
             }
         }
     }
 
-    /// Skips the line that ends at `line_end`, counting it unless blank;
-    /// a blast report in it is an error, never noise.
-    fn noise(&mut self, line_end: usize) -> anyhow::Result<()> {
-        let text = String::from_utf8_lossy(&self.buf[self.pos..line_end]);
-        if !text.trim().is_empty() {
-            if holds_report(&text) {
-                let head: String = text.chars().take(60).collect();
-                bail!(
-                    "{}: a blast report behind text merge does not know ({}…): a report \
-                     starts a line, after at most a BOM, a `kubectl logs --prefix` tag and a \
-                     `--timestamps` time",
-                    self.here(None),
-                    crate::text::escape(&head)
-                );
+    /// Inside an array: past blanks, then its first item's `{`, an item, or
+    /// the `,` or `]` after one.
+    fn array_step(
+        &mut self,
+        end: End,
+        (line, items, next): (usize, usize, Next),
+        out: &mut Vec<Document>,
+    ) -> anyhow::Result<bool> {
+        let array_at = Position {
+            source: self.source.clone(),
+            line,
+            item: None,
+        };
+        let blanks = self.buf[self.pos..]
+            .iter()
+            .position(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r'));
+        let Some(blanks) = blanks else {
+            self.advance(self.buf.len());
+            return match (end, next) {
+                (End::More, _) => Ok(false),
+                (_, Next::First) => {
+                    self.not_an_array()?;
+                    Ok(true)
+                }
+                (End::Cut, _) => {
+                    self.cut_inside = true;
+                    Ok(false)
+                }
+                (End::Ended, _) => {
+                    bail!("{array_at}: truncated JSON: the input ends inside this array")
+                }
+            };
+        };
+        self.advance(self.pos + blanks);
+        let set = |next| State::Array { line, items, next };
+        match (next, self.buf[self.pos]) {
+            (Next::First, b'{') => {
+                self.opened = None;
+                self.state = set(Next::Item);
             }
-            self.skipped += 1;
-            if self.first_skipped.is_none() {
-                self.first_skipped = Some((self.here(None), text.chars().take(120).collect()));
+            (Next::First, _) => self.not_an_array()?,
+            (Next::Item, _) => return self.value(end, Some((line, items + 1)), out),
+            (Next::CommaOrEnd, b',') => {
+                self.advance(self.pos + 1);
+                self.state = set(Next::Item);
             }
+            (Next::CommaOrEnd, b']') => {
+                self.advance(self.pos + 1);
+                self.state = State::Lines;
+            }
+            (Next::CommaOrEnd, _) => bail!(
+                "{array_at}: this JSON array does not parse (truncated, or cut by other \
+                 output?): expected `,` or `]` after item {items} at line {}",
+                self.line
+            ),
         }
-        self.pos = (line_end + 1).min(self.buf.len());
-        self.scanned = self.pos;
-        self.line += 1;
+        Ok(true)
+    }
+
+    /// The `[` line kept in `opened` was not an array of reports: it is a
+    /// line of noise, and reading goes on at `pos` (the blanks after it
+    /// consumed).
+    fn not_an_array(&mut self) -> anyhow::Result<()> {
+        self.state = State::Lines;
+        if let Some((at, text)) = self.opened.take() {
+            self.skip(at, &text)?;
+        }
+        Ok(())
+    }
+
+    /// The JSON value at `pos`: an object that begins a line, or the item
+    /// `item` (the array's line, the item's number) of an array. Returns
+    /// whether to go on.
+    fn value(
+        &mut self,
+        end: End,
+        item: Option<(usize, usize)>,
+        out: &mut Vec<Document>,
+    ) -> anyhow::Result<bool> {
+        let waiting = self.buf.len() - self.pos;
+        if end == End::More && waiting < self.wait_for {
+            return Ok(false);
+        }
+        let (at, what) = match item {
+            Some((line, n)) => {
+                let at = Position {
+                    source: self.source.clone(),
+                    line,
+                    item: Some(n),
+                };
+                (at, "array")
+            }
+            None => (self.here(None), "object"),
+        };
+        let start_at = Position {
+            item: None,
+            ..at.clone()
+        };
+        let mut stream =
+            serde_json::Deserializer::from_slice(&self.buf[self.pos..]).into_iter::<Strict>();
+        match stream.next() {
+            Some(Ok(Strict(value))) => {
+                let stop = self.pos + stream.byte_offset();
+                // A number (an item that is no report) may go on in the
+                // bytes still to come.
+                if end == End::More && stop == self.buf.len() && !value.is_object() {
+                    self.wait_for = waiting + 1;
+                    return Ok(false);
+                }
+                out.push(Document { at, value });
+                self.documents += 1;
+                self.advance(stop);
+                self.wait_for = 0;
+                if let State::Array { line, items, .. } = self.state {
+                    self.state = State::Array {
+                        line,
+                        items: items + 1,
+                        next: Next::CommaOrEnd,
+                    };
+                }
+                Ok(true)
+            }
+            Some(Err(e)) if e.is_eof() => match end {
+                End::More => {
+                    self.wait_for = waiting + waiting / 2 + 1;
+                    Ok(false)
+                }
+                End::Cut => {
+                    self.cut_inside = true;
+                    self.advance(self.buf.len());
+                    Ok(false)
+                }
+                End::Ended => {
+                    bail!("{start_at}: truncated JSON: the input ends inside this {what}")
+                }
+            },
+            Some(Err(e)) if e.is_data() => bail!("{at}: {}", describe(&e)),
+            Some(Err(e)) => {
+                let bad = self.line + e.line().saturating_sub(1);
+                bail!(
+                    "{start_at}: this JSON {what} does not parse (truncated, or cut by other \
+                     output?): {} at line {bad}",
+                    describe(&e)
+                )
+            }
+            None => bail!("{start_at}: internal: no JSON where one begins"),
+        }
+    }
+
+    /// Skips the line that ends at `line_end`, counting it unless blank.
+    fn noise(&mut self, line_end: usize) -> anyhow::Result<()> {
+        let text = String::from_utf8_lossy(&self.buf[self.pos..line_end]).into_owned();
+        self.skip(self.here(None), &text)?;
+        self.advance((line_end + 1).min(self.buf.len()));
         self.wait_for = 0;
+        Ok(())
+    }
+
+    /// Counts a line of noise at `at` unless blank; a blast report in it is
+    /// an error, never noise.
+    fn skip(&mut self, at: Position, text: &str) -> anyhow::Result<()> {
+        if text.trim().is_empty() {
+            return Ok(());
+        }
+        if holds_report(text) {
+            let head: String = text.chars().take(60).collect();
+            bail!(
+                "{at}: a blast report behind text merge does not know ({}…): a report \
+                 starts a line, after at most a BOM, a `kubectl logs --prefix` tag and a \
+                 `--timestamps` time",
+                crate::text::escape(&head)
+            );
+        }
+        self.skipped += 1;
+        if self.first_skipped.is_none() {
+            self.first_skipped = Some((at, text.chars().take(120).collect()));
+        }
         Ok(())
     }
 
@@ -278,133 +449,6 @@ impl Splitter {
             self.pos = 0;
         }
     }
-}
-
-/// What a line begins with.
-enum Start {
-    /// Not a document: noise.
-    Noise,
-    /// A `[` whose next non-blank byte has not arrived yet.
-    NeedMore,
-    /// A document (`{`, or `[` then `{`) at this byte of the line.
-    At(usize),
-}
-
-/// Where a document begins in `line`, the start of `rest` (everything not
-/// yet consumed, to look past the line for an array's first object).
-/// `at_end`: nothing more will arrive.
-fn start_of(line: &[u8], rest: &[u8], at_end: bool) -> Start {
-    let mut i = skip_blank(line, 0);
-    if line.get(i) == Some(&b'[') {
-        match array_of_objects(rest, i, at_end) {
-            Some(true) => return Start::At(i),
-            None => return Start::NeedMore,
-            Some(false) => {}
-        }
-    }
-    if let Some(after) = kubectl_prefix(line, i) {
-        i = after;
-    }
-    if let Some(after) = timestamp(line, i) {
-        i = after;
-    }
-    i = skip_blank(line, i);
-    match line.get(i) {
-        Some(b'{') => Start::At(i),
-        Some(b'[') => match array_of_objects(rest, i, at_end) {
-            Some(true) => Start::At(i),
-            None => Start::NeedMore,
-            Some(false) => Start::Noise,
-        },
-        _ => Start::Noise,
-    }
-}
-
-/// `i` moved past blanks and UTF-8 BOMs.
-fn skip_blank(line: &[u8], mut i: usize) -> usize {
-    const BOM: &[u8] = b"\xef\xbb\xbf";
-    loop {
-        match line.get(i..) {
-            Some([b' ' | b'\t' | b'\r', ..]) => i += 1,
-            Some(r) if r.starts_with(BOM) => i += BOM.len(),
-            _ => return i,
-        }
-    }
-}
-
-/// Whether the `[` at `rest[i]` opens an array whose first item is an
-/// object; None when the bytes that tell have not arrived.
-fn array_of_objects(rest: &[u8], i: usize, at_end: bool) -> Option<bool> {
-    let after = rest.get(i + 1..).unwrap_or_default();
-    match after.iter().find(|b| !b.is_ascii_whitespace()) {
-        Some(b) => Some(*b == b'{'),
-        None if at_end => Some(false),
-        None => None,
-    }
-}
-
-/// After a `kubectl logs --prefix` tag at `line[i]`: `[NAME] ` with no
-/// blank inside the brackets.
-fn kubectl_prefix(line: &[u8], i: usize) -> Option<usize> {
-    let rest = line.get(i..)?;
-    if rest.first() != Some(&b'[') {
-        return None;
-    }
-    let close = rest.windows(2).position(|w| w == b"] ")?;
-    (close > 1 && !rest[..close].iter().any(u8::is_ascii_whitespace)).then_some(i + close + 2)
-}
-
-/// After a `kubectl logs --timestamps` time at `line[i]` and its space: RFC
-/// 3339, `2026-11-30T01:00:00.123456789Z` (kubectl's), any fraction or none,
-/// `Z` or an offset.
-fn timestamp(line: &[u8], i: usize) -> Option<usize> {
-    let s = line.get(i..)?;
-    let digits = |from: usize, n: usize| {
-        s.get(from..from + n)
-            .is_some_and(|d| d.iter().all(u8::is_ascii_digit))
-    };
-    let at = |j: usize, c: &[u8]| s.get(j).is_some_and(|b| c.contains(b));
-    let date_time = digits(0, 4)
-        && at(4, b"-")
-        && digits(5, 2)
-        && at(7, b"-")
-        && digits(8, 2)
-        && at(10, b"Tt")
-        && digits(11, 2)
-        && at(13, b":")
-        && digits(14, 2)
-        && at(16, b":")
-        && digits(17, 2);
-    if !date_time {
-        return None;
-    }
-    let mut j = 19;
-    if at(j, b".") {
-        let n = s[j + 1..].iter().take_while(|b| b.is_ascii_digit()).count();
-        if n == 0 {
-            return None;
-        }
-        j += 1 + n;
-    }
-    if at(j, b"Zz") {
-        j += 1;
-    } else if at(j, b"+-") && digits(j + 1, 2) && at(j + 3, b":") && digits(j + 4, 2) {
-        j += 6;
-    } else {
-        return None;
-    }
-    at(j, b" ").then_some(i + j + 1)
-}
-
-/// Whether a line holds a blast report's start (`"schema": "lsbaws-blast/`)
-/// somewhere: a report behind a prefix this splitter does not know.
-fn holds_report(text: &str) -> bool {
-    text.match_indices("\"schema\"").any(|(i, key)| {
-        let value = text[i + key.len()..].trim_start();
-        value
-            .strip_prefix(':')
-            .is_some_and(|v| v.trim_start().starts_with("\"lsbaws-blast/"))
-    })
 }
 
 /// serde_json's message without its own (relative) position.
@@ -439,5 +483,6 @@ pub fn split(source: &str, text: &str, cut: bool) -> anyhow::Result<Split> {
     })
 }
 
+mod line;
 #[cfg(test)]
 mod tests;

@@ -280,7 +280,7 @@ impl Merger {
         }
         let row = ShardRow {
             tag: s.tag.clone(),
-            source: s.at.to_string(),
+            source: s.at.text(),
             clients: s.clients,
             connections: s.connections,
             ok: s.ok,

@@ -14,6 +14,7 @@ use super::cell;
 use crate::blast::BlastReport;
 use crate::merge::shard::Run;
 use crate::merge::{MergeReport, ShardRow};
+use crate::shutdown::Signal;
 
 /// One JSON object on one line: the total in blast's shape (so `merge` reads
 /// it back like any blast report) plus `shards` (a row per input) and `runs`
@@ -31,6 +32,27 @@ pub fn json(report: &MergeReport, out: &mut impl Write) -> io::Result<()> {
             total: &report.total,
             shards: &report.shards,
             runs: &report.runs,
+        },
+        out,
+    )
+}
+
+/// `--json` when a stop signal came before any report was read: nothing was
+/// measured, so no total, but one object still (a `| jq` step gets input):
+/// blast's `interrupted` and `signal`, and the `error` every command's JSON
+/// has when it has no result.
+pub fn json_interrupted_before_any(signal: Signal, out: &mut impl Write) -> io::Result<()> {
+    #[derive(Serialize)]
+    struct Nothing {
+        error: String,
+        interrupted: bool,
+        signal: Signal,
+    }
+    super::json::line(
+        &Nothing {
+            error: format!("interrupted by {signal} before any report was read"),
+            interrupted: true,
+            signal,
         },
         out,
     )

@@ -94,6 +94,10 @@ fn a_report_behind_an_unknown_prefix_is_an_error_not_noise() {
     for line in [
         "svc_1  | {\"schema\":\"lsbaws-blast/1\",\"tag\":\"a\"}",
         "Nov 30 01:00:00 host lsbaws[42]: {\"tag\": \"a\", \"schema\" : \"lsbaws-blast/1\"}",
+        // Regression (attack 4, F3): JSON may write `/` as `\/` (PHP, some
+        // log shippers) and any letter as `\uXXXX`; the report was noise.
+        "svc-1  | {\"schema\":\"lsbaws-blast\\/1\",\"tag\":\"a\"}",
+        "svc-1  | {\"\\u0073chema\": \"lsbaws\\u002dblast/1\"}",
     ] {
         let err = split("f", &format!("{line}\n"), false).expect_err(line);
         let msg = err.to_string();
@@ -157,7 +161,9 @@ fn nothing_but_noise_is_no_document() {
 }
 
 /// A long document arriving in small pieces is parsed a bounded number of
-/// times, and the buffer holds no more than what is not consumed.
+/// times, and the buffer holds no more than what is not consumed: a
+/// document is tried again once half as much again waits, so at most one
+/// and a half documents and a piece.
 #[test]
 fn the_buffer_keeps_only_what_is_unfinished() {
     let doc = format!("{{\"a\": 1, \"pad\": \"{}\"}}\n", "x".repeat(100_000));
@@ -166,10 +172,73 @@ fn the_buffer_keeps_only_what_is_unfinished() {
     for _ in 0..3 {
         for piece in doc.as_bytes().chunks(1000) {
             found += s.feed(piece).expect("feed").len();
-            assert!(s.buf.len() - s.pos <= doc.len(), "{}", s.buf.len());
+            let most = doc.len() * 3 / 2 + 1000;
+            assert!(s.buf.len() - s.pos <= most, "{}", s.buf.len());
         }
     }
     found += s.finish().expect("finish").len();
     assert_eq!(found, 3);
     assert!(s.buf.len() <= doc.len(), "{}", s.buf.len());
+}
+
+/// Regression (attack 4, F4): a JSON array of reports was parsed whole, so
+/// an array on one line (`json.dump` of a list) took about seven times its
+/// size. Its items now come out as they arrive, and the buffer holds about
+/// one item.
+#[test]
+fn an_array_on_one_line_is_read_item_by_item() {
+    let item = |a: usize| format!("{{\"a\": {a}, \"pad\": \"{}\"}}", "x".repeat(1000));
+    let items: Vec<String> = (1..=200).map(item).collect();
+    let text = format!("[{}]\n", items.join(", "));
+    let mut s = Splitter::new("stdin");
+    let mut found = Vec::new();
+    for (n, piece) in text.as_bytes().chunks(4096).enumerate() {
+        found.extend(s.feed(piece).expect("feed"));
+        let most = items[0].len() * 3 / 2 + 4096;
+        assert!(s.buf.len() - s.pos <= most, "{}", s.buf.len() - s.pos);
+        assert!(s.buf.len() <= 2 * most, "{}", s.buf.len());
+        // Every item whose bytes have all come is out, but the last.
+        let whole = ((n + 1) * 4096).saturating_sub(1) / (items[0].len() + 2);
+        assert!(found.len() + 1 >= whole, "{} of {whole}", found.len());
+    }
+    found.extend(s.finish().expect("finish"));
+    let a: Vec<i64> = found
+        .iter()
+        .map(|d| d.value["a"].as_i64().expect("a"))
+        .collect();
+    assert_eq!(a, (1..=200).collect::<Vec<i64>>());
+    assert_eq!(found[199].at.to_string(), "stdin line 1 item 200");
+    assert_eq!(s.skipped, 0);
+}
+
+/// Regression (attack 4, F5): after a `[` line, every chunk of blank lines
+/// made the splitter look again from the `[` for the byte that tells an
+/// array from noise, keeping all of them: quadratic (64 MB, 15 s). Blanks
+/// are consumed as they come, whatever follows.
+#[test]
+fn blank_lines_after_a_bracket_are_consumed_as_they_come() {
+    for after in ["hello\n{\"a\": 1}\n", "{\"a\": 1}]\n"] {
+        let mut s = Splitter::new("f");
+        let mut found = s.feed(b"[\n").expect("feed");
+        let blanks = vec![b'\n'; 64 * 1024];
+        for _ in 0..32 {
+            found.extend(s.feed(&blanks).expect("feed"));
+            assert!(s.buf.len() <= 2 * blanks.len(), "{}", s.buf.len());
+        }
+        found.extend(s.feed(after.as_bytes()).expect("feed"));
+        found.extend(s.finish().expect("finish"));
+        assert_eq!(found.len(), 1, "{after:?}");
+        assert_eq!(found[0].value["a"], 1);
+        let lines = 2 + 32 * blanks.len();
+        if after.starts_with("hello") {
+            // The `[` and `hello` are noise, the object a line of its own.
+            assert_eq!(s.skipped, 2);
+            let (at, text) = s.first_skipped.clone().expect("first");
+            assert_eq!((at.line, text.as_str()), (1, "["));
+            assert_eq!(found[0].at.to_string(), format!("f line {}", lines + 1));
+        } else {
+            assert_eq!(s.skipped, 0);
+            assert_eq!(found[0].at.to_string(), "f line 1 item 1");
+        }
+    }
 }
