@@ -21,7 +21,7 @@ use anyhow::{Context, bail, ensure};
 
 use crate::cli::MergeArgs;
 use crate::merge::input::{Position, Splitter};
-use crate::merge::{self, Merger, shard};
+use crate::merge::{self, Merger};
 use crate::outcome::Outcome;
 use crate::shutdown::{Shutdown, Signal};
 
@@ -67,7 +67,7 @@ struct Intake {
 impl Intake {
     fn add_all(&mut self, docs: Vec<merge::input::Document>) -> anyhow::Result<()> {
         for doc in docs {
-            let shard = shard::read(&doc)?;
+            let shard = merge::read(&doc)?;
             self.merger.add(shard)?;
         }
         Ok(())

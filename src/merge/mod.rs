@@ -14,8 +14,8 @@
 //!
 //! - `input`: the input bytes → JSON documents with their positions.
 //! - `strict`: JSON values that refuse a repeated key.
-//! - `shard`: one document → a checked [`shard::Shard`]; `check`: the
-//!   invariants of a blast report it must hold.
+//! - `shard`: one document → a [`shard::Shard`]; `check`: the invariants of
+//!   a blast report it must hold; [`read`] does both.
 //!
 //! Must never read files or stdin, print, or return a total it could not add
 //! exactly (a run given twice included): `cmd::merge` reads, `render::merge`
@@ -55,6 +55,14 @@ pub struct ShardRow {
     /// `--start-at`'s own skew, when the run had one.
     pub release_skew_ms: Option<f64>,
     pub interrupted: bool,
+}
+
+/// One document as a checked shard, or why it is not one (a report that
+/// breaks an invariant of blast's is never added).
+pub fn read(doc: &input::Document) -> anyhow::Result<Shard> {
+    let (shard, rows) = shard::parse(doc)?;
+    check::shard(&shard, rows.as_deref())?;
+    Ok(shard)
 }
 
 /// The sum, and the rows it came from.

@@ -108,7 +108,7 @@ pub(super) fn merge_text(text: &str) -> anyhow::Result<MergeReport> {
     let shards = split
         .documents
         .iter()
-        .map(shard::read)
+        .map(super::read)
         .collect::<anyhow::Result<Vec<_>>>()?;
     merge(shards, None)
 }
