@@ -61,8 +61,9 @@ impl Command {
         match self {
             Command::Serve(_) => false,
             Command::Blast(a) => a.json,
-            // With --report FILE, stdout is COMMAND's alone: errors go to FILE.
-            Command::Audit(a) => a.json && a.report.is_none(),
+            // With --report FILE, stdout is COMMAND's: an error that went
+            // into FILE is not repeated there (`cmd::ErrorInReport`).
+            Command::Audit(a) => a.json,
             Command::Smoke(a) => a.json,
             Command::Merge(a) => a.json,
             Command::Completions(_) | Command::Man(_) => false,

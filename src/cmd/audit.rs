@@ -155,28 +155,32 @@ fn run_exec(args: &AuditArgs) -> Result<Outcome> {
     let mut config = exec_config(args)?;
     // Output files first: a path that cannot be written, or two outputs
     // that are one file, fail before COMMAND runs, not after it.
-    let (mut junit, mut report_file) = open_outputs(args, &shutdown)?;
+    let (junit, report_file) = open_outputs(args, &shutdown)?;
     config.terminal = controlling_terminal();
     let mut notify = |message: &str| super::diag(&crate::text::escape(message));
     let mut report = match audit::exec::run(&config, &shutdown, &mut notify) {
         Ok(report) => report,
         Err(err) => {
             // COMMAND did not run. The files say why too; with --report, the
-            // --json error object goes there (stdout stays COMMAND's).
+            // --json error object goes there (stdout stays COMMAND's), or on
+            // stdout when it could not.
             let message = format!("{err:#}");
-            if let Some((path, file)) = junit.as_mut() {
-                let _ = super::write_file(path, file, |out| {
+            if let Some((path, file)) = &junit {
+                let _ = super::write_file(path, file, &shutdown, |out| {
                     crate::render::junit::error_in("lsbaws audit", "command", &message, out)
                 });
             }
-            if let Some((path, file)) = report_file.as_mut() {
-                let _ = super::write_file(path, file, |out| {
+            if let Some((path, file)) = &report_file {
+                let written = super::write_file(path, file, &shutdown, |out| {
                     if args.json {
                         super::json_error(&message, out)
                     } else {
                         writeln!(out, "lsbaws: {}", crate::text::escape(&message))
                     }
                 });
+                if args.json && matches!(written, Ok(super::Written::Whole)) {
+                    return Err(super::ErrorInReport(err).into());
+                }
             }
             return Err(err);
         }
@@ -194,47 +198,61 @@ fn run_exec(args: &AuditArgs) -> Result<Outcome> {
     }
     // An output error is exit 2, unless the exit code is already COMMAND's
     // own failure or a stop signal's: those come first (the contract), and
-    // the error is said on stderr.
+    // the error is said on stderr. A reader that went away (EPIPE) is no
+    // error: that output stops, the others are written, the code stands.
     let stands = report.signal.is_some() || report.exit.is_some_and(|e| !e.success());
-    let output_error = |err: anyhow::Error| -> Result<()> {
-        if stands {
-            super::diag(&format!("{err:#}"));
-            Ok(())
-        } else {
-            Err(err)
+    let mut stopped = None;
+    let mut output = |written: Result<super::Written>| -> Result<()> {
+        match written {
+            Ok(super::Written::Stopped(signal)) => {
+                stopped.get_or_insert(signal);
+                Ok(())
+            }
+            Ok(_) => Ok(()),
+            Err(err) if stands => {
+                super::diag(&format!("{err:#}"));
+                Ok(())
+            }
+            Err(err) => Err(err),
         }
     };
     // The JUnit file first: a failure to write it that makes the exit code
-    // 2 must not follow a verdict already printed.
-    if let Some((path, file)) = junit.as_mut()
-        && let Err(err) =
-            super::write_file(path, file, |out| crate::render::exec::junit(&report, out))
-    {
-        output_error(err)?;
+    // 2 must not follow a verdict already printed. A reader that makes no
+    // room holds it up until a stop signal only (then the report is still
+    // written).
+    if let Some((path, file)) = &junit {
+        output(super::write_file(path, file, &shutdown, |out| {
+            crate::render::exec::junit(&report, out)
+        }))?;
     }
-    let written = match report_file.as_mut() {
-        Some((path, file)) => {
-            super::write_file(path, file, |out| render_exec(&report, args.json, out))
-        }
+    match &report_file {
+        Some((path, file)) => output(super::write_file(path, file, &shutdown, |out| {
+            render_exec(&report, args.json, out)
+        }))?,
         None => {
             let mut out = super::stdout();
             // The report shares stdout with COMMAND, whose output may end
             // without a newline (`printf abc`): it starts on a line of its
             // own, so the summary (or the JSON object) is a whole last line.
             // After output that did end with one, this is an empty line.
-            out.write_all(b"\n")
+            let written = out
+                .write_all(b"\n")
                 .and_then(|()| render_exec(&report, args.json, &mut out))
                 .and_then(|()| out.flush())
-                .map_err(|e| anyhow::Error::new(e).context("writing the report to stdout"))
+                .map(|()| super::Written::Whole)
+                .map_err(|e| anyhow::Error::new(e).context("writing the report to stdout"));
+            output(written)?;
         }
-    };
-    if let Err(err) = written {
-        output_error(err)?;
     }
     if let Some(error) = &report.error {
         super::diag(&crate::text::escape(error));
     }
-    Ok(report.outcome())
+    // A stop signal that cut an output came after the verdict was decided:
+    // still no verdict (exit 128 + the signal).
+    Ok(match stopped {
+        Some(signal) if report.signal.is_none() => Outcome::Interrupted(signal),
+        _ => report.outcome(),
+    })
 }
 
 /// Opens `--junit` and `--report` before COMMAND runs (`output::open_all`):

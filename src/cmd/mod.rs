@@ -19,6 +19,8 @@ pub mod smoke;
 mod output;
 mod progress;
 
+pub use output::Written;
+
 use std::io::{self, IsTerminal, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -26,6 +28,7 @@ use std::time::Duration;
 use crate::cli::{Cli, Command};
 use crate::outcome::ERROR;
 use crate::shutdown::Shutdown;
+use crate::text;
 
 /// Runs one command; returns the process exit code.
 pub fn run(cli: Cli) -> u8 {
@@ -42,6 +45,11 @@ pub fn run(cli: Cli) -> u8 {
     match result {
         Ok(outcome) => outcome.code(),
         Err(err) if err.is::<output::StoppedBeforeRun>() => stopped_before_run(&err, json),
+        // Its `{"error": ...}` is in the --report file: stdout is COMMAND's.
+        Err(err) if err.is::<ErrorInReport>() => {
+            diag(&format!("{err:#}"));
+            ERROR
+        }
         Err(err) => {
             error(&format!("{err:#}"), json);
             ERROR
@@ -129,6 +137,21 @@ fn json_in_argv() -> bool {
         .take_while(|a| a != "--")
         .any(|a| a == "--json")
 }
+
+/// An error of `audit --json --report FILE -- COMMAND` whose `{"error":
+/// ...}` object went into FILE: said on stderr only. Without it (FILE was
+/// what failed, or the error came before FILE was opened) the object goes on
+/// stdout, as every command's does.
+#[derive(Debug)]
+pub struct ErrorInReport(pub anyhow::Error);
+
+impl std::fmt::Display for ErrorInReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:#}", self.0)
+    }
+}
+
+impl std::error::Error for ErrorInReport {}
 
 /// Reports an error: one line on stderr, and with `--json` one object on stdout.
 fn error(message: &str, json: bool) {
@@ -271,17 +294,35 @@ pub fn stop_signals() -> anyhow::Result<Shutdown> {
 }
 
 /// Writes a document (JUnit XML, a report) into an output file opened by
-/// `output::open_all` (before any work); an error names the file.
+/// `output::open_all` (before any work); an error names the file. A reader
+/// that went away, or a stop signal while the reader made no room, ends this
+/// document only (said on stderr): the other outputs are still written, and
+/// the caller decides the exit code from [`Written`].
 pub fn write_file(
     path: &std::path::Path,
-    file: &mut std::fs::File,
-    render: impl FnOnce(&mut io::BufWriter<&mut std::fs::File>) -> io::Result<()>,
-) -> anyhow::Result<()> {
+    file: &std::fs::File,
+    shutdown: &Shutdown,
+    render: impl FnOnce(&mut io::BufWriter<output::FileOut<'_>>) -> io::Result<()>,
+) -> anyhow::Result<Written> {
     use anyhow::Context;
-    let mut out = io::BufWriter::new(file);
+    let mut out = io::BufWriter::new(output::FileOut::new(file, shutdown));
     render(&mut out)
         .and_then(|()| out.flush())
-        .with_context(|| format!("writing {}", path.display()))
+        .with_context(|| format!("writing {}", path.display()))?;
+    let written = out.get_ref().written();
+    let shown = path.display().to_string();
+    let name = text::escape(&shown);
+    match written {
+        Written::Whole => {}
+        Written::ReaderGone => diag(&format!(
+            "writing {name}: its reader went away (broken pipe); the rest of it was dropped"
+        )),
+        Written::Stopped(signal) => diag(&format!(
+            "writing {name}: interrupted by {} while its reader made no room; the rest of it was dropped",
+            crate::shutdown::Signal(signal)
+        )),
+    }
+    Ok(written)
 }
 
 /// Whether a live progress display is wanted: a person watching a terminal,

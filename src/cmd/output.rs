@@ -2,13 +2,16 @@
 //! checked against each other and against lsbaws's own stdout and stderr,
 //! and emptied only once they are known to be no other output.
 //!
-//! Owns how an output path is opened: without ever blocking where a stop
-//! signal cannot end the wait (a FIFO with no reader blocks `open(2)`, and
-//! the signal handlers restart it), and the refusal of two outputs that are
-//! one file. Must never empty a file before every check passed (a refused
-//! run destroys nothing) and never write a document: the commands do.
+//! Owns how an output path is opened and written: without ever blocking
+//! where a stop signal cannot end the wait (a FIFO with no reader blocks
+//! `open(2)`, and one that never reads blocks `write(2)`; the signal handlers
+//! restart both), a reader that goes away (EPIPE) ending that output only,
+//! and the refusal of two outputs that are one file or one pipe. Must never
+//! empty a file before every check passed (a refused run destroys nothing)
+//! and never render a document: the commands do.
 
 use std::fs::File;
+use std::io::{self, Write};
 use std::os::fd::AsFd;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -76,8 +79,9 @@ pub fn open_all<'a>(
     let present: Vec<_> = opened.iter().flatten().collect();
     for (i, (flag_a, a, _, id_a)) in present.iter().enumerate() {
         if let Some((flag_b, b, _, _)) = present[i + 1..].iter().find(|o| o.3.same_file(id_a)) {
+            let kind = if id_a.regular { "file" } else { "pipe" };
             bail!(
-                "{flag_a} {} and {flag_b} {} are the same file: each needs its own",
+                "{flag_a} {} and {flag_b} {} are the same {kind}: each needs its own",
                 a.display(),
                 b.display()
             );
@@ -93,12 +97,21 @@ pub fn open_all<'a>(
         ("stderr", shared(std::io::stderr().as_fd())),
     ];
     for (flag, path, _, id) in &present {
-        if let Some((stream, _)) = streams
-            .iter()
-            .find(|(_, s)| s.as_ref().is_some_and(|s| s.same_file(id)))
+        // A pipe is compared with stdout's only: a document written into
+        // stderr's pipe follows COMMAND's stderr, as the diagnostics do.
+        if let Some((stream, _)) = streams.iter().find(|(stream, s)| {
+            s.as_ref()
+                .is_some_and(|s| s.same_file(id) && (id.regular || *stream == "stdout"))
+        })
         {
+            if id.regular {
+                bail!(
+                    "{flag} {} is the file lsbaws's {stream} writes to: {why}",
+                    path.display()
+                );
+            }
             bail!(
-                "{flag} {} is the file lsbaws's {stream} writes to: {why}",
+                "{flag} {} is the pipe lsbaws's {stream} writes to: its reader would get two documents mixed into one stream (give {flag} its own path)",
                 path.display()
             );
         }
@@ -120,9 +133,8 @@ pub fn open_all<'a>(
 
 /// Opens `path` for writing, created if missing and not emptied yet. A FIFO
 /// with no reader is waited for (as a shell's `>` waits) without blocking in
-/// `open(2)`: a stop signal ends the wait with [`StoppedBeforeRun`]. What is
-/// opened blocks as usual afterwards (a stuck write after a stop signal is
-/// bounded by the output phase).
+/// `open(2)`: a stop signal ends the wait with [`StoppedBeforeRun`]. It
+/// stays O_NONBLOCK: [`FileOut`] waits for room in a way a stop signal ends.
 fn open(path: &Path, what: &str, shutdown: &Shutdown) -> Result<File> {
     use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
     let started = Instant::now();
@@ -136,11 +148,7 @@ fn open(path: &Path, what: &str, shutdown: &Shutdown) -> Result<File> {
             .custom_flags(nix::libc::O_NONBLOCK)
             .open(path);
         match opened {
-            Ok(file) => {
-                blocking(&file)
-                    .with_context(|| format!("cannot create the {what} {}", path.display()))?;
-                return Ok(file);
-            }
+            Ok(file) => return Ok(file),
             // ENXIO: a FIFO with no reader (or a socket, refused below).
             Err(e) if e.raw_os_error() == Some(nix::libc::ENXIO) => {
                 let fifo = std::fs::metadata(path).is_ok_and(|m| m.file_type().is_fifo());
@@ -175,26 +183,23 @@ fn open(path: &Path, what: &str, shutdown: &Shutdown) -> Result<File> {
     }
 }
 
-/// Clears O_NONBLOCK: it was there for the open only.
-fn blocking(file: &File) -> std::io::Result<()> {
-    use nix::fcntl::{FcntlArg, OFlag, fcntl};
-    let flags = OFlag::from_bits_truncate(fcntl(file.as_fd(), FcntlArg::F_GETFL)?);
-    fcntl(file.as_fd(), FcntlArg::F_SETFL(flags - OFlag::O_NONBLOCK))?;
-    Ok(())
-}
-
 /// What tells two open files apart.
 struct Identity {
     dev: u64,
     ino: u64,
     regular: bool,
+    /// A FIFO or a pipe (`/dev/stdout` on `| cat`).
+    pipe: bool,
 }
 
 impl Identity {
-    /// One regular file twice. Devices and pipes are left alone: writes to
-    /// /dev/null or to one pipe do not overwrite each other.
+    /// One regular file twice (the second document overwrites the first),
+    /// or one FIFO or pipe twice (its reader gets two documents mixed into
+    /// one stream, which no parser reads). Devices are left alone: writes to
+    /// /dev/null or a terminal neither overwrite nor corrupt each other.
     fn same_file(&self, other: &Identity) -> bool {
-        self.regular && other.regular && self.dev == other.dev && self.ino == other.ino
+        let kind = (self.regular && other.regular) || (self.pipe && other.pipe);
+        kind && self.dev == other.dev && self.ino == other.ino
     }
 }
 
@@ -205,5 +210,83 @@ fn identity(file: &File) -> std::io::Result<Identity> {
         dev: meta.dev(),
         ino: meta.ino(),
         regular: meta.file_type().is_file(),
+        pipe: std::os::unix::fs::FileTypeExt::is_fifo(&meta.file_type()),
     })
+}
+
+/// After a stop signal, how long an output file whose reader makes no room
+/// may hold up the outputs after it (the whole output phase has
+/// `cmd::OUTPUT_GRACE`): a stuck file must not cost the report on stdout.
+const STUCK_GRACE: Duration = Duration::from_secs(1);
+
+/// How a document went into its output file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Written {
+    Whole,
+    /// The reader went away (EPIPE): the rest went nowhere, the exit code
+    /// stands (DESIGN, Verdicts).
+    ReaderGone,
+    /// A stop signal came while the reader made no room: the rest was
+    /// dropped so the other outputs are still written.
+    Stopped(i32),
+}
+
+/// The writer of an output file (opened O_NONBLOCK by [`open_all`]): waits
+/// for room as `write(2)` would, but gives way to a stop signal after
+/// [`STUCK_GRACE`], and turns EPIPE into "the rest goes nowhere". Other
+/// errors (ENOSPC, EIO) are errors.
+pub struct FileOut<'a> {
+    file: &'a File,
+    shutdown: &'a Shutdown,
+    stopped_at: Option<Instant>,
+    written: Written,
+}
+
+impl<'a> FileOut<'a> {
+    pub fn new(file: &'a File, shutdown: &'a Shutdown) -> Self {
+        FileOut {
+            file,
+            shutdown,
+            stopped_at: None,
+            written: Written::Whole,
+        }
+    }
+
+    pub fn written(&self) -> Written {
+        self.written
+    }
+}
+
+impl Write for FileOut<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        use nix::poll::{PollFd, PollFlags, poll};
+        loop {
+            if self.written != Written::Whole {
+                return Ok(buf.len());
+            }
+            match (&mut &*self.file).write(buf) {
+                Err(e) if e.kind() == io::ErrorKind::BrokenPipe => {
+                    self.written = Written::ReaderGone;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    if let Some(signal) = self.shutdown.signal() {
+                        let since = *self.stopped_at.get_or_insert_with(Instant::now);
+                        if since.elapsed() >= STUCK_GRACE {
+                            self.written = Written::Stopped(signal);
+                            continue;
+                        }
+                    }
+                    let mut fds = [PollFd::new(self.file.as_fd(), PollFlags::POLLOUT)];
+                    // Woken by room, or after FIFO_POLL to look at the signal.
+                    let _ = poll(&mut fds, FIFO_POLL.as_millis() as u16);
+                }
+                other => return other,
+            }
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
 }

@@ -123,7 +123,7 @@ pub fn run(args: &SmokeArgs) -> anyhow::Result<Outcome> {
     // written, or the file stdout already writes to (`--junit /dev/stdout >
     // out.txt`: two descriptors writing from offset 0), fails now, not after
     // the whole job.
-    let mut junit = super::output::open_all(
+    let junit = super::output::open_all(
         &[("--junit", args.junit.as_deref(), "JUnit file")],
         "the report and the JUnit document would overwrite each other (pipe stdout, or give the JUnit file its own path)",
         &shutdown,
@@ -148,8 +148,8 @@ pub fn run(args: &SmokeArgs) -> anyhow::Result<Outcome> {
         Ok(report) => report,
         Err(err) => {
             // The CI job still gets a well-formed file that says why.
-            if let Some((path, file)) = junit.as_mut() {
-                let _ = super::write_file(path, file, |out| {
+            if let Some((path, file)) = &junit {
+                let _ = super::write_file(path, file, &shutdown, |out| {
                     crate::render::junit::error(&format!("{err:#}"), out)
                 });
             }
@@ -163,9 +163,16 @@ pub fn run(args: &SmokeArgs) -> anyhow::Result<Outcome> {
         super::diag(warning);
     }
     // The JUnit file first: a failure to write it is exit 2, and must not
-    // follow a verdict already printed.
-    if let Some((path, file)) = junit.as_mut() {
-        super::write_file(path, file, |out| crate::render::junit::smoke(&report, out))?;
+    // follow a verdict already printed. Its reader going away (EPIPE) or
+    // making no room until a stop signal ends it only: the report below is
+    // still printed.
+    let mut stopped = None;
+    if let Some((path, file)) = &junit
+        && let super::Written::Stopped(signal) = super::write_file(path, file, &shutdown, |out| {
+            crate::render::junit::smoke(&report, out)
+        })?
+    {
+        stopped = Some(signal);
     }
     let mut out = super::stdout();
     if args.json {
@@ -174,5 +181,10 @@ pub fn run(args: &SmokeArgs) -> anyhow::Result<Outcome> {
         crate::render::smoke::table(&report, &mut out)?;
     }
     out.flush()?;
-    Ok(report.outcome())
+    // A stop signal that cut an output file came after the verdict was
+    // decided: still no verdict (exit 128 + the signal).
+    Ok(match stopped {
+        Some(signal) => Outcome::Interrupted(signal),
+        None => report.outcome(),
+    })
 }
