@@ -272,8 +272,8 @@ fn a_stop_signal_ends_the_wait_for_a_fifo_reader() {
 }
 
 /// F6, the control: a reader that comes after lsbaws started waiting gets
-/// the whole document (a FIFO is waited for, not refused), and /dev/null,
-/// or /dev/stdout on a pipe, still work as outputs.
+/// the whole document (a FIFO is waited for, not refused), and /dev/null
+/// still works as an output.
 #[test]
 fn a_fifo_reader_that_comes_late_gets_the_document() {
     let dir = TempDir::new("fifo-late");
@@ -287,43 +287,19 @@ fn a_fifo_reader_that_comes_late_gets_the_document() {
     assert_eq!(status.code(), Some(0), "{}", text(&err));
     assert!(document.starts_with("lsbaws audit: PASS"), "{document}");
 
+    // /dev/null is no other output. (/dev/stdout on a pipe is stdout's
+    // stream: refused since attack 5, G4.)
     let (status, out, err) = Spawned::lsbaws(&[
         "audit",
         "--report",
-        "/dev/stdout",
+        "/dev/null",
         "--junit",
         "/dev/null",
         "--",
         "true",
     ])
     .finish(LIMIT);
-    assert_eq!(status.code(), Some(0), "{}", text(&err));
-    assert!(
-        text(&out).starts_with("lsbaws audit: PASS"),
-        "{}",
-        text(&out)
-    );
-
-    let (status, out, err) = Spawned::lsbaws(&[
-        "smoke",
-        "-q",
-        "--json",
-        "--max-clients",
-        "2",
-        "--junit",
-        "/dev/stdout",
-    ])
-    .finish(LIMIT);
-    let out = text(&out);
-    assert_eq!(status.code(), Some(0), "{out}{}", text(&err));
-    assert!(
-        out.contains("<testsuite"),
-        "no JUnit on the stdout pipe: {out}"
-    );
-    assert!(
-        out.contains("\"verdict\""),
-        "no JSON on the stdout pipe: {out}"
-    );
+    assert_eq!(status.code(), Some(0), "{}{}", text(&out), text(&err));
 }
 
 /// F8: `smoke --junit /dev/stdout` with stdout a file wrote the JUnit and

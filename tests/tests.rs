@@ -4,6 +4,7 @@
 mod attack;
 mod attack3;
 mod attack4_exec;
+mod attack5_exec;
 mod attack_serve;
 mod attack_serve2;
 mod attack_smoke;

@@ -102,8 +102,7 @@ pub fn open_all<'a>(
         if let Some((stream, _)) = streams.iter().find(|(stream, s)| {
             s.as_ref()
                 .is_some_and(|s| s.same_file(id) && (id.regular || *stream == "stdout"))
-        })
-        {
+        }) {
             if id.regular {
                 bail!(
                     "{flag} {} is the file lsbaws's {stream} writes to: {why}",
