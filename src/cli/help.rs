@@ -237,8 +237,8 @@ const AUDIT: &[Section] = &[
             (
                 "2",
                 "COMMAND cannot start, /proc could not be read during the run, an output \
-                 file cannot be written (unless COMMAND failed), two outputs are one file, \
-                 bad usage",
+                 file cannot be written (unless COMMAND failed), two outputs are one file \
+                 or one FIFO, or one is the file or pipe stdout writes to, bad usage",
             ),
             (
                 "128+N",
@@ -250,8 +250,9 @@ const AUDIT: &[Section] = &[
             ),
         ],
         outro: "Errors print one line on stderr; with --json also one object on stdout, \
-                {\"error\": \"...\"} (with --report FILE: in FILE). A closed output pipe \
-                never changes the exit code.",
+                {\"error\": \"...\"} (with --report FILE: in FILE, or on stdout when FILE is \
+                what failed). A closed output pipe (stdout, or a FIFO whose reader left) \
+                never changes the exit code: that output stops, the others are written.",
         ..Section::EMPTY
     },
     Section {
@@ -295,7 +296,7 @@ const SMOKE: &[Section] = &[
             (
                 "2",
                 "the server could not be started or reached; --junit cannot be written or \
-                 is the file stdout writes to; bad usage; or INCONCLUSIVE: the \
+                 is the file or pipe stdout writes to; bad usage; or INCONCLUSIVE: the \
                  load generator could not make every request (out of file descriptors or \
                  ephemeral ports, or --duration too short to start every client)",
             ),
