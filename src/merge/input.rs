@@ -121,7 +121,8 @@ pub struct Splitter {
     pos: usize,
     /// The line number at `pos`.
     line: usize,
-    /// No newline in `buf[pos..scanned]`: a long line is searched once.
+    /// No newline in `buf[pos..scanned]`: a long line is searched once,
+    /// whatever it begins with.
     scanned: usize,
     /// A document at `pos` that ended early is parsed again only once this
     /// many bytes wait: each attempt reads them all, so growing by half
@@ -220,18 +221,20 @@ impl Splitter {
         if self.pos >= self.buf.len() {
             return Ok(false);
         }
+        // Whatever the line turns out to be, the bytes searched are never
+        // searched again (an object that waits for more of itself comes
+        // back here with each chunk).
         let from = self.scanned.max(self.pos);
-        let (line_end, start) = match self.buf[from..].iter().position(|&b| b == b'\n') {
+        let newline = self.buf[from..].iter().position(|&b| b == b'\n');
+        self.scanned = newline.map_or(self.buf.len(), |i| from + i);
+        let (line_end, start) = match newline {
             Some(i) => (from + i, start_of(&self.buf[self.pos..from + i])),
             // A line not ended yet may already show a document's start: an
             // array of reports on one line (`json.dump` of a list) is then
             // read item by item, not held whole until its newline.
             None if end == End::More => match start_known(&self.buf[self.pos..]) {
                 Some(start) => (self.buf.len(), start),
-                None => {
-                    self.scanned = self.buf.len();
-                    return Ok(false);
-                }
+                None => return Ok(false),
             },
             None => (self.buf.len(), start_of(&self.buf[self.pos..])),
         };
@@ -366,7 +369,7 @@ impl Splitter {
                 // A number (an item that is no report) may go on in the
                 // bytes still to come.
                 if end == End::More && stop == self.buf.len() && !value.is_object() {
-                    self.wait_for = waiting + 1;
+                    self.wait_for = waiting + waiting / 2 + 1;
                     return Ok(false);
                 }
                 out.push(Document { at, value });
