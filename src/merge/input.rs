@@ -15,8 +15,9 @@
 //! that printed only noise shows up as a missing report, which `--shards`
 //! catches. A line that begins a document and does not parse is an error: a
 //! truncated report must never be merged as a smaller count. So is a skipped
-//! line that holds a blast report behind text this does not know: a report
-//! must never be dropped as noise.
+//! line that holds a blast report behind text this does not know, or
+//! JSON-escaped inside another format: a report must never be dropped as
+//! noise.
 //!
 //! Owns the splitting and positions. Must never read files (cmd does) or
 //! judge what a document says (`shard` does).
@@ -27,7 +28,7 @@ use anyhow::bail;
 use serde_json::Value;
 
 use super::strict::Strict;
-use line::{Start, holds_report, start_known, start_of};
+use line::{Held, Start, holds_report, start_known, start_of};
 
 /// Where a document began: the input's name, a 1-based line, and its place
 /// in a JSON array when it came in one.
@@ -427,14 +428,21 @@ impl Splitter {
         if text.trim().is_empty() {
             return Ok(());
         }
-        if holds_report(text) {
-            let head: String = text.chars().take(60).collect();
-            bail!(
+        let head = || crate::text::escape(&text.chars().take(60).collect::<String>()).to_string();
+        match holds_report(text) {
+            Some(Held::Plain) => bail!(
                 "{at}: a blast report behind text merge does not know ({}…): a report \
                  starts a line, after at most a BOM, a `kubectl logs --prefix` tag and a \
                  `--timestamps` time",
-                crate::text::escape(&head)
-            );
+                head()
+            ),
+            Some(Held::Escaped) => bail!(
+                "{at}: a blast report JSON-escaped inside another format ({}…): merge \
+                 reads reports as blast printed them; take the report out of its log \
+                 line first (for a log shipper's JSON: jq -r .log)",
+                head()
+            ),
+            None => {}
         }
         self.skipped += 1;
         if self.first_skipped.is_none() {

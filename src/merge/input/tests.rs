@@ -285,3 +285,34 @@ fn long_lines_in_small_pieces_are_linear() {
         }
     }
 }
+
+/// Regression (attack 5, G2): a report that is the value of a JSON string
+/// in another format (fluentd's stdout, logfmt `msg=`, a shipper's line
+/// wrapped again) read `\"schema\"` as no key, and was skipped as noise.
+#[test]
+fn a_report_escaped_inside_another_format_is_an_error_not_noise() {
+    let report = r#"{"schema":"lsbaws-blast/1","tag":"a"}"#;
+    let once = serde_json::to_string(report).expect("encode");
+    let twice = serde_json::to_string(&format!("{{\"log\":{once}}}")).expect("encode");
+    for line in [
+        format!("2026-11-30 01:02:03.0 +0000 pod.blast: {{\"log\":{once},\"stream\":\"stdout\"}}"),
+        format!("level=info msg={once}"),
+        format!("x | {{\"outer\":{twice}}}"),
+        r"svc | {\u0022schema\u0022: \u0022lsbaws-blast\/1\u0022}".to_string(),
+    ] {
+        let err = split("f", &format!("noise\n{line}\n"), false).expect_err(&line);
+        let msg = err.to_string();
+        assert!(
+            msg.starts_with("f line 2: a blast report JSON-escaped inside another format"),
+            "{msg}"
+        );
+    }
+    // Escapes with no report in them are noise as before.
+    let s = split(
+        "f",
+        "msg=\"{\\\"a\\\":1} \\x \\u12\"\nc:\\\\path\\\\\n",
+        false,
+    )
+    .expect("noise");
+    assert_eq!(s.skipped, 2);
+}
