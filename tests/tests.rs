@@ -28,6 +28,7 @@ mod man;
 mod merge;
 mod merge_attack;
 mod merge_attack4;
+mod merge_attack5;
 mod serve;
 mod serve_faults;
 mod serve_limits;

@@ -1,10 +1,13 @@
 //! `lsbaws merge`: files and stdin read, reports split, checked and added as
 //! they arrive, the tables or JSON, the verdict.
 //!
-//! Owns the reading: every file is opened before anything is read (a missing
-//! one is exit 2 at once), then all inputs are read on a helper thread so that
-//! a stop signal during a slow stream (`kubectl logs -f | lsbaws merge -`)
-//! still prints the sum of the reports that had arrived, marked interrupted.
+//! Owns the reading: the stop signals are installed first, then every file is
+//! opened before anything is read (a missing one is exit 2 at once), then all
+//! inputs are read on a helper thread so that a stop signal during a slow
+//! stream (`kubectl logs -f | lsbaws merge -`) still prints the sum of the
+//! reports that had arrived, marked interrupted. A FIFO is only checked up
+//! front and opened on that thread when its turn comes: its `open(2)` waits
+//! for a writer, and a stop signal must end that wait as it ends a read.
 //! Each chunk read is split at once and each report in it added to the
 //! running total, so memory stays that of one report and the table's rows,
 //! however many reports come. A file named on the command line must hold at
@@ -13,7 +16,7 @@
 //! judge: the `merge` engine does.
 
 use std::io::{Read, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -40,14 +43,21 @@ struct Source {
     name: String,
     /// A file named on the command line (not `-`).
     named: bool,
-    reader: Box<dyn Read + Send>,
+    reader: Reader,
+}
+
+/// An input opened, or a FIFO to open on the input thread.
+enum Reader {
+    Open(Box<dyn Read + Send>),
+    Fifo(PathBuf),
 }
 
 /// What the reader thread hands over.
 enum Chunk {
     Data(usize, Vec<u8>),
     End(usize),
-    Failed(usize, std::io::Error),
+    /// What failed ("open", "read") and why.
+    Failed(usize, &'static str, std::io::Error),
 }
 
 /// One input being read: its splitter, and whether it ended.
@@ -127,8 +137,9 @@ pub fn run(args: &MergeArgs) -> anyhow::Result<Outcome> {
     if let Some(tag) = &args.tag {
         ensure!(!tag.trim().is_empty(), "--tag must not be empty");
     }
-    let sources = open(&args.files)?;
+    // First: a signal while a FIFO input waits for its writer is handled.
     let shutdown = super::stop_signals()?;
+    let sources = open(&args.files)?;
     let mut intake = Intake {
         inputs: sources
             .iter()
@@ -216,19 +227,33 @@ fn open(files: &[std::path::PathBuf]) -> anyhow::Result<Vec<Source>> {
             sources.push(Source {
                 name: "stdin".into(),
                 named: false,
-                reader: Box::new(std::io::stdin()),
+                reader: Reader::Open(Box::new(std::io::stdin())),
             });
             continue;
         }
         // As it is: escaped where it is printed (the table, messages), and
         // the real name in JSON.
         let name = path.to_string_lossy().into_owned();
-        let file = std::fs::File::open(path)
-            .with_context(|| format!("cannot open {}", crate::text::escape(&name)))?;
+        let cannot = || format!("cannot open {}", crate::text::escape(&name));
+        let fifo = std::fs::metadata(path).is_ok_and(|m| {
+            use std::os::unix::fs::FileTypeExt;
+            m.file_type().is_fifo()
+        });
+        let reader = if fifo {
+            // Checked, not opened: an open for reading could not end a wait
+            // for the writer (O_NONBLOCK opens at once, but then reads an
+            // end of file until a writer comes).
+            nix::unistd::access(path, nix::unistd::AccessFlags::R_OK)
+                .map_err(std::io::Error::from)
+                .with_context(cannot)?;
+            Reader::Fifo(path.clone())
+        } else {
+            Reader::Open(Box::new(std::fs::File::open(path).with_context(cannot)?))
+        };
         sources.push(Source {
             name,
             named: true,
-            reader: Box::new(file),
+            reader,
         });
     }
     Ok(sources)
@@ -247,7 +272,8 @@ fn read(
     // input in memory.
     let (tx, rx) = mpsc::sync_channel(CHUNKS_AHEAD);
     // Not joined: on a signal it may be blocked in a read that never returns
-    // (a quiet pipe), and the process exits with it still there.
+    // (a quiet pipe), or in the open of a FIFO with no writer, and the
+    // process exits with it still there.
     std::thread::Builder::new()
         .name("lsbaws-merge-read".into())
         .spawn(move || reader(sources, &tx))
@@ -255,39 +281,66 @@ fn read(
     let mut total = 0usize;
     loop {
         if let Some(signal) = shutdown.interruption() {
+            // What was read before the signal was measured: it is added,
+            // not lost (bounded: what the channel holds).
+            for _ in 0..=CHUNKS_AHEAD {
+                match rx.try_recv() {
+                    Ok(chunk) => take(chunk, &mut total, intake)?,
+                    Err(_) => break,
+                }
+            }
             return Ok(Some(signal));
         }
         match rx.recv_timeout(POLL) {
-            Ok(Chunk::Data(i, bytes)) => {
-                total += bytes.len();
-                ensure!(
-                    total <= MAX_INPUT,
-                    "more than {} MiB of input: not blast reports",
-                    MAX_INPUT >> 20
-                );
-                intake.data(i, &bytes)?;
-            }
-            Ok(Chunk::End(i)) => intake.end(i)?,
-            Ok(Chunk::Failed(i, e)) => {
-                let name = intake.inputs.get(i).map_or("input", |t| t.name.as_str());
-                bail!("cannot read {}: {e}", crate::text::escape(name));
-            }
+            Ok(chunk) => take(chunk, &mut total, intake)?,
             Err(mpsc::RecvTimeoutError::Timeout) => {}
             Err(mpsc::RecvTimeoutError::Disconnected) => return Ok(None),
         }
     }
 }
 
-/// The input thread: each source in turn, in chunks, to its end.
+/// One chunk from the input thread, added to `intake`.
+fn take(chunk: Chunk, total: &mut usize, intake: &mut Intake) -> anyhow::Result<()> {
+    match chunk {
+        Chunk::Data(i, bytes) => {
+            *total += bytes.len();
+            ensure!(
+                *total <= MAX_INPUT,
+                "more than {} MiB of input: not blast reports",
+                MAX_INPUT >> 20
+            );
+            intake.data(i, &bytes)
+        }
+        Chunk::End(i) => intake.end(i),
+        Chunk::Failed(i, what, e) => {
+            let name = intake.inputs.get(i).map_or("input", |t| t.name.as_str());
+            bail!("cannot {what} {}: {e}", crate::text::escape(name));
+        }
+    }
+}
+
+/// The input thread: each source in turn (a FIFO opened when its turn
+/// comes), in chunks, to its end.
 fn reader(sources: Vec<Source>, tx: &mpsc::SyncSender<Chunk>) {
-    for (i, mut source) in sources.into_iter().enumerate() {
+    for (i, source) in sources.into_iter().enumerate() {
+        let mut input: Box<dyn Read + Send> = match source.reader {
+            Reader::Open(input) => input,
+            // Blocks until a writer opens it, as `cat FIFO` does.
+            Reader::Fifo(path) => match std::fs::File::open(&path) {
+                Ok(file) => Box::new(file),
+                Err(e) => {
+                    let _ = tx.send(Chunk::Failed(i, "open", e));
+                    return;
+                }
+            },
+        };
         let mut buf = vec![0u8; 64 * 1024];
         loop {
-            let chunk = match source.reader.read(&mut buf) {
+            let chunk = match input.read(&mut buf) {
                 Ok(0) => Chunk::End(i),
                 Ok(n) => Chunk::Data(i, buf[..n].to_vec()),
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => Chunk::Failed(i, e),
+                Err(e) => Chunk::Failed(i, "read", e),
             };
             let last = !matches!(chunk, Chunk::Data(..));
             if tx.send(chunk).is_err() {

@@ -15,8 +15,9 @@
 //! that printed only noise shows up as a missing report, which `--shards`
 //! catches. A line that begins a document and does not parse is an error: a
 //! truncated report must never be merged as a smaller count. So is a skipped
-//! line that holds a blast report behind text this does not know: a report
-//! must never be dropped as noise.
+//! line that holds a blast report behind text this does not know, or
+//! JSON-escaped inside another format: a report must never be dropped as
+//! noise.
 //!
 //! Owns the splitting and positions. Must never read files (cmd does) or
 //! judge what a document says (`shard` does).
@@ -27,7 +28,7 @@ use anyhow::bail;
 use serde_json::Value;
 
 use super::strict::Strict;
-use line::{Start, holds_report, start_known, start_of};
+use line::{Held, Start, holds_report, start_known, start_of};
 
 /// Where a document began: the input's name, a 1-based line, and its place
 /// in a JSON array when it came in one.
@@ -121,7 +122,8 @@ pub struct Splitter {
     pos: usize,
     /// The line number at `pos`.
     line: usize,
-    /// No newline in `buf[pos..scanned]`: a long line is searched once.
+    /// No newline in `buf[pos..scanned]`: a long line is searched once,
+    /// whatever it begins with.
     scanned: usize,
     /// A document at `pos` that ended early is parsed again only once this
     /// many bytes wait: each attempt reads them all, so growing by half
@@ -220,18 +222,20 @@ impl Splitter {
         if self.pos >= self.buf.len() {
             return Ok(false);
         }
+        // Whatever the line turns out to be, the bytes searched are never
+        // searched again (an object that waits for more of itself comes
+        // back here with each chunk).
         let from = self.scanned.max(self.pos);
-        let (line_end, start) = match self.buf[from..].iter().position(|&b| b == b'\n') {
+        let newline = self.buf[from..].iter().position(|&b| b == b'\n');
+        self.scanned = newline.map_or(self.buf.len(), |i| from + i);
+        let (line_end, start) = match newline {
             Some(i) => (from + i, start_of(&self.buf[self.pos..from + i])),
             // A line not ended yet may already show a document's start: an
             // array of reports on one line (`json.dump` of a list) is then
             // read item by item, not held whole until its newline.
             None if end == End::More => match start_known(&self.buf[self.pos..]) {
                 Some(start) => (self.buf.len(), start),
-                None => {
-                    self.scanned = self.buf.len();
-                    return Ok(false);
-                }
+                None => return Ok(false),
             },
             None => (self.buf.len(), start_of(&self.buf[self.pos..])),
         };
@@ -366,7 +370,7 @@ impl Splitter {
                 // A number (an item that is no report) may go on in the
                 // bytes still to come.
                 if end == End::More && stop == self.buf.len() && !value.is_object() {
-                    self.wait_for = waiting + 1;
+                    self.wait_for = waiting + waiting / 2 + 1;
                     return Ok(false);
                 }
                 out.push(Document { at, value });
@@ -424,14 +428,21 @@ impl Splitter {
         if text.trim().is_empty() {
             return Ok(());
         }
-        if holds_report(text) {
-            let head: String = text.chars().take(60).collect();
-            bail!(
+        let head = || crate::text::escape(&text.chars().take(60).collect::<String>()).to_string();
+        match holds_report(text) {
+            Some(Held::Plain) => bail!(
                 "{at}: a blast report behind text merge does not know ({}…): a report \
                  starts a line, after at most a BOM, a `kubectl logs --prefix` tag and a \
                  `--timestamps` time",
-                crate::text::escape(&head)
-            );
+                head()
+            ),
+            Some(Held::Escaped) => bail!(
+                "{at}: a blast report JSON-escaped inside another format ({}…): merge \
+                 reads reports as blast printed them; take the report out of its log \
+                 line first (for a log shipper's JSON: jq -r .log)",
+                head()
+            ),
+            None => {}
         }
         self.skipped += 1;
         if self.first_skipped.is_none() {

@@ -138,11 +138,89 @@ fn timestamp(line: &[u8], i: usize) -> Option<usize> {
     at(j, b" ").then_some(i + j + 1)
 }
 
+/// How a line of noise holds a blast report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Held {
+    /// As blast printed it, behind a prefix this splitter does not know.
+    Plain,
+    /// JSON-escaped: the value of a JSON string in another format (a log
+    /// shipper's `{"log": "{\"schema\":…"}`, logfmt `msg="{\"schema\":…"`).
+    Escaped,
+}
+
+/// How many levels of JSON escaping [`holds_report`] undoes: a report
+/// wrapped in a log line, and that line wrapped again by a second shipper.
+const ESCAPE_LEVELS: usize = 3;
+
 /// Whether a line holds a blast report's start (`"schema": "lsbaws-blast/`)
-/// somewhere: a report behind a prefix this splitter does not know. The
-/// strings are read as JSON reads them, so an encoder that writes `/` as
-/// `\/` or a letter as `\u0073` hides no report.
-pub(super) fn holds_report(text: &str) -> bool {
+/// somewhere, and how. Each level of escaping is undone on the whole line,
+/// string or not: where the strings of an unknown format begin is not
+/// known, and a `\"schema\"` read as it stands is no key. Linear in the
+/// line's length (a bounded number of passes).
+pub(super) fn holds_report(text: &str) -> Option<Held> {
+    if holds_plain(text) {
+        return Some(Held::Plain);
+    }
+    let mut text = std::borrow::Cow::Borrowed(text);
+    for _ in 0..ESCAPE_LEVELS {
+        if !text.contains('\\') {
+            return None;
+        }
+        text = std::borrow::Cow::Owned(unescape(&text));
+        if holds_plain(&text) {
+            return Some(Held::Escaped);
+        }
+    }
+    None
+}
+
+/// `text` with one level of JSON string escapes undone wherever they are;
+/// what JSON does not have (`\x`, a lone surrogate) is kept as it is.
+fn unescape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find('\\') {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 1..];
+        let simple = match after.as_bytes().first() {
+            Some(b'"') => Some('"'),
+            Some(b'\\') => Some('\\'),
+            Some(b'/') => Some('/'),
+            Some(b'b') => Some('\u{8}'),
+            Some(b'f') => Some('\u{c}'),
+            Some(b'n') => Some('\n'),
+            Some(b'r') => Some('\r'),
+            Some(b't') => Some('\t'),
+            _ => None,
+        };
+        let hex = after
+            .strip_prefix('u')
+            .and_then(|h| h.get(..4))
+            .and_then(|h| u32::from_str_radix(h, 16).ok())
+            .and_then(char::from_u32);
+        match (simple, hex) {
+            (Some(c), _) => {
+                out.push(c);
+                rest = &after[1..];
+            }
+            (None, Some(c)) => {
+                out.push(c);
+                rest = &after[5..];
+            }
+            (None, None) => {
+                out.push('\\');
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Whether `text` holds `"schema": "lsbaws-blast/` as JSON reads it: its
+/// strings decoded, so an encoder that writes `/` as `\/` or a letter as
+/// `\u0073` hides no report.
+fn holds_plain(text: &str) -> bool {
     let b = text.as_bytes();
     // Linear: each attempt reads a bounded number of bytes.
     b.iter().enumerate().any(|(i, &c)| {

@@ -242,3 +242,77 @@ fn blank_lines_after_a_bracket_are_consumed_as_they_come() {
         }
     }
 }
+
+/// Regression (attack 5, G3): a long line that begins with `{` made every
+/// chunk search the whole line again for its newline (200 MB: 97 s). Each
+/// shape here is 16 MB in 1 kB pieces: linear it takes about a second,
+/// quadratic it would take many minutes, so the loop gives up at a deadline
+/// far above the linear time and fails, rather than running on.
+#[test]
+fn long_lines_in_small_pieces_are_linear() {
+    let mb = 8 << 20;
+    let x = "x".repeat(mb);
+    let digits = "1".repeat(2 * mb);
+    let shapes = [
+        // One line that never ends: an unfinished object.
+        (format!("{{\"a\": \"{x}{x}"), 0),
+        // A long first line, then more of the same object.
+        (
+            format!("{{\"a\": 1, \"b\": \"{x}\",\n\"c\": \"{x}\"}}\n"),
+            1,
+        ),
+        // An array item that is one long number.
+        (format!("[{{\"a\": 1}}, 0.{digits}]\n"), 2),
+    ];
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    for (text, want) in shapes {
+        let mut s = Splitter::new("f");
+        let mut found = 0;
+        for piece in text.as_bytes().chunks(1024) {
+            found += s.feed(piece).expect("feed").len();
+            assert!(
+                std::time::Instant::now() < deadline,
+                "not linear: 60 s and not through {} MB",
+                text.len() >> 20
+            );
+        }
+        match s.finish() {
+            Ok(docs) => assert_eq!(found + docs.len(), want),
+            Err(e) => {
+                assert_eq!(want, 0);
+                assert!(e.to_string().contains("truncated JSON"), "{e}");
+            }
+        }
+    }
+}
+
+/// Regression (attack 5, G2): a report that is the value of a JSON string
+/// in another format (fluentd's stdout, logfmt `msg=`, a shipper's line
+/// wrapped again) read `\"schema\"` as no key, and was skipped as noise.
+#[test]
+fn a_report_escaped_inside_another_format_is_an_error_not_noise() {
+    let report = r#"{"schema":"lsbaws-blast/1","tag":"a"}"#;
+    let once = serde_json::to_string(report).expect("encode");
+    let twice = serde_json::to_string(&format!("{{\"log\":{once}}}")).expect("encode");
+    for line in [
+        format!("2026-11-30 01:02:03.0 +0000 pod.blast: {{\"log\":{once},\"stream\":\"stdout\"}}"),
+        format!("level=info msg={once}"),
+        format!("x | {{\"outer\":{twice}}}"),
+        r"svc | {\u0022schema\u0022: \u0022lsbaws-blast\/1\u0022}".to_string(),
+    ] {
+        let err = split("f", &format!("noise\n{line}\n"), false).expect_err(&line);
+        let msg = err.to_string();
+        assert!(
+            msg.starts_with("f line 2: a blast report JSON-escaped inside another format"),
+            "{msg}"
+        );
+    }
+    // Escapes with no report in them are noise as before.
+    let s = split(
+        "f",
+        "msg=\"{\\\"a\\\":1} \\x \\u12\"\nc:\\\\path\\\\\n",
+        false,
+    )
+    .expect("noise");
+    assert_eq!(s.skipped, 2);
+}
