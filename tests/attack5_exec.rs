@@ -109,7 +109,8 @@ fn a_fifo_reader_that_goes_away_changes_no_exit_code() {
 /// document bigger than the pipe, and SIGTERM while lsbaws is stuck writing
 /// it. On lsbaws-main5 the exit was 143 but stdout had no report (the JUnit
 /// file is written first and never finished). Now the file gives way to the
-/// signal: stdout has the report, the exit is still 143.
+/// signal: stdout has the report, marked interrupted (on the G6 fix alone it
+/// still said FAIL: attack 6, H1), and the exit is still 143.
 #[test]
 fn a_stuck_junit_fifo_does_not_cost_the_report_on_stdout() {
     use nix::fcntl::{FcntlArg, fcntl};
@@ -151,6 +152,12 @@ fn a_stuck_junit_fifo_does_not_cost_the_report_on_stdout() {
     assert!(
         out.contains("lsbaws audit:"),
         "the report on stdout was lost: {out:?} {err}"
+    );
+    // Attack 6, H1: the report said FAIL while the exit said 143. A signal
+    // before the report is printed means no verdict in it either.
+    assert!(
+        out.contains("INTERRUPTED by SIGTERM") && !out.contains("FAIL"),
+        "the report contradicts the exit code: {out}"
     );
     assert!(err.contains("made no room"), "{err}");
     drop(read);

@@ -200,35 +200,51 @@ fn run_exec(args: &AuditArgs) -> Result<Outcome> {
     // own failure or a stop signal's: those come first (the contract), and
     // the error is said on stderr. A reader that went away (EPIPE) is no
     // error: that output stops, the others are written, the code stands.
-    let stands = report.signal.is_some() || report.exit.is_some_and(|e| !e.success());
+    let stands =
+        |report: &ExecReport| report.signal.is_some() || report.exit.is_some_and(|e| !e.success());
     let mut stopped = None;
-    let mut output = |written: Result<super::Written>| -> Result<()> {
-        match written {
-            Ok(super::Written::Stopped(signal)) => {
-                stopped.get_or_insert(signal);
-                Ok(())
+    let output =
+        |written: Result<super::Written>, stands: bool, stopped: &mut Option<i32>| -> Result<()> {
+            match written {
+                Ok(super::Written::Stopped(signal)) => {
+                    stopped.get_or_insert(signal);
+                    Ok(())
+                }
+                Ok(_) => Ok(()),
+                Err(err) if stands => {
+                    super::diag(&format!("{err:#}"));
+                    Ok(())
+                }
+                Err(err) => Err(err),
             }
-            Ok(_) => Ok(()),
-            Err(err) if stands => {
-                super::diag(&format!("{err:#}"));
-                Ok(())
-            }
-            Err(err) => Err(err),
-        }
-    };
+        };
     // The JUnit file first: a failure to write it that makes the exit code
     // 2 must not follow a verdict already printed. A reader that makes no
     // room holds it up until a stop signal only (then the report is still
     // written).
     if let Some((path, file)) = &junit {
-        output(super::write_file(path, file, &shutdown, |out| {
+        let written = super::write_file(path, file, &shutdown, |out| {
             crate::render::exec::junit(&report, out)
-        }))?;
+        });
+        output(written, stands(&report), &mut stopped)?;
     }
+    // A stop signal while the JUnit file was written (it cut a stuck one):
+    // the report is not rendered yet, so it carries no verdict either.
+    if report.signal.is_none()
+        && let Some(signal) = shutdown.interruption()
+    {
+        report.interrupted = true;
+        report.signal = Some(signal);
+    }
+    let stands = stands(&report);
     match &report_file {
-        Some((path, file)) => output(super::write_file(path, file, &shutdown, |out| {
-            render_exec(&report, args.json, out)
-        }))?,
+        Some((path, file)) => output(
+            super::write_file(path, file, &shutdown, |out| {
+                render_exec(&report, args.json, out)
+            }),
+            stands,
+            &mut stopped,
+        )?,
         None => {
             let mut out = super::stdout();
             // The report shares stdout with COMMAND, whose output may end
@@ -241,7 +257,7 @@ fn run_exec(args: &AuditArgs) -> Result<Outcome> {
                 .and_then(|()| out.flush())
                 .map(|()| super::Written::Whole)
                 .map_err(|e| anyhow::Error::new(e).context("writing the report to stdout"));
-            output(written)?;
+            output(written, stands, &mut stopped)?;
         }
     }
     if let Some(error) = &report.error {

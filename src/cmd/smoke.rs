@@ -144,7 +144,7 @@ pub fn run(args: &SmokeArgs) -> anyhow::Result<Outcome> {
     if let Some(display) = display {
         display.finish();
     }
-    let report = match result {
+    let mut report = match result {
         Ok(report) => report,
         Err(err) => {
             // The CI job still gets a well-formed file that says why.
@@ -166,13 +166,16 @@ pub fn run(args: &SmokeArgs) -> anyhow::Result<Outcome> {
     // follow a verdict already printed. Its reader going away (EPIPE) or
     // making no room until a stop signal ends it only: the report below is
     // still printed.
-    let mut stopped = None;
-    if let Some((path, file)) = &junit
-        && let super::Written::Stopped(signal) = super::write_file(path, file, &shutdown, |out| {
+    if let Some((path, file)) = &junit {
+        super::write_file(path, file, &shutdown, |out| {
             crate::render::junit::smoke(&report, out)
-        })?
-    {
-        stopped = Some(signal);
+        })?;
+    }
+    // A stop signal while the JUnit file was written (it cut a stuck one) or
+    // after the engine's last look: the report is not printed yet, so it
+    // carries no verdict either (exit 128 + the signal).
+    if let Some(signal) = shutdown.interruption() {
+        report.interrupt(signal);
     }
     let mut out = super::stdout();
     if args.json {
@@ -181,10 +184,5 @@ pub fn run(args: &SmokeArgs) -> anyhow::Result<Outcome> {
         crate::render::smoke::table(&report, &mut out)?;
     }
     out.flush()?;
-    // A stop signal that cut an output file came after the verdict was
-    // decided: still no verdict (exit 128 + the signal).
-    Ok(match stopped {
-        Some(signal) => Outcome::Interrupted(signal),
-        None => report.outcome(),
-    })
+    Ok(report.outcome())
 }

@@ -67,6 +67,16 @@ impl SmokeReport {
         }
     }
 
+    /// A stop signal after the verdict was decided, before the report was
+    /// printed: it carries no verdict either (exit 128 + the signal).
+    pub fn interrupt(&mut self, signal: Signal) {
+        if self.signal.is_none() {
+            self.signal = Some(signal);
+            self.interrupted = true;
+            self.pass = None;
+        }
+    }
+
     pub fn outcome(&self) -> Outcome {
         match (self.signal, &self.inconclusive, self.pass) {
             (Some(Signal(sig)), _, _) => Outcome::Interrupted(sig),
