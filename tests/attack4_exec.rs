@@ -191,7 +191,8 @@ fn waiting_for_a_reader(args: &[&str]) -> Spawned {
     run
 }
 
-fn fifo(dir: &TempDir) -> String {
+/// A new FIFO in `dir`.
+pub(crate) fn fifo(dir: &TempDir) -> String {
     let path = dir.path("out.fifo");
     let made = Command::new("mkfifo").arg(&path).status().expect("mkfifo");
     assert!(made.success(), "mkfifo {path}");

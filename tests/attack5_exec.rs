@@ -6,18 +6,11 @@
 
 use std::fs::File;
 use std::os::unix::fs::OpenOptionsExt;
-use std::process::Command;
 use std::time::Duration;
 
+use crate::attack4_exec::fifo;
 use crate::audit_exec::{LIMIT, Sweep, marker, text};
 use crate::common::*;
-
-fn fifo(dir: &TempDir) -> String {
-    let path = dir.path("out.fifo");
-    let made = Command::new("mkfifo").arg(&path).status().expect("mkfifo");
-    assert!(made.success(), "mkfifo {path}");
-    path
-}
 
 /// A read end of `fifo`, opened without waiting for a writer.
 fn reader(fifo: &str) -> File {
@@ -166,6 +159,48 @@ fn a_stuck_junit_fifo_does_not_cost_the_report_on_stdout() {
         "leftovers alive: {:?}",
         pids_with_arg(&mark)
     );
+}
+
+/// Attack 6, H1, smoke's side: a `--junit` FIFO whose reader never reads (a
+/// 4096-byte pipe; the JUnit of 300 zombies is larger) and SIGTERM while smoke
+/// is stuck writing it. On lsbaws-main6 stdout said `FAIL: ...` beside exit
+/// 143; the report printed after a stop signal carries no verdict.
+#[test]
+fn smoke_stuck_on_its_junit_fifo_prints_an_interrupted_report() {
+    use nix::fcntl::{FcntlArg, fcntl};
+    use nix::poll::{PollFd, PollFlags, poll};
+    use std::os::fd::AsFd;
+    let dir = TempDir::new("fifo-stuck-smoke");
+    let fifo = fifo(&dir);
+    let read = reader(&fifo);
+    fcntl(read.as_fd(), FcntlArg::F_SETPIPE_SZ(4096)).expect("F_SETPIPE_SZ");
+    let run = Spawned::lsbaws(&[
+        "smoke",
+        "--quiet",
+        "--reaper",
+        "none",
+        "--max-clients",
+        "300",
+        "--settle",
+        "0s",
+        "--junit",
+        &fifo,
+    ]);
+    // The JUnit document has started: smoke is in its output.
+    let mut fds = [PollFd::new(read.as_fd(), PollFlags::POLLIN)];
+    let ready = poll(&mut fds, 60_000u16).expect("poll");
+    assert_eq!(ready, 1, "no JUnit came within 60 s");
+    std::thread::sleep(Duration::from_millis(200));
+    run.signal(15);
+    let (status, out, err) = run.finish(LIMIT);
+    let (out, err) = (text(&out), text(&err));
+    assert_eq!(status.code(), Some(143), "{out}{err}");
+    assert!(err.contains("made no room"), "{err}");
+    assert!(
+        out.contains("INTERRUPTED by SIGTERM") && !out.contains("FAIL"),
+        "the report contradicts the exit code: {out}"
+    );
+    drop(read);
 }
 
 /// G4: one FIFO given to both `--report` and `--junit`, and `--junit
