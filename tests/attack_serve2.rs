@@ -140,45 +140,6 @@ fn s8_an_error_at_exit_does_not_block_on_a_full_stderr() {
     assert_eq!(status.code(), Some(2), "{status}");
 }
 
-/// S4: "N children killed after grace" counted children that exited by
-/// themselves between the listing and the `kill` (a zombie, which `kill`
-/// does not refuse). The shim holds the sweep 3 s after its first SIGTERM,
-/// while the second child exits by itself (status 0): one child was killed.
-#[test]
-fn s4_children_that_exit_by_themselves_are_not_counted_as_killed() {
-    let Some(shim) = race_shim() else { return };
-    let program = fixture("cgi/sleep_query.sh");
-    let server = serve_with_race(
-        shim,
-        "sweep-pause",
-        &[
-            "--quiet",
-            "--grace",
-            "500ms",
-            "--cgi-timeout",
-            "60s",
-            "--cgi",
-            &program,
-        ],
-    );
-    let pid = server.pid();
-    let addr = server.addr;
-    let long = std::thread::spawn(move || exchange(addr, b"GET /?30 HTTP/1.1\r\n\r\n"));
-    assert!(eventually(Duration::from_secs(10), || children_of(pid)
-        .len()
-        == 1));
-    let short = std::thread::spawn(move || exchange(addr, b"GET /?2 HTTP/1.1\r\n\r\n"));
-    assert!(eventually(Duration::from_secs(10), || children_of(pid)
-        .len()
-        == 2));
-    let (status, out, err) = server.stop(Duration::from_secs(30));
-    let _ = (long.join(), short.join());
-    assert!(status.success(), "{status}: {err}");
-    let kills = err.lines().filter(|l| l.starts_with("race: kill(")).count();
-    assert!(kills >= 2, "the sweep did not signal both children: {err}");
-    assert!(out.contains(", 1 child killed after grace"), "{out}");
-}
-
 /// A shell that leaves `n` sleeps running as its children and then execs
 /// `lsbaws serve ARGS`: processes the server did not fork (foreign), listed
 /// in its children file.

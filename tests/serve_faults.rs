@@ -304,6 +304,8 @@ fn a_child_inherited_across_exec_is_foreign_even_when_it_exits_during_setup() {
 /// one the kernel may have given to another process. The shim pauses 3 s after
 /// the sweep's first SIGTERM; meanwhile the second child exits by itself. The
 /// server must not have reaped it before signalling it (ESRCH proves it did).
+/// Attack on serve, S4, is the same scene: "N children killed after grace"
+/// counted the child that exited by itself (status 0): one child was killed.
 #[test]
 fn the_shutdown_sweep_never_signals_a_pid_it_has_reaped() {
     let Some(shim) = race_shim() else { return };
@@ -349,6 +351,7 @@ fn the_shutdown_sweep_never_signals_a_pid_it_has_reaped() {
         "the sweep signalled a pid it had already reaped: {kills:?}"
     );
     assert!(out.contains("0 zombies left"), "{out}");
+    assert!(out.contains(", 1 child killed after grace"), "{out}");
 }
 
 /// Issue 10, item 13: without CONFIG_PROC_CHILDREN (no /proc/PID/task/TID/
