@@ -21,6 +21,22 @@ fn reader(fifo: &str) -> File {
         .expect("open the FIFO for reading")
 }
 
+/// Shrinks the pipe behind `read` to one page, the smallest: a document of a
+/// few kB cannot fit, so a writer that nobody reads gets stuck in it.
+fn shrink(read: &File) {
+    use nix::fcntl::{FcntlArg, fcntl};
+    fcntl(read, FcntlArg::F_SETPIPE_SZ(4096)).expect("F_SETPIPE_SZ");
+}
+
+/// Waits (bounded, 60 s) until the first bytes of the document arrive.
+fn wait_for_data(read: &File) {
+    use nix::poll::{PollFd, PollFlags, poll};
+    use std::os::fd::AsFd;
+    let mut fds = [PollFd::new(read.as_fd(), PollFlags::POLLIN)];
+    let ready = poll(&mut fds, 60_000u16).expect("poll");
+    assert_eq!(ready, 1, "no document came within 60 s");
+}
+
 /// Waits (bounded) until `pid` holds `path` open.
 fn wait_until_opened(pid: i32, path: &str) {
     let opened = eventually(Duration::from_secs(20), || {
@@ -106,9 +122,6 @@ fn a_fifo_reader_that_goes_away_changes_no_exit_code() {
 /// still said FAIL: attack 6, H1), and the exit is still 143.
 #[test]
 fn a_stuck_junit_fifo_does_not_cost_the_report_on_stdout() {
-    use nix::fcntl::{FcntlArg, fcntl};
-    use nix::poll::{PollFd, PollFlags, poll};
-    use std::os::fd::AsFd;
     let dir = TempDir::new("fifo-stuck");
     let fifo = fifo(&dir);
     let go = dir.path("go");
@@ -119,7 +132,7 @@ fn a_stuck_junit_fifo_does_not_cost_the_report_on_stdout() {
     let then = format!("for i in 1 2 3; do (exec -a \"{long}$i\" sleep {mark}) & done; sleep 0.3");
     let read = reader(&fifo);
     // The smallest pipe: the document cannot fit.
-    fcntl(read.as_fd(), FcntlArg::F_SETPIPE_SZ(4096)).expect("F_SETPIPE_SZ");
+    shrink(&read);
     let run = Spawned::lsbaws(&[
         "audit",
         "--settle",
@@ -134,9 +147,7 @@ fn a_stuck_junit_fifo_does_not_cost_the_report_on_stdout() {
     wait_until_opened(run.pid, &fifo);
     File::create(&go).expect("go");
     // The JUnit document has started: lsbaws is in its output.
-    let mut fds = [PollFd::new(read.as_fd(), PollFlags::POLLIN)];
-    let ready = poll(&mut fds, 60_000u16).expect("poll");
-    assert_eq!(ready, 1, "no JUnit came within 60 s");
+    wait_for_data(&read);
     std::thread::sleep(Duration::from_millis(200));
     run.signal(15);
     let (status, out, err) = run.finish(LIMIT);
@@ -167,13 +178,10 @@ fn a_stuck_junit_fifo_does_not_cost_the_report_on_stdout() {
 /// 143; the report printed after a stop signal carries no verdict.
 #[test]
 fn smoke_stuck_on_its_junit_fifo_prints_an_interrupted_report() {
-    use nix::fcntl::{FcntlArg, fcntl};
-    use nix::poll::{PollFd, PollFlags, poll};
-    use std::os::fd::AsFd;
     let dir = TempDir::new("fifo-stuck-smoke");
     let fifo = fifo(&dir);
     let read = reader(&fifo);
-    fcntl(read.as_fd(), FcntlArg::F_SETPIPE_SZ(4096)).expect("F_SETPIPE_SZ");
+    shrink(&read);
     let run = Spawned::lsbaws(&[
         "smoke",
         "--quiet",
@@ -187,9 +195,7 @@ fn smoke_stuck_on_its_junit_fifo_prints_an_interrupted_report() {
         &fifo,
     ]);
     // The JUnit document has started: smoke is in its output.
-    let mut fds = [PollFd::new(read.as_fd(), PollFlags::POLLIN)];
-    let ready = poll(&mut fds, 60_000u16).expect("poll");
-    assert_eq!(ready, 1, "no JUnit came within 60 s");
+    wait_for_data(&read);
     std::thread::sleep(Duration::from_millis(200));
     run.signal(15);
     let (status, out, err) = run.finish(LIMIT);
