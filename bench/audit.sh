@@ -51,34 +51,7 @@ int main(int argc, char **argv) {
 C
 cc -O2 -o "$work/zombies" "$work/zombies.c"
 
-cat >"$work/timeit.c" <<'C'
-/* Runs argv[1..] once with stdout/stderr on /dev/null; prints its wall time in
- * microseconds, from posix_spawn to waitpid. A shell's own fork would add about
- * a millisecond to every command and hide the differences being measured. */
-#include <fcntl.h>
-#include <spawn.h>
-#include <stdio.h>
-#include <sys/wait.h>
-#include <time.h>
-extern char **environ;
-int main(int argc, char **argv) {
-  posix_spawn_file_actions_t fa;
-  struct timespec a, b;
-  pid_t pid;
-  int status;
-  if (argc < 2) return 2;
-  posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
-  posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_WRONLY, 0);
-  clock_gettime(CLOCK_MONOTONIC, &a);
-  if (posix_spawnp(&pid, argv[1], &fa, 0, argv + 1, environ) != 0) { perror(argv[1]); return 2; }
-  waitpid(pid, &status, 0);
-  clock_gettime(CLOCK_MONOTONIC, &b);
-  printf("%ld\n", (long)((b.tv_sec - a.tv_sec) * 1000000L + (b.tv_nsec - a.tv_nsec) / 1000));
-  return 0;
-}
-C
-cc -O2 -o "$work/timeit" "$work/timeit.c"
+bench_timeit "$work"
 
 (cd "$top" && cargo build --release --quiet)
 lsbaws="$top/target/release/lsbaws"
@@ -93,7 +66,7 @@ out="$top/bench/results/audit-$stamp-$(hostname).txt"
 } >"$out"
 
 # Wall time of one run in microseconds.
-time_us() { "$work/timeit" "$@"; }
+time_us() { local t; t=$("$work/timeit" "$@" || true); echo "${t%% *}"; }
 
 printf '%6s %6s %9s %9s %10s %8s %7s %7s %8s\n' K procs audit_ms json_ms ps_ppid_ms ps_e_ms a/ppid a/ps_e json/ppid | tee -a "$out"
 for k in $KS; do

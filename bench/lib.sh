@@ -39,3 +39,9 @@ bench_wait_port() {
 bench_median() {
   sort -g | awk '{a[NR]=$1} END {if (NR==0) print "nan"; else if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'
 }
+
+# Builds bench/timeit.c (the timer: "wall cpu" in microseconds of one run of a
+# command) as $1/timeit.
+bench_timeit() {
+  cc -O2 -o "$1/timeit" "$(dirname "${BASH_SOURCE[0]}")/timeit.c"
+}
