@@ -72,4 +72,18 @@ mod tests {
             assert!(!escape(&c.to_string()).contains(c), "{c:?}");
         }
     }
+
+    /// The server crate keeps its own copy of the list (it depends on no other
+    /// crate of the project, and runs it after fork): both must escape the same
+    /// characters the same way, or `serve` logs could print what `audit` never
+    /// would.
+    #[test]
+    fn the_server_escapes_exactly_what_this_module_escapes() {
+        let mut buf = [0u8; 4];
+        for c in (0..=0x10ffff_u32).filter_map(char::from_u32) {
+            let mut server = String::new();
+            lsbaws_server::log::escape_into(&mut server, c.encode_utf8(&mut buf).as_bytes());
+            assert_eq!(server, escape(c.encode_utf8(&mut buf)), "{c:?}");
+        }
+    }
 }

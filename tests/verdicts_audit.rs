@@ -79,6 +79,47 @@ fn audit_keeps_exit_1_when_its_output_is_closed() {
     }
 }
 
+/// `audit --watch I --count K | head -1` stopped sampling at the closed pipe
+/// and exited with the verdict of the second sample: a zombie that appeared
+/// later turned exit 1 into 0. With `--count` the run is bounded, so the K
+/// samples are taken and the last one's verdict stands (only an endless watch
+/// stops for want of a reader).
+#[test]
+fn watch_with_a_count_keeps_sampling_after_its_output_is_closed() {
+    // The child exits after a second and is never reaped (`sleep` waits for nobody).
+    let parent = ProcGuard::new(
+        Command::new("sh")
+            .args(["-c", "sleep 1 & exec sleep 60"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("spawn sh"),
+    );
+    let pid = parent.pid().to_string();
+    let args = [
+        "audit",
+        "--pid",
+        &pid,
+        "--min-age",
+        "0s",
+        "--watch",
+        "200ms",
+        "--count",
+        "20",
+    ];
+    for extra in [&[][..], &["--json"]] {
+        let status = exit_with_closed_output(
+            Command::new(bin()).args(args).args(extra),
+            Closed::StdoutAfterOneLine,
+            LIMIT,
+        );
+        assert_exit_1(
+            status,
+            &format!("audit --watch {extra:?}, stdout closed after a line"),
+        );
+    }
+}
+
 /// Item 3: every error reading /proc/N/stat counted as "vanished": under
 /// `prlimit --nofile=4:4` audit reported ~500-900 of 2000 zombies and, with
 /// `--max-zombies 1500`, exit 0. EMFILE must be exit 2 with its reason (or,

@@ -116,8 +116,11 @@ pub fn run(args: &AuditArgs) -> Result<Outcome> {
             }
             out.flush()?; // one line per sample, as it happens
             // Nobody reads the samples any more: an endless watch would go on
-            // for no one. The last sample's verdict stands.
-            Ok(!out.get_ref().closed())
+            // for no one, so it ends here and the last sample's verdict stands.
+            // A `--count` watch is bounded and its verdict is the K-th sample's:
+            // a closed pipe must not pass it early (DESIGN: EPIPE never changes
+            // the exit code).
+            Ok(w.count.is_some() || !out.get_ref().closed())
         })?;
         if let Some(signal) = shutdown.interruption() {
             // The samples were the output; this line says they end early.
