@@ -469,7 +469,7 @@ fn duplicate_tags(runs: &[Run]) -> Vec<String> {
         .filter(|(_, n)| *n > 1)
         .map(|(tag, n)| {
             format!(
-                "tag {:?} appears {n} times: a retried pod, or runs tagged alike?",
+                "tag \"{}\" appears {n} times: a retried pod, or runs tagged alike?",
                 crate::text::escape(tag)
             )
         })

@@ -211,7 +211,7 @@ fn shard(at: &super::input::Position, w: Wire) -> anyhow::Result<(Shard, Option<
     for (key, n) in &w.errors {
         let Some(kind) = ErrorKind::ALL.iter().find(|k| k.key() == key) else {
             bail!(
-                "{at}: error kind {:?} is unknown to this lsbaws (a newer one made the \
+                "{at}: error kind \"{}\" is unknown to this lsbaws (a newer one made the \
                  report?)",
                 crate::text::escape(key)
             );
@@ -253,7 +253,7 @@ fn shard(at: &super::input::Position, w: Wire) -> anyhow::Result<(Shard, Option<
     let time = |name: &str, text: &str| {
         humantime::parse_rfc3339(text).map_err(|e| {
             anyhow::anyhow!(
-                "{at}: {name} {:?} is not an RFC 3339 UTC time: {e}",
+                "{at}: {name} \"{}\" is not an RFC 3339 UTC time: {e}",
                 crate::text::escape(text)
             )
         })
@@ -283,7 +283,7 @@ fn shard(at: &super::input::Position, w: Wire) -> anyhow::Result<(Shard, Option<
     let signal = match (&w.signal, w.interrupted) {
         (None, false) => None,
         (Some(name), true) => Some(Signal(signal_number(name).with_context(|| {
-            format!("{at}: unknown signal {:?}", crate::text::escape(name))
+            format!("{at}: unknown signal \"{}\"", crate::text::escape(name))
         })?)),
         _ => bail!("{at}: \"interrupted\" and \"signal\" disagree"),
     };

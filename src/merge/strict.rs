@@ -79,7 +79,7 @@ impl<'de> Visitor<'de> for StrictVisitor {
         while let Some(key) = map.next_key::<String>()? {
             if object.contains_key(&key) {
                 return Err(de::Error::custom(format!(
-                    "the key {:?} appears twice in one object",
+                    "the key \"{}\" appears twice in one object",
                     crate::text::escape(&key)
                 )));
             }

@@ -434,6 +434,27 @@ fn documents_that_are_not_mergeable_reports_are_refused_with_a_reason() {
             "[1, 2]\n{\"a\": 1}\n".into(),
             "not a blast report (no \"schema\" key)",
         ),
+        // Names from elsewhere are escaped once, as everywhere: `\x1b`, not
+        // the `\\x1b` of a Debug of the escaped text.
+        (
+            edit(&|v| v["errors"]["\u{1b}[2J"] = 1.into()),
+            "error kind \"\\x1b[2J\" is unknown",
+        ),
+        (
+            edit(&|v| v["started_at"] = "\u{1b}[2J".into()),
+            "started_at \"\\x1b[2J\" is not an RFC 3339",
+        ),
+        (
+            edit(&|v| {
+                v["interrupted"] = true.into();
+                v["signal"] = "\u{1b}[2J".into();
+            }),
+            "unknown signal \"\\x1b[2J\"",
+        ),
+        (
+            "{\"\\u001b\": 1, \"\\u001b\": 2}\n".into(),
+            "the key \"\\x1b\" appears twice",
+        ),
     ];
     for (text, why) in cases {
         let err = err_of(&text);
