@@ -580,6 +580,9 @@ pub struct LoadArgs {
     pub max_conns: u64,
 
     /// Loop each client until this much time has passed, instead of --max-conns.
+    ///
+    /// No request starts after it; one in flight then runs to its end or its
+    /// --timeout, so a run lasts up to DURATION + --timeout.
     #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
     pub duration: Option<Duration>,
 
